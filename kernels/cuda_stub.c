@@ -1,0 +1,25 @@
+/*
+ * cuda_stub.c - the CUDA entry points when quantbench is built without CUDA
+ * (-DQUANTBENCH_CUDA=OFF): every request for the GPU answers "no device".
+ */
+#ifndef QB_HAVE_CUDA
+#include "engine.h"
+
+int qb_cuda_available(void)
+{
+    return 0;
+}
+
+enum qb_status qb_engine_create_cuda(const struct qb_model *m, const struct qb_engine_opts *o,
+                                     struct qb_engine **out, struct qb_err *err)
+{
+    (void)m;
+    (void)o;
+    *out = NULL;
+    return qb_err_set(err, QB_ERR_NO_DEVICE,
+                      "this quantbench was built without CUDA (-DQUANTBENCH_CUDA=OFF); "
+                      "use --backend cpu or rebuild with the CUDA toolkit");
+}
+#else
+typedef int qb_cuda_stub_unused;
+#endif
