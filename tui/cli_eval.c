@@ -1,22 +1,396 @@
 /*
- * cli_eval.c - placeholder for eval and compare until the engine lands.
+ * cli_eval.c - `quantbench eval` and `quantbench compare`.
+ *
+ * eval: perplexity of MODEL on a text file, llama-perplexity style; with
+ * --scheme, the model is quantized in memory and reported next to its
+ * baseline (delta ppl, KLD, top-1 agreement, bits/weight, size).
+ * compare: the side-by-side table over several schemes (text, JSON, CSV or
+ * Markdown). Both run the shared runner in core/compare.c.
  */
+#include <cjson/cJSON.h>
+#include <getopt.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "cli.h"
+#include "cli_progress.h"
+#include "compare.h"
+#include "fileutil.h"
+
+#define DATA_MAX_BYTES ((size_t)1 << 30)
+#define DEFAULT_SCHEMES "bf16,int8,int4,nf4,fp8,nvfp4,mxfp4"
+
+enum out_format { OUT_TEXT, OUT_JSON, OUT_CSV, OUT_MD };
+
+struct eval_args {
+    const char *cmd;
+    const char *model;
+    const char *data;
+    const char *scheme;      /* eval */
+    char *schemes;           /* compare (malloced copy) */
+    long ctx, chunks, threads, group;
+    enum qb_backend backend;
+    enum out_format format;
+    enum qb_cli_progress_mode progress;
+};
+
+static void eval_usage(void)
+{
+    printf("usage: quantbench eval MODEL --data FILE [options]\n\n"
+           "Perplexity of MODEL on FILE the way llama-perplexity computes it: the text is\n"
+           "tokenized once with BOS in front, cut into chunks of --ctx tokens whose first\n"
+           "token is replaced by BOS, and the second half of each chunk is scored.\n\n"
+           "  --data FILE        text to evaluate (required)\n"
+           "  --ctx N            tokens per chunk (default 512)\n"
+           "  --chunks N         evaluate the first N chunks (default: all)\n"
+           "  --scheme S         quantize in memory first and compare with the baseline\n"
+           "                     (%s)\n"
+           "  --group N          group size for grouped schemes (32, 64 or 128)\n"
+           "  --backend B        auto (default), cpu or cuda\n"
+           "  --threads N        CPU threads (default: all cores)\n"
+           "  --json             print one JSON object on stdout\n"
+           "  --progress-json    progress as JSON lines on stderr\n"
+           "  -h, --help         this help\n\n"
+           "MODEL is a Hugging Face checkpoint directory (config.json, tokenizer.json,\n"
+           "safetensors).\n", qb_scheme_names());
+}
+
+static void compare_usage(void)
+{
+    printf("usage: quantbench compare MODEL --data FILE [--schemes LIST] [options]\n\n"
+           "Evaluate the baseline once, then each scheme quantized in memory, and print\n"
+           "bits/weight, size, perplexity, delta ppl, KL divergence and top-1 agreement\n"
+           "side by side.\n\n"
+           "  --data FILE        text to evaluate (required)\n"
+           "  --schemes LIST     comma-separated (default %s)\n"
+           "  --ctx N            tokens per chunk (default 512)\n"
+           "  --chunks N         evaluate the first N chunks (default: all)\n"
+           "  --group N          group size for grouped schemes\n"
+           "  --backend B        auto (default), cpu or cuda\n"
+           "  --threads N        CPU threads (default: all cores)\n"
+           "  --json | --csv | --md   output format (default: a text table)\n"
+           "  --progress-json    progress as JSON lines on stderr\n"
+           "  -h, --help         this help\n\n"
+           "known schemes: %s\n", DEFAULT_SCHEMES, qb_scheme_names());
+}
+
+enum { OPT_DATA = 256, OPT_CTX, OPT_CHUNKS, OPT_SCHEME, OPT_SCHEMES, OPT_GROUP, OPT_BACKEND,
+       OPT_THREADS, OPT_JSON, OPT_CSV, OPT_MD, OPT_PROGRESS_JSON };
+
+static const struct option eval_options[] = {
+    {"data", required_argument, NULL, OPT_DATA},
+    {"ctx", required_argument, NULL, OPT_CTX},
+    {"chunks", required_argument, NULL, OPT_CHUNKS},
+    {"scheme", required_argument, NULL, OPT_SCHEME},
+    {"schemes", required_argument, NULL, OPT_SCHEMES},
+    {"group", required_argument, NULL, OPT_GROUP},
+    {"backend", required_argument, NULL, OPT_BACKEND},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"csv", no_argument, NULL, OPT_CSV},
+    {"md", no_argument, NULL, OPT_MD},
+    {"progress-json", no_argument, NULL, OPT_PROGRESS_JSON},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static int parse_number(struct eval_args *a, const char *name, long min, long max, long *out)
+{
+    if (qb_cli_parse_int(optarg, min, max, out) != 0)
+        return qb_cli_usage_error(a->cmd, "%s needs an integer in [%ld, %ld], got '%s'", name,
+                                  min, max, optarg);
+    return 0;
+}
+
+/* Handle one option; returns -1 to continue, else an exit code. */
+static int handle_option(struct eval_args *a, int c, int is_compare)
+{
+    struct qb_err err = {0};
+    int rc = 0;
+    switch (c) {
+    case OPT_DATA: a->data = optarg; break;
+    case OPT_CTX: rc = parse_number(a, "--ctx", 4, 1 << 20, &a->ctx); break;
+    case OPT_CHUNKS: rc = parse_number(a, "--chunks", 0, 1 << 30, &a->chunks); break;
+    case OPT_GROUP: rc = parse_number(a, "--group", 1, 1 << 16, &a->group); break;
+    case OPT_THREADS: rc = parse_number(a, "--threads", 0, 4096, &a->threads); break;
+    case OPT_SCHEME:
+        if (is_compare)
+            return qb_cli_usage_error(a->cmd, "use --schemes LIST with compare");
+        a->scheme = optarg;
+        break;
+    case OPT_SCHEMES:
+        if (!is_compare)
+            return qb_cli_usage_error(a->cmd, "use --scheme S with eval");
+        free(a->schemes);
+        a->schemes = qb_strdup(optarg);
+        break;
+    case OPT_BACKEND:
+        if (qb_backend_parse(optarg, &a->backend, &err))
+            return qb_cli_usage_error(a->cmd, "%s", err.msg);
+        break;
+    case OPT_JSON: a->format = OUT_JSON; break;
+    case OPT_CSV: a->format = is_compare ? OUT_CSV : OUT_TEXT; break;
+    case OPT_MD: a->format = is_compare ? OUT_MD : OUT_TEXT; break;
+    case OPT_PROGRESS_JSON: a->progress = QB_CLI_PROGRESS_JSON; break;
+    case 'h':
+        if (is_compare)
+            compare_usage();
+        else
+            eval_usage();
+        return 0;
+    default: return qb_cli_usage_error(a->cmd, "unknown option");
+    }
+    return rc ? rc : -1;
+}
+
+static int parse_args(int argc, char **argv, int is_compare, struct eval_args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->cmd = is_compare ? "compare" : "eval";
+    a->ctx = 512;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", eval_options, NULL)) != -1) {
+        if (c == '?')
+            return qb_cli_usage_error(a->cmd, "unknown or incomplete option '%s'",
+                                      argv[optind - 1]);
+        int rc = handle_option(a, c, is_compare);
+        if (rc >= 0)
+            return rc == 0 ? -2 : rc; /* -2: help printed */
+    }
+    if (optind >= argc)
+        return qb_cli_usage_error(a->cmd, "missing MODEL");
+    if (optind + 1 < argc)
+        return qb_cli_usage_error(a->cmd, "unexpected argument '%s'", argv[optind + 1]);
+    a->model = argv[optind];
+    if (!a->data)
+        return qb_cli_usage_error(a->cmd, "--data FILE is required");
+    if (is_compare && !a->schemes)
+        a->schemes = qb_strdup(DEFAULT_SCHEMES);
+    return -1;
+}
+
+/* Tokenize the data file with the model's tokenizer (BOS first). */
+static enum qb_status load_tokens(const struct eval_args *a, int32_t **ids, size_t *n,
+                                  char *dtype, size_t dtype_size, struct qb_err *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    struct qb_model *m = NULL;
+    enum qb_status st = qb_model_load(a->model, NULL, &m, err);
+    if (!st)
+        st = qb_file_read_all(a->data, DATA_MAX_BYTES, &text, &len, err);
+    if (!st)
+        st = qb_eval_tokenize(m, text, len, ids, n, err);
+    if (!st)
+        snprintf(dtype, dtype_size, "%s", m->scheme.name);
+    free(text);
+    qb_model_free(m);
+    return st;
+}
+
+static void add_row_json(cJSON *o, const struct qb_compare_row *row)
+{
+    cJSON_AddStringToObject(o, "scheme", row->scheme);
+    cJSON_AddNumberToObject(o, "bits_per_weight", row->bits_per_weight);
+    cJSON_AddNumberToObject(o, "weights_bytes", (double)row->weights_bytes);
+    cJSON_AddNumberToObject(o, "decoder_bytes", (double)row->decoder_bytes);
+    cJSON_AddNumberToObject(o, "ppl", row->r.ppl);
+    cJSON_AddNumberToObject(o, "ppl_stderr", row->r.ppl_stderr);
+    if (row->is_baseline) {
+        cJSON_AddNumberToObject(o, "delta_ppl", 0);
+        cJSON_AddNullToObject(o, "kld_mean");
+        cJSON_AddNullToObject(o, "top1_agreement");
+    } else {
+        cJSON_AddNumberToObject(o, "delta_ppl", row->delta_ppl);
+        cJSON_AddNumberToObject(o, "kld_mean", row->r.kld_mean);
+        cJSON_AddNumberToObject(o, "kld_stderr", row->r.kld_stderr);
+        cJSON_AddNumberToObject(o, "top1_agreement", row->r.top1_agreement);
+    }
+    cJSON_AddNumberToObject(o, "tokens_scored", (double)row->r.tokens_scored);
+    cJSON_AddNumberToObject(o, "seconds", row->r.seconds);
+    cJSON_AddNumberToObject(o, "quantize_seconds", row->quantize_seconds);
+    cJSON_AddNumberToObject(o, "eval_tokens_per_s", row->r.tokens_per_s);
+    cJSON_AddStringToObject(o, "backend", qb_backend_name(row->r.backend));
+    if (row->note[0])
+        cJSON_AddStringToObject(o, "note", row->note);
+    else
+        cJSON_AddNullToObject(o, "note");
+}
+
+static void print_json(cJSON *root)
+{
+    char *s = cJSON_Print(root);
+    if (s)
+        printf("%s\n", s);
+    free(s);
+}
+
+static void print_eval_json(const struct eval_args *a, const struct qb_compare_row *rows, int n)
+{
+    const struct qb_compare_row *r = &rows[n - 1];
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "model", a->model);
+    cJSON_AddStringToObject(o, "data", a->data);
+    add_row_json(o, r);
+    cJSON_AddStringToObject(o, "baseline_dtype", rows[0].scheme);
+    cJSON_AddNumberToObject(o, "chunks", r->r.chunks);
+    cJSON_AddNumberToObject(o, "ctx", r->r.ctx);
+    if (n > 1) {
+        cJSON_AddNumberToObject(o, "ppl_baseline", rows[0].r.ppl);
+        cJSON_AddNumberToObject(o, "baseline_seconds", rows[0].r.seconds);
+    }
+    print_json(o);
+    cJSON_Delete(o);
+}
+
+static void print_eval_text(const struct eval_args *a, const struct qb_compare_row *rows, int n)
+{
+    const struct qb_compare_row *r = &rows[n - 1];
+    printf("model     %s\ndata      %s (%d chunks of %d, %lld tokens scored)\n", a->model,
+           a->data, r->r.chunks, r->r.ctx, (long long)r->r.tokens_scored);
+    printf("backend   %s\n", qb_backend_name(r->r.backend));
+    if (n > 1)
+        printf("baseline  %s  PPL = %.4f +/- %.4f\n", rows[0].scheme, rows[0].r.ppl,
+               rows[0].r.ppl_stderr);
+    printf("scheme    %s  %.3f bits/weight, weights %.2f MiB%s%s\n", r->scheme,
+           r->bits_per_weight, (double)r->weights_bytes / 1048576.0, r->note[0] ? ", " : "",
+           r->note);
+    printf("Final estimate: PPL = %.4f +/- %.5f\n", r->r.ppl, r->r.ppl_stderr);
+    if (n > 1)
+        printf("delta PPL = %+.4f, mean KLD = %.6f +/- %.6f, top-1 agreement = %.2f%%\n",
+               r->delta_ppl, r->r.kld_mean, r->r.kld_stderr, 100.0 * r->r.top1_agreement);
+    printf("%.2f s, %.0f tokens/s\n", r->r.seconds, r->r.tokens_per_s);
+}
+
+static void print_compare_json(const struct eval_args *a, const struct qb_compare_row *rows, int n)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "model", a->model);
+    cJSON_AddStringToObject(o, "data", a->data);
+    cJSON_AddStringToObject(o, "baseline", rows[0].scheme);
+    cJSON_AddNumberToObject(o, "chunks", rows[0].r.chunks);
+    cJSON_AddNumberToObject(o, "ctx", rows[0].r.ctx);
+    cJSON *arr = cJSON_AddArrayToObject(o, "rows");
+    for (int i = 0; i < n; i++) {
+        cJSON *row = cJSON_CreateObject();
+        add_row_json(row, &rows[i]);
+        cJSON_AddItemToArray(arr, row);
+    }
+    print_json(o);
+    cJSON_Delete(o);
+}
+
+static void format_cells(const struct qb_compare_row *r, char cells[8][32])
+{
+    snprintf(cells[0], 32, "%s", r->scheme);
+    snprintf(cells[1], 32, "%.3f", r->bits_per_weight);
+    snprintf(cells[2], 32, "%.2f", (double)r->weights_bytes / 1048576.0);
+    snprintf(cells[3], 32, "%.4f", r->r.ppl);
+    snprintf(cells[4], 32, r->is_baseline ? "-" : "%+.4f", r->delta_ppl);
+    snprintf(cells[5], 32, r->is_baseline ? "-" : "%.6f", r->r.kld_mean);
+    snprintf(cells[6], 32, r->is_baseline ? "-" : "%.2f%%", 100.0 * r->r.top1_agreement);
+    snprintf(cells[7], 32, "%.1f", r->r.seconds + r->quantize_seconds);
+}
+
+static const char *const table_head[8] = {"scheme", "bits/w", "size MiB", "ppl", "dppl",
+                                          "KLD", "top-1", "seconds"};
+
+static void print_compare_table(const struct eval_args *a, const struct qb_compare_row *rows,
+                                int n)
+{
+    char cells[8][32];
+    int md = a->format == OUT_MD, csv = a->format == OUT_CSV;
+    const char *sep = csv ? "," : md ? " | " : "  ";
+    if (!csv && !md)
+        printf("%s on %s: %d chunks x %d, %s backend\n", a->model, a->data, rows[0].r.chunks,
+               rows[0].r.ctx, qb_backend_name(rows[0].r.backend));
+    printf("%s", md ? "| " : "");
+    for (int c = 0; c < 8; c++)
+        printf(csv || md ? "%s%s" : "%-12s%s", table_head[c], c < 7 ? sep : "");
+    printf("%s\n", md ? " |" : "");
+    if (md)
+        printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (int i = 0; i < n; i++) {
+        format_cells(&rows[i], cells);
+        printf("%s", md ? "| " : "");
+        for (int c = 0; c < 8; c++)
+            printf(csv || md ? "%s%s" : "%-12s%s", cells[c], c < 7 ? sep : "");
+        printf("%s\n", md ? " |" : "");
+    }
+    for (int i = 0; i < n && !csv; i++) {
+        if (rows[i].note[0])
+            printf("%s%s: %s\n", md ? "\n" : "", rows[i].scheme, rows[i].note);
+    }
+}
+
+static int run(int argc, char **argv, int is_compare)
+{
+    struct eval_args a;
+    int rc = parse_args(argc, argv, is_compare, &a);
+    if (rc != -1) {
+        free(a.schemes);
+        return rc == -2 ? 0 : rc;
+    }
+    struct qb_err err = {0};
+    struct qb_compare_opts co = {.model_dir = a.model, .group = (int)a.group};
+    co.eval = (struct qb_eval_opts){(int)a.ctx, (int)a.chunks, (int)a.threads, a.backend};
+    struct qb_compare_row *rows = NULL;
+    int n_rows = 0;
+    int32_t *ids = NULL;
+    char dtype[32] = "";
+    struct qb_progress *progress = qb_progress_create();
+    struct qb_cli_progress bar;
+    enum qb_status st = progress ? QB_OK : qb_err_set(&err, QB_ERR_NOMEM, "out of memory");
+    if (!st && is_compare)
+        st = qb_compare_parse_list(a.schemes, &co, &err);
+    if (!st && !is_compare && a.scheme) {
+        co.schemes[0] = a.scheme;
+        co.n_schemes = 1;
+    }
+    if (!st) {
+        struct qb_scheme check;
+        for (int i = 0; !st && i < co.n_schemes; i++)
+            st = qb_scheme_parse(co.schemes[i], co.group, &check, &err);
+    }
+    if (!st) {
+        qb_cli_progress_attach(&bar, a.progress, progress);
+        qb_progress_begin(progress, is_compare ? QB_JOB_COMPARE : QB_JOB_EVAL, "tokenizing");
+        st = load_tokens(&a, &ids, &co.n_ids, dtype, sizeof dtype, &err);
+        co.ids = ids;
+    }
+    if (!st)
+        st = qb_compare_run(&co, progress, &rows, &n_rows, &err);
+    qb_progress_finish(progress, st, &err);
+    if (progress)
+        qb_cli_progress_clear(&bar);
+    if (st) {
+        qb_err_print(&err);
+    } else if (is_compare) {
+        if (a.format == OUT_JSON)
+            print_compare_json(&a, rows, n_rows);
+        else
+            print_compare_table(&a, rows, n_rows);
+    } else {
+        if (a.format == OUT_JSON)
+            print_eval_json(&a, rows, n_rows);
+        else
+            print_eval_text(&a, rows, n_rows);
+    }
+    qb_progress_free(progress);
+    free(rows);
+    free(ids);
+    free(a.schemes);
+    return qb_status_exit_code(st);
+}
 
 int qb_cmd_eval(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "quantbench eval: not available in this build yet\n");
-    return 1;
+    return run(argc, argv, 0);
 }
 
 int qb_cmd_compare(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "quantbench compare: not available in this build yet\n");
-    return 1;
+    return run(argc, argv, 1);
 }

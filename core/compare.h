@@ -1,0 +1,51 @@
+/*
+ * compare.h - several schemes side by side against the unquantized baseline.
+ *
+ * The baseline model (the checkpoint's own dtype) is evaluated once and its
+ * log-probs kept; each scheme is then loaded fresh, quantized in memory and
+ * scored against them (perplexity, delta, KL divergence, top-1 agreement),
+ * so every row is comparable. The same runner serves `quantbench compare`,
+ * `quantbench eval --scheme` and the dashboard's jobs.
+ */
+#ifndef QB_COMPARE_H
+#define QB_COMPARE_H
+
+#include <stddef.h>
+
+#include "eval.h"
+#include "quant.h"
+
+#define QB_COMPARE_MAX_SCHEMES 32
+
+struct qb_compare_opts {
+    const char *model_dir;
+    const int32_t *ids;          /* evaluation tokens, BOS first */
+    size_t n_ids;
+    const char *schemes[QB_COMPARE_MAX_SCHEMES];
+    int n_schemes;
+    int group;                   /* group-size override, 0 = scheme default */
+    struct qb_eval_opts eval;
+};
+
+struct qb_compare_row {
+    char scheme[32];             /* "int4"; the baseline row holds its dtype ("bf16") */
+    int is_baseline;
+    double bits_per_weight;      /* decoder linears, scales and zeros included */
+    size_t decoder_bytes;        /* packed decoder linears */
+    size_t weights_bytes;        /* every weight as held in memory */
+    double quantize_seconds;
+    struct qb_eval_result r;
+    double delta_ppl;            /* ppl - baseline ppl */
+    char note[96];               /* "emulated (no FP4 tensor cores on this backend)" or "" */
+};
+
+/* Evaluate the baseline and then each scheme in opts. *rows (malloced; caller frees)
+ * gets 1 + n_schemes entries, the baseline first. A scheme equal to the baseline
+ * dtype is reported as the baseline row only once. */
+enum qb_status qb_compare_run(const struct qb_compare_opts *opts, struct qb_progress *progress,
+                              struct qb_compare_row **rows, int *n_rows, struct qb_err *err);
+
+/* Split "a,b,c" into opts->schemes (pointers into buf, which is modified). */
+enum qb_status qb_compare_parse_list(char *buf, struct qb_compare_opts *opts, struct qb_err *err);
+
+#endif /* QB_COMPARE_H */
