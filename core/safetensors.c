@@ -198,6 +198,28 @@ out:
     return st;
 }
 
+enum qb_status qb_st_parse_buffer(const void *buf, size_t size, const char *origin,
+                                  size_t *data_start, struct qb_st_tensor **ts, size_t *n,
+                                  struct qb_err *err)
+{
+    *ts = NULL;
+    *n = 0;
+    if (size < 8)
+        return qb_err_set(err, QB_ERR_FORMAT, "%s: file is %zu bytes, too short for a safetensors "
+                          "header; it is truncated", origin, size);
+    const unsigned char *p = buf;
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = (hlen << 8) | p[i];
+    if (hlen > QB_ST_MAX_HEADER || hlen > size - 8)
+        return qb_err_set(err, QB_ERR_FORMAT, "%s: header length %llu exceeds the file (%zu bytes); "
+                          "the file is truncated or not safetensors", origin,
+                          (unsigned long long)hlen, size);
+    *data_start = 8 + (size_t)hlen;
+    return qb_st_parse_header((const char *)p + 8, (size_t)hlen, size - *data_start, origin, ts, n,
+                              err);
+}
+
 /* Map one shard and parse its header; tensors get shard index `shard`. */
 static enum qb_status open_shard(const char *path, int shard, struct qb_ckpt_file *f,
                                  struct qb_st_tensor **ts, size_t *n, struct qb_err *err)
@@ -208,20 +230,7 @@ static enum qb_status open_shard(const char *path, int shard, struct qb_ckpt_fil
     f->path = qb_strdup(path);
     if (!f->path)
         return qb_err_set(err, QB_ERR_NOMEM, "out of memory");
-    if (f->map.size < 8)
-        return qb_err_set(err, QB_ERR_FORMAT, "%s: file is %zu bytes, too short for a safetensors "
-                          "header; it is truncated", path, f->map.size);
-    const unsigned char *p = f->map.addr;
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--)
-        hlen = (hlen << 8) | p[i];
-    if (hlen > QB_ST_MAX_HEADER || hlen > f->map.size - 8)
-        return qb_err_set(err, QB_ERR_FORMAT, "%s: header length %llu exceeds the file (%zu bytes); "
-                          "the file is truncated or not safetensors", path,
-                          (unsigned long long)hlen, f->map.size);
-    f->data_start = 8 + (size_t)hlen;
-    st = qb_st_parse_header((const char *)p + 8, (size_t)hlen, f->map.size - f->data_start, path,
-                            ts, n, err);
+    st = qb_st_parse_buffer(f->map.addr, f->map.size, path, &f->data_start, ts, n, err);
     if (st)
         return st;
     for (size_t i = 0; i < *n; i++) {

@@ -53,6 +53,12 @@ enum qb_status qb_st_parse_header(const char *hdr, size_t len, size_t data_size,
                                   struct qb_err *err);
 void qb_st_tensors_free(struct qb_st_tensor *tensors, size_t n);
 
+/* Validate a whole safetensors file image (size bytes): the 8-byte length, the
+ * header and every entry. *data_start is the offset of the data section. */
+enum qb_status qb_st_parse_buffer(const void *buf, size_t size, const char *origin,
+                                  size_t *data_start, struct qb_st_tensor **ts, size_t *n,
+                                  struct qb_err *err);
+
 struct qb_ckpt_file {
     char *path;
     struct qb_mmap map;

@@ -1,0 +1,43 @@
+/*
+ * qb_test_util.h - helpers shared by the criterion suites: temporary
+ * directories, copies of the demo model with one file broken, and running
+ * the quantbench binary with captured stdout/stderr and exit code.
+ */
+#ifndef QB_TEST_UTIL_H
+#define QB_TEST_UTIL_H
+
+#include <stddef.h>
+
+#define QB_DEMO_MODEL QB_TEST_DATA "/ref-llama-10m"
+#define QB_EVAL_TEXT QB_TEST_DATA "/eval-gutenberg.txt"
+#define QB_CALIB_TEXT QB_TEST_DATA "/calib-gutenberg.txt"
+#define QB_REFERENCE_JSON QB_TEST_DATA "/ref-llama-10m.reference.json"
+
+/* mkdtemp under $TMPDIR; returns a malloced path. */
+char *qbt_tempdir(void);
+/* rm -rf path (best effort). */
+void qbt_rmtree(const char *path);
+/* New temp dir holding symlinks to every file of the demo model; malloced path. */
+char *qbt_demo_copy(void);
+/* Replace dir/name with a regular file holding data (len bytes). */
+void qbt_write_file(const char *dir, const char *name, const void *data, size_t len);
+/* Read a whole file (NUL-terminated, malloced); NULL on failure. */
+char *qbt_read_file(const char *path, size_t *len);
+
+struct qbt_run {
+    int exit_code;     /* -1 when killed by a signal */
+    char *out;         /* stdout, NUL-terminated, malloced */
+    char *err;         /* stderr */
+};
+
+/* Run argv (argv[0] is the program path) with stdin from the file `stdin_path` (or
+ * /dev/null when NULL); waits up to timeout_s seconds. */
+void qbt_run(const char *const *argv, const char *stdin_path, double timeout_s,
+             struct qbt_run *out);
+void qbt_run_free(struct qbt_run *r);
+/* Number of newline-terminated lines in s. */
+int qbt_count_lines(const char *s);
+/* 1 if QB_PYTHON can import every module in the comma-separated list. */
+int qbt_python_has(const char *modules);
+
+#endif /* QB_TEST_UTIL_H */
