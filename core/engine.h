@@ -53,6 +53,22 @@ enum qb_status qb_engine_create_cuda(const struct qb_model *m, const struct qb_e
 /* 1 when this build has CUDA and a GPU is present. */
 int qb_cuda_available(void);
 
+/* ---- layer-level access for calibration (CPU engine only) ----------------------
+ * The GPTQ/AWQ pipeline runs calibration activations through one decoder layer
+ * at a time. A hook sees the input of every decoder linear just before it is
+ * multiplied (q, k and v share one input, as do gate and up). */
+typedef void (*qb_linear_input_hook)(void *ctx, int layer, enum qb_linear_slot slot,
+                                     const float *x /* [n][cols] */, int64_t n);
+
+/* x[n][hidden] = embedding rows of ids. */
+enum qb_status qb_cpu_embed(struct qb_engine *e, const int32_t *ids, int n, float *x,
+                            struct qb_err *err);
+/* Run decoder layer `layer` over x[n][hidden] in place as one sequence at positions
+ * 0..n-1 (n <= max_ctx; the layer's KV cache slot is overwritten). hook may be NULL. */
+enum qb_status qb_cpu_layer_forward(struct qb_engine *e, int layer, float *x, int n,
+                                    qb_linear_input_hook hook, void *hook_ctx,
+                                    struct qb_err *err);
+
 static inline enum qb_status qb_engine_forward(struct qb_engine *e, const int32_t *ids, int n,
                                                int logits_from, float *logits, struct qb_err *err)
 {

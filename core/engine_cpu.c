@@ -29,6 +29,8 @@
 
 struct cpu_engine {
     struct qb_engine base;
+    qb_linear_input_hook hook;  /* calibration hook, NULL in normal runs */
+    void *hook_ctx;
     struct qb_pool *pool;
     float *rope_inv_freq;     /* [head_dim/2] f32, as transformers computes it */
     float *kcache, *vcache;   /* [n_layers][max_ctx][kv_dim] */
@@ -63,6 +65,13 @@ static void rope_apply(float *vec, int head_dim, int pos, const float *inv_freq)
 static float silu(float x)
 {
     return x / (1.0f + expf(-x));
+}
+
+static void call_hook(struct cpu_engine *E, int layer, enum qb_linear_slot slot, const float *x,
+                      int64_t n)
+{
+    if (E->hook)
+        E->hook(E->hook_ctx, layer, slot, x, n);
 }
 
 /* ---- parallel pieces ---------------------------------------------------------- */
@@ -166,12 +175,16 @@ static void attention_block(struct cpu_engine *E, int layer, int n, int pos0)
     const struct qb_layer *L = &m->layers[layer];
     int64_t hidden = m->cfg.hidden;
     norm_all(E, E->x, L->attn_norm, n, hidden, E->h);
+    call_hook(E, layer, QB_LIN_Q, E->h, n);
+    call_hook(E, layer, QB_LIN_K, E->h, n);
+    call_hook(E, layer, QB_LIN_V, E->h, n);
     qb_linear_matmul(&L->lin[QB_LIN_Q], E->h, n, E->q, E->pool);
     qb_linear_matmul(&L->lin[QB_LIN_K], E->h, n, E->k, E->pool);
     qb_linear_matmul(&L->lin[QB_LIN_V], E->h, n, E->v, E->pool);
     qk_post(E, L, layer, n, pos0);
     struct attn_ctx c = {E, layer, n, pos0};
     qb_pool_for(E->pool, (int64_t)n * m->cfg.n_heads, 4, attend, &c);
+    call_hook(E, layer, QB_LIN_O, E->att, n);
     qb_linear_matmul(&L->lin[QB_LIN_O], E->att, n, E->h, E->pool);
     for (int64_t i = 0; i < (int64_t)n * hidden; i++)
         E->x[i] += E->h[i];
@@ -195,10 +208,13 @@ static void mlp_block(struct cpu_engine *E, int layer, int n)
     const struct qb_layer *L = &m->layers[layer];
     int64_t hidden = m->cfg.hidden;
     norm_all(E, E->x, L->ffn_norm, n, hidden, E->h);
+    call_hook(E, layer, QB_LIN_GATE, E->h, n);
+    call_hook(E, layer, QB_LIN_UP, E->h, n);
     qb_linear_matmul(&L->lin[QB_LIN_GATE], E->h, n, E->gate, E->pool);
     qb_linear_matmul(&L->lin[QB_LIN_UP], E->h, n, E->up, E->pool);
     struct swiglu_ctx c = {E->gate, E->up};
     qb_pool_for(E->pool, (int64_t)n * m->cfg.intermediate, 4096, swiglu_range, &c);
+    call_hook(E, layer, QB_LIN_DOWN, E->gate, n);
     qb_linear_matmul(&L->lin[QB_LIN_DOWN], E->gate, n, E->h, E->pool);
     for (int64_t i = 0; i < (int64_t)n * hidden; i++)
         E->x[i] += E->h[i];
@@ -244,6 +260,44 @@ static enum qb_status cpu_forward(struct qb_engine *e, const int32_t *ids, int n
     return QB_OK;
 }
 
+static void cpu_reset(struct qb_engine *e);
+static void cpu_destroy(struct qb_engine *e);
+static const struct qb_engine_ops cpu_ops = {"cpu", cpu_forward, cpu_reset, cpu_destroy};
+
+enum qb_status qb_cpu_embed(struct qb_engine *e, const int32_t *ids, int n, float *x,
+                            struct qb_err *err)
+{
+    struct cpu_engine *E = (struct cpu_engine *)e;
+    CHECK(e->ops == &cpu_ops);
+    if (n <= 0 || n > e->max_ctx)
+        return qb_err_set(err, QB_ERR_RANGE, "%d tokens exceed the context of %d", n, e->max_ctx);
+    enum qb_status st = embed_tokens(E, ids, n, err);
+    if (!st)
+        memcpy(x, E->x, sizeof(float) * (size_t)n * (size_t)e->model->cfg.hidden);
+    return st;
+}
+
+enum qb_status qb_cpu_layer_forward(struct qb_engine *e, int layer, float *x, int n,
+                                    qb_linear_input_hook hook, void *hook_ctx,
+                                    struct qb_err *err)
+{
+    struct cpu_engine *E = (struct cpu_engine *)e;
+    CHECK(e->ops == &cpu_ops);
+    CHECK(layer >= 0 && layer < e->model->cfg.n_layers);
+    if (n <= 0 || n > e->max_ctx)
+        return qb_err_set(err, QB_ERR_RANGE, "%d tokens exceed the context of %d", n, e->max_ctx);
+    size_t bytes = sizeof(float) * (size_t)n * (size_t)e->model->cfg.hidden;
+    memcpy(E->x, x, bytes);
+    E->hook = hook;
+    E->hook_ctx = hook_ctx;
+    attention_block(E, layer, n, 0);
+    mlp_block(E, layer, n);
+    E->hook = NULL;
+    E->hook_ctx = NULL;
+    memcpy(x, E->x, bytes);
+    return QB_OK;
+}
+
 static void cpu_reset(struct qb_engine *e)
 {
     e->pos = 0;
@@ -267,7 +321,6 @@ static void cpu_destroy(struct qb_engine *e)
     free(E);
 }
 
-static const struct qb_engine_ops cpu_ops = {"cpu", cpu_forward, cpu_reset, cpu_destroy};
 
 static enum qb_status alloc_buffers(struct cpu_engine *E, struct qb_err *err)
 {
