@@ -670,9 +670,9 @@ static void *sampler_main(void *arg)
         if (timespec_before(next, now))
             next = timespec_add(now, period);
         pthread_mutex_lock(&tel->thr_lock);
-        while (!tel->stop_requested &&
-               pthread_cond_timedwait(&tel->thr_cond, &tel->thr_lock, &next) != ETIMEDOUT) {
-        }
+        int rc = 0;
+        while (!tel->stop_requested && rc != ETIMEDOUT)
+            rc = pthread_cond_timedwait(&tel->thr_cond, &tel->thr_lock, &next);
         int stop = tel->stop_requested;
         pthread_mutex_unlock(&tel->thr_lock);
         if (stop)
