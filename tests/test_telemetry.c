@@ -61,7 +61,8 @@ static char *write_meminfo(const char *body)
     return path;
 }
 
-#define ASSERT_VALID(g, field) cr_assert(qb_tel_has((g), (field)), "field %d should be valid", field)
+#define ASSERT_VALID(g, field) \
+    cr_assert(qb_tel_has((g), (field)), "field %d should be valid", field)
 #define ASSERT_NA(g, field) cr_assert(!qb_tel_has((g), (field)), "field %d should be N/A", field)
 
 /* ---- ring ------------------------------------------------------------------------ */
@@ -133,7 +134,8 @@ Test(meminfo, rejects_bad_input_with_a_message)
         {"MemTotal: 100 MB\nMemAvailable: 10 kB\n", "bad MemTotal"},
         {"MemTotal: abc kB\nMemAvailable: 10 kB\n", "bad MemTotal"},
         {"MemTotal: 99999999999999999999999 kB\nMemAvailable: 1 kB\n", "bad MemTotal"},
-        {"MemTotal: 18014398509481984 kB\nMemAvailable: 1 kB\n", "bad MemTotal"}, /* *1024 overflows */
+        /* 2^54 kB: the value fits, the bytes (* 1024) would not */
+        {"MemTotal: 18014398509481984 kB\nMemAvailable: 1 kB\n", "bad MemTotal"},
         {"MemTotal: 10 kB\nMemAvailable: 20 kB\n", "exceeds"},
         {"MemTotalX: 10 kB\nMemAvailable: 5 kB\n", "no MemTotal"},
         {"", "no MemTotal"},
