@@ -603,7 +603,15 @@ static enum qb_status select_files(struct pull *pl, const struct qb_hub_file_lis
 static enum qb_status make_dirs(struct pull *pl, struct qb_err *err)
 {
     static const char *const subs[] = {"blobs", "snapshots", "refs"};
+    static const char tag[] = "Signature: 8a477f597d28d172789f06886806bc55\n"
+                              "# This file is a cache directory tag created by quantbench.\n"
+                              "# For information about cache directory tags, see:\n"
+                              "#\thttps://bford.info/cachedir/\n";
     enum qb_status st = qb_hub_mkdirs(pl->locks_dir, err);
+    char *tag_path = qb_asprintf("%s/CACHEDIR.TAG", pl->hub->o.hub_cache);
+    if (!st && tag_path && !file_exists(tag_path)) /* as huggingface_hub does; best effort */
+        qb_hub_write_atomic(tag_path, tag, sizeof tag - 1, NULL);
+    free(tag_path);
     for (size_t i = 0; !st && i < QB_ARRAY_LEN(subs); i++) {
         char *d = qb_asprintf("%s/%s", pl->repo_dir, subs[i]);
         st = d ? qb_hub_mkdirs(d, err) : qb_err_set(err, QB_ERR_NOMEM, "out of memory");
