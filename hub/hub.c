@@ -416,6 +416,10 @@ enum qb_status qb_hub_model_info(struct qb_hub *hub, const char *repo, const cha
                           repo);
     if (rev && !qb_hub_rev_valid(rev))
         return qb_err_set(err, QB_ERR_USAGE, "'%s' is not a valid revision", rev);
+    if (hub->o.offline) {
+        st = qb_hub_model_info_cached(hub, repo, rev, out, err);
+        goto out;
+    }
     erepo = qb_hub_escape_path(repo);
     erev = qb_hub_escape(rev ? rev : "main");
     url = erepo && erev ? qb_asprintf("%s/api/models/%s/revision/%s?blobs=true", hub->o.endpoint,

@@ -148,7 +148,9 @@ struct qb_hub_model_info {
 };
 
 /* GET /api/models/REPO/revision/REV?blobs=true then config.json (skipped with
- * a note when gated without access). rev may be NULL for "main". */
+ * a note when gated without access). rev may be NULL for "main". Offline
+ * (HF_HUB_OFFLINE), answers from the cached snapshot: files, sizes, config and
+ * verdict only (Hub-side fields stay NULL / -1). */
 enum qb_status qb_hub_model_info(struct qb_hub *hub, const char *repo, const char *rev,
                                  struct qb_hub_model_info *out, struct qb_err *err);
 void qb_hub_model_info_clear(struct qb_hub_model_info *info);

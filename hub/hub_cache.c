@@ -279,8 +279,10 @@ static int is_dir(const char *p)
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* The snapshot folder of repo@rev when it holds a config.json; NULL otherwise. */
-static char *cached_snapshot(const struct qb_hub *hub, const char *repo, const char *rev)
+/* The snapshot folder of repo@rev when it holds a config.json; NULL otherwise.
+ * *commit_out (may be NULL) receives the commit (malloced) on success. */
+static char *cached_snapshot_commit(const struct qb_hub *hub, const char *repo, const char *rev,
+                                    char **commit_out)
 {
     char *dir = qb_hub_repo_dir(hub, repo);
     char *commit = dir ? ref_commit(dir, rev) : NULL;
@@ -292,9 +294,105 @@ static char *cached_snapshot(const struct qb_hub *hub, const char *repo, const c
         snap = NULL;
     }
     free(dir);
+    if (snap && commit_out) {
+        *commit_out = commit;
+        commit = NULL;
+    }
     free(commit);
     free(cfg);
     return snap;
+}
+
+static char *cached_snapshot(const struct qb_hub *hub, const char *repo, const char *rev)
+{
+    return cached_snapshot_commit(hub, repo, rev, NULL);
+}
+
+/* Append the files under root/rel (rel "" at the top) to out, bounded depth. */
+static enum qb_status walk_snapshot(const char *root, const char *rel, int depth,
+                                    struct qb_hub_file_list *out, struct qb_err *err)
+{
+    enum qb_status st = QB_OK;
+    char *dir = rel[0] ? qb_asprintf("%s/%s", root, rel) : qb_strdup(root);
+    DIR *d = dir && depth < 16 ? opendir(dir) : NULL;
+    struct dirent *e;
+    while (!st && d && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        struct stat sb;
+        char *path = rel[0] ? qb_asprintf("%s/%s", rel, e->d_name) : qb_strdup(e->d_name);
+        if (!path) {
+            st = qb_err_set(err, QB_ERR_NOMEM, "out of memory");
+            break;
+        }
+        if (fstatat(dirfd(d), e->d_name, &sb, 0) == 0 && S_ISDIR(sb.st_mode)) {
+            st = walk_snapshot(root, path, depth + 1, out, err);
+        } else if (fstatat(dirfd(d), e->d_name, &sb, 0) == 0 && S_ISREG(sb.st_mode)) {
+            struct qb_hub_file *f = qb_hub_vec_push((void **)&out->items, &out->n, &out->cap,
+                                                    sizeof *f);
+            char target[PATH_MAX];
+            ssize_t n = readlinkat(dirfd(d), e->d_name, target, sizeof target - 1);
+            if (!f) {
+                st = qb_err_set(err, QB_ERR_NOMEM, "out of memory");
+            } else {
+                f->path = path;
+                path = NULL;
+                f->size = sb.st_size;
+                target[n > 0 ? n : 0] = '\0';
+                const char *base = strrchr(target, '/');
+                if (base && qb_hub_is_hex(base + 1, 64))
+                    f->lfs_sha256 = qb_strdup(base + 1);
+            }
+        }
+        free(path);
+    }
+    if (d)
+        closedir(d);
+    free(dir);
+    return st;
+}
+
+static int cmp_files(const void *a, const void *b)
+{
+    return strcmp(((const struct qb_hub_file *)a)->path, ((const struct qb_hub_file *)b)->path);
+}
+
+enum qb_status qb_hub_model_info_cached(const struct qb_hub *hub, const char *repo,
+                                        const char *rev, struct qb_hub_model_info *out,
+                                        struct qb_err *err)
+{
+    enum qb_status st = QB_OK;
+    char *commit = NULL;
+    char *snap = cached_snapshot_commit(hub, repo, rev, &commit);
+    if (!snap)
+        return qb_err_set(err, QB_ERR_IO, "model %s%s%s is not in the cache (%s) and "
+                          "HF_HUB_OFFLINE is set", repo, rev ? "@" : "", rev ? rev : "",
+                          hub->o.hub_cache);
+    out->id = qb_strdup(repo);
+    out->revision = qb_strdup(rev ? rev : "main");
+    out->sha = commit;
+    commit = NULL;
+    st = walk_snapshot(snap, "", 0, &out->files, err);
+    if (st)
+        goto out;
+    if (out->files.n > 1)
+        qsort(out->files.items, out->files.n, sizeof *out->files.items, cmp_files);
+    for (size_t i = 0; i < out->files.n; i++)
+        out->total_size += out->files.items[i].size;
+    char *cfg_path = qb_asprintf("%s/config.json", snap);
+    size_t len = 0;
+    char *cfg = cfg_path ? qb_hub_read_file(cfg_path, 4u << 20, &len) : NULL;
+    struct qb_err ignored;
+    out->have_config = cfg && qb_hub_parse_config(cfg, len, &out->config, &ignored) == QB_OK;
+    free(cfg);
+    free(cfg_path);
+    out->supported = qb_hub_engine_verdict(&out->config, &out->verdict);
+    if (!out->id || !out->revision || !out->verdict)
+        st = qb_err_set(err, QB_ERR_NOMEM, "out of memory");
+out:
+    free(snap);
+    free(commit);
+    return st;
 }
 
 enum qb_status qb_hub_resolve_model(struct qb_hub *hub, const char *arg, int allow_pull,

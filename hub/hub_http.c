@@ -62,6 +62,7 @@ static size_t body_cb(char *p, size_t size, size_t n, void *ud)
 void qb_hub_resp_clear(struct qb_hub_resp *r)
 {
     free(r->redirect_url);
+    free(r->location);
     free(r->link);
     free(r->error_code);
     free(r->error_message);
@@ -141,6 +142,8 @@ size_t qb_hub_header_cb(char *line, size_t size, size_t n, void *ud)
 #define KEY(k) (klen == strlen(k) && strncasecmp(line, k, klen) == 0)
     if (KEY("link"))
         set_str(&r->link, header_value(v, vlen, 0));
+    else if (KEY("location"))
+        set_str(&r->location, header_value(v, vlen, 0));
     else if (KEY("x-error-code"))
         set_str(&r->error_code, header_value(v, vlen, 0));
     else if (KEY("x-error-message"))
@@ -419,7 +422,10 @@ static enum qb_status request(struct qb_hub *hub, const char *url0, int head, si
         }
         int transient = cc != CURLE_OK ? qb_hub_curl_transient(cc)
                                        : qb_hub_status_transient(resp->status);
-        if (cc == CURLE_OK && resp->status >= 300 && resp->status < 400 && !head) {
+        /* GET follows every redirect; HEAD only relative ones (a renamed repo), like
+         * huggingface_hub, so a 302 to the CDN keeps its X-Linked-* headers */
+        int relative = resp->location && !strstr(resp->location, "://");
+        if (cc == CURLE_OK && resp->status >= 300 && resp->status < 400 && (!head || relative)) {
             if (!resp->redirect_url || ++redirects > QB_HUB_MAX_REDIRECTS) {
                 st = qb_err_set(err, QB_ERR_NETWORK, "too many or malformed redirects from the "
                                 "Hub for %s", ctx && ctx->repo ? ctx->repo : "a request");

@@ -35,6 +35,7 @@ size_t qb_hub_buf_write(struct qb_hub_buf *b, const void *p, size_t n); /* retur
 struct qb_hub_resp {
     long status;
     char *redirect_url;   /* absolute target of a 3xx, resolved by curl */
+    char *location;       /* Location as sent (relative or absolute) */
     char *link;           /* Link */
     char *error_code;     /* X-Error-Code */
     char *error_message;  /* X-Error-Message */
@@ -104,6 +105,10 @@ char *qb_hub_read_file(const char *path, size_t max, size_t *len);
 /* Place a relative symlink snapshots/COMMIT/FILE -> ../../blobs/ETAG (atomic). */
 enum qb_status qb_hub_link_snapshot(const char *repo_dir, const char *commit, const char *file,
                                     const char *etag, struct qb_err *err);
+/* Model info from the cache only (offline): files, sizes and config of the snapshot. */
+enum qb_status qb_hub_model_info_cached(const struct qb_hub *hub, const char *repo,
+                                        const char *rev, struct qb_hub_model_info *out,
+                                        struct qb_err *err);
 /* Repo id check: ORG/NAME with [A-Za-z0-9._-], no "..", no leading '-' or '.'. */
 int qb_hub_repo_id_valid(const char *repo);
 /* Revision check: a branch, tag or commit that is also a safe refs/ path. */

@@ -23,7 +23,8 @@ short), no-range (the CDN ignores Range), slow (a slow body), stall (a body
 that stops), rate-limited (one 429 Retry-After: 1), rate-limited-long (429
 Retry-After: 3600), flaky (one 503 on the tree), malformed (cut JSON),
 missing-entry (a listed file answering EntryNotFound), paged-tree (the tree
-in pages of 2).
+in pages of 2), huge (X-Linked-Size of 1 PB), renamed (every URL answers 307
+with a relative Location to tiny-llama's, like a renamed repo).
 """
 import argparse
 import base64
@@ -140,6 +141,8 @@ def build_repos(data_dir):
         Repo("qb-test/missing-entry", {"config.json": llama_config()},
              extra_tree=[{"type": "file", "oid": "0" * 40, "size": 10,
                           "path": "tokenizer.model"}]),
+        Repo("qb-test/huge", {"config.json": llama_config(),
+                              "model.safetensors": det_bytes("huge", 1000)}, huge=True),
         Repo("qb-test/paged-tree", {"config.json": llama_config(),
                                     "a.json": b"{}\n", "b.json": b"[]\n",
                                     "c/d.json": b'{"d": 1}\n', "e.txt": b"e\n"}),
@@ -245,6 +248,9 @@ class Handler(BaseHTTPRequestHandler):
         path = urllib.parse.unquote(url.path)
         if self.server.role == "cdn":
             return self.cdn(path)
+        if "/qb-test/renamed/" in url.path or url.path.endswith("/qb-test/renamed"):
+            loc = self.path.replace("/qb-test/renamed", "/qb-test/tiny-llama", 1)
+            return self.send(307, b"", {"Location": loc}, ctype="text/plain")
         if url.path == "/api/models":
             return self.search(q)
         if url.path.startswith("/api/models/"):
@@ -395,7 +401,8 @@ class Handler(BaseHTTPRequestHandler):
             sha = hashlib.sha256(data).hexdigest()
             loc = "%s/cdn/%s/%s?X-Amz-Signature=abc123" % (
                 self.base("cdn"), name, urllib.parse.quote(path))
-            h = dict(common, **{"X-Linked-Etag": '"%s"' % sha, "X-Linked-Size": str(len(data)),
+            size = 10**15 if repo.flags.get("huge") else len(data)
+            h = dict(common, **{"X-Linked-Etag": '"%s"' % sha, "X-Linked-Size": str(size),
                                 "ETag": '"%s"' % git_sha1(data), "Location": loc})
             return self.send(302, b"", h, ctype="text/plain")
         h = dict(common, ETag='"%s"' % git_sha1(data))

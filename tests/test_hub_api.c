@@ -648,3 +648,51 @@ Test(hub_api, dataset_c4_and_pileval_slices)
                  QB_ERR_USAGE);
     qb_hub_free(hub);
 }
+
+Test(hub_api, pull_checks_free_space_and_follows_a_renamed_repo)
+{
+    struct qb_err err;
+    char *snap = NULL;
+    struct qb_hub_pull_opts o = {0};
+    hub = hub_test_open(NULL, 0);
+    cr_assert_eq(qb_hub_pull(hub, "qb-test/huge", NULL, &o, &snap, &err), QB_ERR_IO);
+    cr_assert(strstr(err.msg, "not enough free disk space"), "%s", err.msg);
+    cr_assert_not(hub_path_exists("%s", srv.cache), "checked before anything is written");
+    cr_assert_eq(hub_log_count("\"server\": \"cdn\"", NULL), 0);
+    /* 307 with a relative Location: followed for the API, the GETs and the HEADs */
+    snap = pull_ok("qb-test/renamed", NULL, NULL);
+    cr_assert(strstr(snap, "models--qb-test--renamed/snapshots/"), "%s", snap);
+    cr_assert(hub_path_exists("%s/model.safetensors", snap));
+    cr_assert_gt(hub_log_count("\"HEAD\"", "tiny-llama/resolve/", NULL), 0);
+    free(snap);
+    qb_hub_free(hub);
+}
+
+Test(hub_api, info_offline_answers_from_the_cache)
+{
+    struct qb_hub_model_info m;
+    struct qb_err err;
+    hub = hub_test_open(NULL, 1);
+    cr_assert_eq(qb_hub_model_info(hub, TINY, NULL, &m, &err), QB_ERR_IO);
+    cr_assert(strstr(err.msg, "not in the cache"), "%s", err.msg);
+    qb_hub_free(hub);
+    hub = hub_test_open(NULL, 0);
+    free(pull_ok(TINY, NULL, NULL));
+    qb_hub_free(hub);
+    hub = hub_test_open(NULL, 1);
+    int before = hub_log_count("", NULL);
+    cr_assert_eq(qb_hub_model_info(hub, TINY, NULL, &m, &err), QB_OK, "%s", err.msg);
+    cr_assert_eq(hub_log_count("", NULL), before);
+    cr_assert_eq(m.files.n, 7);
+    cr_assert_str_eq(m.files.items[0].path, "README.md");
+    cr_assert_str_eq(m.files.items[6].path, "tokenizer_config.json");
+    cr_assert_eq(m.total_size, 300000 + 266 + 39 + 44 + 27 + 17 + 35);
+    cr_assert(m.have_config);
+    cr_assert_eq(m.config.kv_heads, 2);
+    cr_assert(m.supported);
+    cr_assert_eq(strlen(m.sha), 40);
+    cr_assert_null(m.license);
+    cr_assert_eq(m.downloads, -1);
+    qb_hub_model_info_clear(&m);
+    qb_hub_free(hub);
+}
