@@ -396,10 +396,14 @@ static void draw_bar(void *ctx, const struct qb_progress *p)
     for (int i = 0; i < 30; i++)
         bar[i] = i < fill ? '#' : ' ';
     bar[30] = '\0';
-    fprintf(stderr, "\r[%s] %3.0f%% %s/%s %s/s ETA %s%.0fs   ", bar, s.fraction * 100,
+    char eta[32];
+    if (s.eta_s < 0)
+        snprintf(eta, sizeof eta, "?");
+    else
+        snprintf(eta, sizeof eta, "%.0fs", s.eta_s);
+    fprintf(stderr, "\r[%s] %3.0f%% %s/%s %s/s ETA %s   ", bar, s.fraction * 100,
             human_bytes(s.done, done, sizeof done), human_bytes(s.total, total, sizeof total),
-            human_bytes((int64_t)s.rate, rate, sizeof rate), s.eta_s < 0 ? "?" : "",
-            s.eta_s < 0 ? 0 : s.eta_s);
+            human_bytes((int64_t)s.rate, rate, sizeof rate), eta);
     if (s.finished)
         fputc('\n', stderr);
 }
