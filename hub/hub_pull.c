@@ -677,8 +677,12 @@ enum qb_status qb_hub_pull(struct qb_hub *hub, const char *repo, const char *rev
     st = list_tree(hub, repo, pl.commit, &tree, err);
     if (!st)
         st = select_files(&pl, &tree, opts, err);
-    for (size_t i = 0; !st && i < pl.n; i++)
-        st = head_file(&pl, &pl.files[i], err);
+    for (size_t i = 0; !st && i < pl.n; i++) {
+        if (qb_progress_cancelled(prog))
+            st = qb_err_set(err, QB_ERR_CANCELLED, "pull of %s cancelled", repo);
+        else
+            st = head_file(&pl, &pl.files[i], err);
+    }
     if (st)
         goto out;
     for (size_t i = 0; i < pl.n; i++) {

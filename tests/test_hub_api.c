@@ -696,3 +696,40 @@ Test(hub_api, info_offline_answers_from_the_cache)
     qb_hub_model_info_clear(&m);
     qb_hub_free(hub);
 }
+
+/* Listener: cancel as soon as some bytes of the slow body arrived. */
+static void cancel_when_started(void *ctx, const struct qb_progress *p)
+{
+    struct qb_progress_snapshot s;
+    (void)ctx;
+    qb_progress_read(p, &s);
+    if (s.running && s.done > 300)
+        qb_progress_cancel((struct qb_progress *)p);
+}
+
+Test(hub_api, pull_cancel_keeps_the_partial_and_links_nothing)
+{
+    struct qb_err err;
+    char *snap = NULL;
+    struct qb_progress *p = qb_progress_create();
+    qb_progress_set_listener(p, cancel_when_started, NULL);
+    hub = hub_test_open(NULL, 0);
+    struct qb_hub_pull_opts o = {.progress = p};
+    cr_assert_eq(qb_hub_pull(hub, "qb-test/slow", NULL, &o, &snap, &err), QB_ERR_CANCELLED);
+    cr_assert_null(snap);
+    cr_assert_not(hub_path_exists("%s/models--qb-test--slow/refs/main", srv.cache));
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s/models--qb-test--slow/snapshots')\"",
+             srv.cache);
+    cr_assert_eq(system(cmd), 0, "nothing linked");
+    struct qb_progress_snapshot s;
+    qb_progress_read(p, &s);
+    cr_assert(s.finished);
+    cr_assert_eq(s.status, QB_ERR_CANCELLED);
+    /* the next pull resumes the partial file */
+    qb_progress_set_listener(p, NULL, NULL);
+    free(pull_ok("qb-test/slow", NULL, &o));
+    cr_assert_eq(hub_log_count("\"server\": \"cdn\"", "\"range\": \"bytes=", NULL), 1);
+    qb_progress_free(p);
+    qb_hub_free(hub);
+}
