@@ -28,8 +28,8 @@
 static int env_true(const char *name)
 {
     const char *v = getenv(name);
-    return v && (strcasecmp(v, "1") == 0 || strcasecmp(v, "on") == 0 ||
-                 strcasecmp(v, "yes") == 0 || strcasecmp(v, "true") == 0);
+    return v && (strcasecmp(v, "1") == 0 || strcasecmp(v, "on") == 0 || strcasecmp(v, "yes") == 0 ||
+                 strcasecmp(v, "true") == 0);
 }
 
 static const char *env_nonempty(const char *name)
@@ -102,14 +102,15 @@ enum qb_status qb_hub_opts_from_env(struct qb_hub_opts *o, struct qb_err *err)
     const char *hub_cache = env_nonempty("HF_HUB_CACHE");
     if (!hub_cache)
         hub_cache = env_nonempty("HUGGINGFACE_HUB_CACHE");
-    o->hub_cache = hub_cache ? qb_strdup(hub_cache) : hf_home ? qb_asprintf("%s/hub", hf_home)
-                                                              : NULL;
+    o->hub_cache = hub_cache ? qb_strdup(hub_cache)
+                   : hf_home ? qb_asprintf("%s/hub", hf_home)
+                             : NULL;
     o->data_cache = qb_asprintf("%s/quantbench/datasets", cache_root);
     const char *ep = env_nonempty("HF_ENDPOINT");
     o->endpoint = strip_trailing_slashes(qb_strdup(ep ? ep : "https://huggingface.co"));
     const char *ds = env_nonempty("HF_DATASETS_SERVER");
-    o->datasets_endpoint = strip_trailing_slashes(
-        qb_strdup(ds ? ds : "https://datasets-server.huggingface.co"));
+    o->datasets_endpoint =
+        strip_trailing_slashes(qb_strdup(ds ? ds : "https://datasets-server.huggingface.co"));
     if (!hf_home || !o->hub_cache || !o->data_cache || !o->endpoint || !o->datasets_endpoint) {
         st = qb_err_set(err, QB_ERR_NOMEM, "out of memory reading the Hub settings");
         goto out;
@@ -157,10 +158,12 @@ void qb_hub_opts_clear(struct qb_hub_opts *o)
 }
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+static void curl_init_once(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 
-enum qb_status qb_hub_open(const struct qb_hub_opts *opts, struct qb_hub **out,
-                           struct qb_err *err)
+enum qb_status qb_hub_open(const struct qb_hub_opts *opts, struct qb_hub **out, struct qb_err *err)
 {
     *out = NULL;
     pthread_once(&curl_once, curl_init_once);
@@ -168,11 +171,11 @@ enum qb_status qb_hub_open(const struct qb_hub_opts *opts, struct qb_hub **out,
     if (!h)
         return qb_err_set(err, QB_ERR_NOMEM, "out of memory creating the Hub client");
     h->o = *opts;
-    h->o.endpoint = strip_trailing_slashes(qb_strdup(opts->endpoint ? opts->endpoint
-                                                                     : "https://huggingface.co"));
-    h->o.datasets_endpoint = strip_trailing_slashes(qb_strdup(
-        opts->datasets_endpoint ? opts->datasets_endpoint
-                                : "https://datasets-server.huggingface.co"));
+    h->o.endpoint = strip_trailing_slashes(
+        qb_strdup(opts->endpoint ? opts->endpoint : "https://huggingface.co"));
+    h->o.datasets_endpoint = strip_trailing_slashes(
+        qb_strdup(opts->datasets_endpoint ? opts->datasets_endpoint
+                                          : "https://datasets-server.huggingface.co"));
     h->o.token = opts->token && opts->token[0] ? qb_strdup(opts->token) : NULL;
     h->o.hub_cache = opts->hub_cache ? qb_strdup(opts->hub_cache) : NULL;
     h->o.data_cache = opts->data_cache ? qb_strdup(opts->data_cache) : NULL;
@@ -210,10 +213,22 @@ void qb_hub_free(struct qb_hub *hub)
     free(hub);
 }
 
-const char *qb_hub_cache_dir(const struct qb_hub *hub) { return hub->o.hub_cache; }
-const char *qb_hub_endpoint(const struct qb_hub *hub) { return hub->o.endpoint; }
-int qb_hub_is_offline(const struct qb_hub *hub) { return hub->o.offline; }
-int qb_hub_has_token(const struct qb_hub *hub) { return hub->o.token && hub->o.token[0]; }
+const char *qb_hub_cache_dir(const struct qb_hub *hub)
+{
+    return hub->o.hub_cache;
+}
+const char *qb_hub_endpoint(const struct qb_hub *hub)
+{
+    return hub->o.endpoint;
+}
+int qb_hub_is_offline(const struct qb_hub *hub)
+{
+    return hub->o.offline;
+}
+int qb_hub_has_token(const struct qb_hub *hub)
+{
+    return hub->o.token && hub->o.token[0];
+}
 
 /* ---- search --------------------------------------------------------------------------- */
 
@@ -342,10 +357,10 @@ static int in_list(const char *s, const char *const *list)
 int qb_hub_engine_verdict(const struct qb_hub_config_summary *c, char **reason)
 {
     static const char *const dense[] = {"llama", "mistral", "qwen2", "qwen3", NULL};
-    static const char *const moe[] = {"mixtral", "qwen2_moe", "qwen3_moe", "deepseek",
-                                      "deepseek_v2", "deepseek_v3", "gpt_oss", "dbrx",
-                                      "olmoe", "granitemoe", "phimoe", "jamba", "llama4",
-                                      "minimax", "glm4_moe", "qwen3_next", NULL};
+    static const char *const moe[] = {
+        "mixtral", "qwen2_moe", "qwen3_moe", "deepseek",   "deepseek_v2", "deepseek_v3",
+        "gpt_oss", "dbrx",      "olmoe",     "granitemoe", "phimoe",      "jamba",
+        "llama4",  "minimax",   "glm4_moe",  "qwen3_next", NULL};
     int ok = 0;
     *reason = NULL;
     if (!c->model_type) {
@@ -362,13 +377,15 @@ int qb_hub_engine_verdict(const struct qb_hub_config_summary *c, char **reason)
         *reason = qb_asprintf("MoE (%s) not supported yet", name);
     else if (c->quant_method)
         *reason = qb_asprintf("already quantized (%s): quantbench starts from unquantized "
-                              "weights", c->quant_method);
+                              "weights",
+                              c->quant_method);
     else if (in_list(c->model_type, dense)) {
         ok = 1;
         *reason = qb_asprintf("%s (dense) is supported", name);
     } else {
         *reason = qb_asprintf("model_type '%s' is not supported yet (supported: llama, "
-                              "mistral, qwen2, qwen3)", c->model_type);
+                              "mistral, qwen2, qwen3)",
+                              c->model_type);
     }
     free(shown);
     return ok;
@@ -383,9 +400,9 @@ static void fetch_config(struct qb_hub *hub, const char *repo, struct qb_hub_mod
     struct qb_hub_ctx ctx = {repo, info->sha, "config.json"};
     struct qb_hub_config_summary cfg;
     char *erepo = qb_hub_escape_path(repo);
-    char *url = erepo ? qb_asprintf("%s/%s/resolve/%s/config.json", hub->o.endpoint, erepo,
-                                    info->sha)
-                      : NULL;
+    char *url = erepo
+                    ? qb_asprintf("%s/%s/resolve/%s/config.json", hub->o.endpoint, erepo, info->sha)
+                    : NULL;
     memset(&cfg, 0, sizeof cfg);
     if (url && qb_hub_http_get(hub, url, QB_HUB_CONFIG_MAX, &ctx, &resp, &ignored) == QB_OK &&
         qb_hub_parse_config(resp.body.data, resp.body.len, &cfg, &ignored) == QB_OK) {
@@ -412,8 +429,7 @@ enum qb_status qb_hub_model_info(struct qb_hub *hub, const char *repo, const cha
     memset(out, 0, sizeof *out);
     qb_hub_model_info_clear(out);
     if (!qb_hub_repo_id_valid(repo))
-        return qb_err_set(err, QB_ERR_USAGE, "'%s' is not a Hub repo id (expected ORG/NAME)",
-                          repo);
+        return qb_err_set(err, QB_ERR_USAGE, "'%s' is not a Hub repo id (expected ORG/NAME)", repo);
     if (rev && !qb_hub_rev_valid(rev))
         return qb_err_set(err, QB_ERR_USAGE, "'%s' is not a valid revision", rev);
     if (hub->o.offline) {
@@ -422,9 +438,9 @@ enum qb_status qb_hub_model_info(struct qb_hub *hub, const char *repo, const cha
     }
     erepo = qb_hub_escape_path(repo);
     erev = qb_hub_escape(rev ? rev : "main");
-    url = erepo && erev ? qb_asprintf("%s/api/models/%s/revision/%s?blobs=true", hub->o.endpoint,
-                                      erepo, erev)
-                        : NULL;
+    url = erepo && erev
+              ? qb_asprintf("%s/api/models/%s/revision/%s?blobs=true", hub->o.endpoint, erepo, erev)
+              : NULL;
     if (!url) {
         st = qb_err_set(err, QB_ERR_NOMEM, "out of memory");
         goto out;
@@ -440,8 +456,8 @@ enum qb_status qb_hub_model_info(struct qb_hub *hub, const char *repo, const cha
         goto out;
     }
     if (!out->sha) {
-        st = qb_err_set(err, QB_ERR_FORMAT, "the Hub's model info for %s has no 'sha' commit",
-                        repo);
+        st =
+            qb_err_set(err, QB_ERR_FORMAT, "the Hub's model info for %s has no 'sha' commit", repo);
         goto out;
     }
     if (!out->id)

@@ -42,13 +42,13 @@ struct qb_hub_opts {
     char *data_cache;        /* $XDG_CACHE_HOME/quantbench/datasets (or ~/.cache/...) */
     int offline;             /* HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE: cache only, no HTTP */
     long connect_timeout_s;  /* TCP/TLS connect timeout per request (10) */
-    long api_timeout_s;      /* whole-request timeout for API/JSON calls (HF_HUB_ETAG_TIMEOUT, 30) */
-    long stall_timeout_s;    /* a download moving < 1 byte/s this long is aborted (30) */
-    int max_retries;         /* retries of one request on transient errors (5) */
-    double backoff_s;        /* first retry delay, doubled each retry, capped at 8 s (0.5) */
-    double retry_after_cap_s;/* longest Retry-After we wait for before failing (60) */
-    int parallel;            /* files downloaded at once by pull (4) */
-    int max_pages;           /* pagination bound for search/tree (100) */
+    long api_timeout_s;   /* whole-request timeout for API/JSON calls (HF_HUB_ETAG_TIMEOUT, 30) */
+    long stall_timeout_s; /* a download moving < 1 byte/s this long is aborted (30) */
+    int max_retries;      /* retries of one request on transient errors (5) */
+    double backoff_s;     /* first retry delay, doubled each retry, capped at 8 s (0.5) */
+    double retry_after_cap_s; /* longest Retry-After we wait for before failing (60) */
+    int parallel;             /* files downloaded at once by pull (4) */
+    int max_pages;            /* pagination bound for search/tree (100) */
 };
 
 /* Fill opts from the environment (see the fields). Returns QB_ERR_NOMEM or
@@ -61,15 +61,19 @@ enum qb_status qb_hub_open(const struct qb_hub_opts *opts, struct qb_hub **out, 
 enum qb_status qb_hub_open_env(struct qb_hub **out, struct qb_err *err);
 void qb_hub_free(struct qb_hub *hub);
 
-const char *qb_hub_cache_dir(const struct qb_hub *hub);   /* HF_HUB_CACHE in use */
+const char *qb_hub_cache_dir(const struct qb_hub *hub); /* HF_HUB_CACHE in use */
 const char *qb_hub_endpoint(const struct qb_hub *hub);
 int qb_hub_is_offline(const struct qb_hub *hub);
-int qb_hub_has_token(const struct qb_hub *hub);          /* never exposes the token itself */
+int qb_hub_has_token(const struct qb_hub *hub); /* never exposes the token itself */
 
 /* ---- search ---------------------------------------------------------------- */
 
-enum qb_hub_sort { QB_HUB_SORT_DOWNLOADS = 0, QB_HUB_SORT_LIKES, QB_HUB_SORT_TRENDING,
-                   QB_HUB_SORT_UPDATED };
+enum qb_hub_sort {
+    QB_HUB_SORT_DOWNLOADS = 0,
+    QB_HUB_SORT_LIKES,
+    QB_HUB_SORT_TRENDING,
+    QB_HUB_SORT_UPDATED
+};
 
 /* "downloads" | "likes" | "trending" | "updated" -> sort; returns -1 when unknown. */
 int qb_hub_sort_parse(const char *s, enum qb_hub_sort *out);
@@ -78,14 +82,14 @@ struct qb_hub_search_query {
     const char *text;   /* substring of the repo id; may be NULL */
     const char *author; /* may be NULL */
     enum qb_hub_sort sort;
-    int limit;          /* 1..1000 models in total */
+    int limit; /* 1..1000 models in total */
 };
 
 /* One model of a search page; numbers are -1 and strings NULL when the Hub gave nothing. */
 struct qb_hub_model_summary {
     char *id;
-    int64_t parameters;  /* safetensors.total */
-    int64_t downloads;   /* last 30 days */
+    int64_t parameters; /* safetensors.total */
+    int64_t downloads;  /* last 30 days */
     int64_t likes;
     char *gated;         /* "false", "auto" or "manual" */
     char *last_modified; /* ISO-8601 */
@@ -129,22 +133,22 @@ struct qb_hub_config_summary {
 
 struct qb_hub_model_info {
     char *id;
-    char *sha;           /* commit of the revision */
-    char *revision;      /* as asked ("main" by default) */
-    char *gated;         /* "false", "auto", "manual"; NULL when unknown */
-    char *license;       /* cardData.license, else a "license:" tag */
+    char *sha;      /* commit of the revision */
+    char *revision; /* as asked ("main" by default) */
+    char *gated;    /* "false", "auto", "manual"; NULL when unknown */
+    char *license;  /* cardData.license, else a "license:" tag */
     char *library;
     char *pipeline_tag;
     char *last_modified;
     int64_t downloads, likes;
-    int64_t parameters;  /* safetensors.total */
-    char *param_dtype;   /* the safetensors dtype holding most parameters ("BF16") */
+    int64_t parameters; /* safetensors.total */
+    char *param_dtype;  /* the safetensors dtype holding most parameters ("BF16") */
     struct qb_hub_file_list files;
-    int64_t total_size;  /* sum of known file sizes */
-    int have_config;     /* config.json was read (else only the API's config block) */
+    int64_t total_size; /* sum of known file sizes */
+    int have_config;    /* config.json was read (else only the API's config block) */
     struct qb_hub_config_summary config;
-    int supported;       /* our engine can run it */
-    char *verdict;       /* why (not) supported: "llama (dense) is supported", "MoE (...)" */
+    int supported; /* our engine can run it */
+    char *verdict; /* why (not) supported: "llama (dense) is supported", "MoE (...)" */
 };
 
 /* GET /api/models/REPO/revision/REV?blobs=true then config.json (skipped with
@@ -165,7 +169,7 @@ struct qb_hub_pull_opts {
     size_t n_include;
     const char *const *exclude; /* added to the default excludes */
     size_t n_exclude;
-    int no_default_excludes;    /* 1 = do not skip *.bin, *.pt, ... */
+    int no_default_excludes;      /* 1 = do not skip *.bin, *.pt, ... */
     struct qb_progress *progress; /* may be NULL; kind QB_JOB_PULL, unit "bytes" */
 };
 
@@ -193,12 +197,12 @@ enum qb_status qb_hub_parse_repo_arg(const char *arg, char **repo, char **rev, s
 int qb_hub_path_is_safe(const char *path);
 
 struct qb_hub_cached_model {
-    char *id;        /* ORG/NAME */
-    char *revision;  /* ref name ("main") or the commit when no ref points at it */
+    char *id;       /* ORG/NAME */
+    char *revision; /* ref name ("main") or the commit when no ref points at it */
     char *commit;
-    char *path;      /* snapshot folder */
-    int64_t size;    /* bytes of the repo's blobs */
-    int n_files;     /* files in the snapshot */
+    char *path;   /* snapshot folder */
+    int64_t size; /* bytes of the repo's blobs */
+    int n_files;  /* files in the snapshot */
     int supported;
     char *verdict;
 };
@@ -217,8 +221,7 @@ void qb_hub_cached_list_clear(struct qb_hub_cached_list *l);
  * (offline); with allow_pull and when not cached, pulls it first (default
  * selection, progress may be NULL). *dir is malloced. */
 enum qb_status qb_hub_resolve_model(struct qb_hub *hub, const char *arg, int allow_pull,
-                                    struct qb_progress *progress, char **dir,
-                                    struct qb_err *err);
+                                    struct qb_progress *progress, char **dir, struct qb_err *err);
 
 /* ---- data sets ------------------------------------------------------------------ */
 
@@ -257,8 +260,8 @@ int qb_hub_dataset_known(const char *name);
 enum qb_status qb_hub_parse_search_page(const char *json, size_t len,
                                         struct qb_hub_search_result *out, struct qb_err *err);
 /* Fill the API fields of info (not config/verdict) from /api/models/REPO[/revision/REV]. */
-enum qb_status qb_hub_parse_model_info(const char *json, size_t len,
-                                       struct qb_hub_model_info *info, struct qb_err *err);
+enum qb_status qb_hub_parse_model_info(const char *json, size_t len, struct qb_hub_model_info *info,
+                                       struct qb_err *err);
 /* Append one /tree page (a JSON array) to out; directories are skipped. */
 enum qb_status qb_hub_parse_tree_page(const char *json, size_t len, struct qb_hub_file_list *out,
                                       struct qb_err *err);
@@ -267,8 +270,8 @@ enum qb_status qb_hub_parse_rows_page(const char *json, size_t len, const char *
                                       struct qb_hub_text_rows *out, int64_t *total,
                                       struct qb_err *err);
 /* config.json -> summary (clears *out first). */
-enum qb_status qb_hub_parse_config(const char *json, size_t len,
-                                   struct qb_hub_config_summary *out, struct qb_err *err);
+enum qb_status qb_hub_parse_config(const char *json, size_t len, struct qb_hub_config_summary *out,
+                                   struct qb_err *err);
 void qb_hub_config_summary_clear(struct qb_hub_config_summary *c);
 /* The rel="next" URL of a Link header (malloced), or NULL. Only http(s) URLs. */
 char *qb_hub_link_next(const char *link_header);

@@ -34,8 +34,8 @@ int qb_hub_path_is_safe(const char *path)
         unsigned char c = (unsigned char)*p;
         if (c == '/' || c == '\0') {
             size_t n = (size_t)(p - comp);
-            if (n == 0 || (n == 1 && comp[0] == '.') || (n == 2 && comp[0] == '.' &&
-                                                          comp[1] == '.'))
+            if (n == 0 || (n == 1 && comp[0] == '.') ||
+                (n == 2 && comp[0] == '.' && comp[1] == '.'))
                 return 0;
             if (c == '\0')
                 return 1;
@@ -82,8 +82,7 @@ int qb_hub_rev_valid(const char *rev)
     return 1;
 }
 
-enum qb_status qb_hub_parse_repo_arg(const char *arg, char **repo, char **rev,
-                                     struct qb_err *err)
+enum qb_status qb_hub_parse_repo_arg(const char *arg, char **repo, char **rev, struct qb_err *err)
 {
     *repo = *rev = NULL;
     const char *at = strchr(arg, '@');
@@ -95,8 +94,10 @@ enum qb_status qb_hub_parse_repo_arg(const char *arg, char **repo, char **rev,
     r[n] = '\0';
     if (!qb_hub_repo_id_valid(r)) {
         free(r);
-        return qb_err_set(err, QB_ERR_USAGE, "'%s' is not a Hub model id (expected ORG/NAME or "
-                          "ORG/NAME@REVISION)", arg);
+        return qb_err_set(err, QB_ERR_USAGE,
+                          "'%s' is not a Hub model id (expected ORG/NAME or "
+                          "ORG/NAME@REVISION)",
+                          arg);
     }
     if (at && !qb_hub_rev_valid(at + 1)) {
         free(r);
@@ -132,8 +133,8 @@ enum qb_status qb_hub_mkdirs(const char *path, struct qb_err *err)
             char c = *s;
             *s = '\0';
             if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-                enum qb_status st = qb_err_set(err, QB_ERR_IO, "cannot create folder '%s': %s", p,
-                                               strerror(errno));
+                enum qb_status st =
+                    qb_err_set(err, QB_ERR_IO, "cannot create folder '%s': %s", p, strerror(errno));
                 free(p);
                 return st;
             }
@@ -153,8 +154,7 @@ enum qb_status qb_hub_write_atomic(const char *path, const void *data, size_t le
     char *tmp = qb_asprintf("%s.%ld.tmp", path, (long)getpid());
     FILE *f = tmp ? fopen(tmp, "wb") : NULL;
     if (!f) {
-        st = qb_err_set(err, QB_ERR_IO, "cannot write '%s': %s", tmp ? tmp : path,
-                        strerror(errno));
+        st = qb_err_set(err, QB_ERR_IO, "cannot write '%s': %s", tmp ? tmp : path, strerror(errno));
         goto out;
     }
     int bad = (len && fwrite(data, 1, len, f) != len);
@@ -204,8 +204,10 @@ enum qb_status qb_hub_link_snapshot(const char *repo_dir, const char *commit, co
     enum qb_status st = QB_OK;
     char *snap = NULL, *full = NULL, *parent = NULL, *target = NULL, *tmp = NULL;
     if (!qb_hub_path_is_safe(file))
-        return qb_err_set(err, QB_ERR_FORMAT, "refusing file name '%s' from the Hub: it would "
-                          "land outside the snapshot folder", file);
+        return qb_err_set(err, QB_ERR_FORMAT,
+                          "refusing file name '%s' from the Hub: it would "
+                          "land outside the snapshot folder",
+                          file);
     snap = qb_asprintf("%s/snapshots/%s", repo_dir, commit);
     full = qb_asprintf("%s/snapshots/%s/%s", repo_dir, commit, file);
     if (!snap || !full || !(parent = qb_strdup(full))) {
@@ -217,8 +219,10 @@ enum qb_status qb_hub_link_snapshot(const char *repo_dir, const char *commit, co
     if (st)
         goto out;
     if (!inside(snap, parent)) {
-        st = qb_err_set(err, QB_ERR_FORMAT, "refusing file name '%s': its folder resolves "
-                        "outside the snapshot '%s'", file, snap);
+        st = qb_err_set(err, QB_ERR_FORMAT,
+                        "refusing file name '%s': its folder resolves "
+                        "outside the snapshot '%s'",
+                        file, snap);
         goto out;
     }
     size_t depth = 0;
@@ -328,8 +332,8 @@ static enum qb_status walk_snapshot(const char *root, const char *rel, int depth
         if (fstatat(dirfd(d), e->d_name, &sb, 0) == 0 && S_ISDIR(sb.st_mode)) {
             st = walk_snapshot(root, path, depth + 1, out, err);
         } else if (fstatat(dirfd(d), e->d_name, &sb, 0) == 0 && S_ISREG(sb.st_mode)) {
-            struct qb_hub_file *f = qb_hub_vec_push((void **)&out->items, &out->n, &out->cap,
-                                                    sizeof *f);
+            struct qb_hub_file *f =
+                qb_hub_vec_push((void **)&out->items, &out->n, &out->cap, sizeof *f);
             char target[PATH_MAX];
             ssize_t n = readlinkat(dirfd(d), e->d_name, target, sizeof target - 1);
             if (!f) {
@@ -357,17 +361,17 @@ static int cmp_files(const void *a, const void *b)
     return strcmp(((const struct qb_hub_file *)a)->path, ((const struct qb_hub_file *)b)->path);
 }
 
-enum qb_status qb_hub_model_info_cached(const struct qb_hub *hub, const char *repo,
-                                        const char *rev, struct qb_hub_model_info *out,
-                                        struct qb_err *err)
+enum qb_status qb_hub_model_info_cached(const struct qb_hub *hub, const char *repo, const char *rev,
+                                        struct qb_hub_model_info *out, struct qb_err *err)
 {
     enum qb_status st = QB_OK;
     char *commit = NULL;
     char *snap = cached_snapshot_commit(hub, repo, rev, &commit);
     if (!snap)
-        return qb_err_set(err, QB_ERR_IO, "model %s%s%s is not in the cache (%s) and "
-                          "HF_HUB_OFFLINE is set", repo, rev ? "@" : "", rev ? rev : "",
-                          hub->o.hub_cache);
+        return qb_err_set(err, QB_ERR_IO,
+                          "model %s%s%s is not in the cache (%s) and "
+                          "HF_HUB_OFFLINE is set",
+                          repo, rev ? "@" : "", rev ? rev : "", hub->o.hub_cache);
     out->id = qb_strdup(repo);
     out->revision = qb_strdup(rev ? rev : "main");
     out->sha = commit;
@@ -407,18 +411,21 @@ enum qb_status qb_hub_resolve_model(struct qb_hub *hub, const char *arg, int all
     }
     st = qb_hub_parse_repo_arg(arg, &repo, &rev, err);
     if (st) {
-        st = qb_err_set(err, QB_ERR_USAGE, "model '%s' is neither a directory nor a Hub id "
-                        "(ORG/NAME[@REVISION])", arg);
+        st = qb_err_set(err, QB_ERR_USAGE,
+                        "model '%s' is neither a directory nor a Hub id "
+                        "(ORG/NAME[@REVISION])",
+                        arg);
         goto out;
     }
     *dir = cached_snapshot(hub, repo, rev);
     if (*dir)
         goto out;
     if (!allow_pull || hub->o.offline) {
-        st = qb_err_set(err, QB_ERR_IO, "model %s is not in the cache (%s)%s: run 'quantbench "
-                        "pull %s' first%s", arg, hub->o.hub_cache,
-                        hub->o.offline ? " and HF_HUB_OFFLINE is set" : "", arg,
-                        hub->o.offline ? "" : " or pass --pull");
+        st = qb_err_set(err, QB_ERR_IO,
+                        "model %s is not in the cache (%s)%s: run 'quantbench "
+                        "pull %s' first%s",
+                        arg, hub->o.hub_cache, hub->o.offline ? " and HF_HUB_OFFLINE is set" : "",
+                        arg, hub->o.offline ? "" : " or pass --pull");
         goto out;
     }
     struct qb_hub_pull_opts po = {.progress = progress};
@@ -518,8 +525,8 @@ static enum qb_status add_snapshot(struct qb_hub_cached_list *out, const char *i
                                    const char *repo_dir, const char *commit, int64_t size,
                                    struct qb_err *err)
 {
-    struct qb_hub_cached_model *m = qb_hub_vec_push((void **)&out->items, &out->n, &out->cap,
-                                                    sizeof *m);
+    struct qb_hub_cached_model *m =
+        qb_hub_vec_push((void **)&out->items, &out->n, &out->cap, sizeof *m);
     if (!m)
         return qb_err_set(err, QB_ERR_NOMEM, "out of memory listing the cache");
     m->id = qb_strdup(id);

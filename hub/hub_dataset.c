@@ -28,10 +28,22 @@ struct ds_spec {
 };
 
 static const struct ds_spec k_sets[] = {
-    {"wikitext2", "Salesforce/wikitext", "wikitext-2-raw-v1", "test", "text", "\n\n", 0,
+    {"wikitext2",
+     "Salesforce/wikitext",
+     "wikitext-2-raw-v1",
+     "test",
+     "text",
+     "\n\n",
+     0,
      {"test", "train", "validation", NULL}},
     {"c4", "allenai/c4", "en", "validation", "text", " ", 1100, {"validation", "train", NULL}},
-    {"pileval", "mit-han-lab/pile-val-backup", "default", "validation", "text", "\n\n", 1000,
+    {"pileval",
+     "mit-han-lab/pile-val-backup",
+     "default",
+     "validation",
+     "text",
+     "\n\n",
+     1000,
      {"validation", NULL}},
 };
 
@@ -44,7 +56,10 @@ static const struct ds_spec *find_set(const char *name)
     return NULL;
 }
 
-int qb_hub_dataset_known(const char *name) { return find_set(name) != NULL; }
+int qb_hub_dataset_known(const char *name)
+{
+    return find_set(name) != NULL;
+}
 
 static int split_ok(const struct ds_spec *s, const char *split)
 {
@@ -68,15 +83,20 @@ static enum qb_status read_cache(const char *path, const struct ds_spec *s,
     const cJSON *arr = root ? cJSON_GetObjectItemCaseSensitive(root, "rows") : NULL;
     const cJSON *ds = root ? cJSON_GetObjectItemCaseSensitive(root, "dataset") : NULL;
     if (!cJSON_IsArray(arr) || !cJSON_IsString(ds) || strcmp(ds->valuestring, s->dataset)) {
-        st = qb_err_set(err, QB_ERR_FORMAT, "data set cache '%s' is damaged: delete it and fetch "
-                        "again", path);
+        st = qb_err_set(err, QB_ERR_FORMAT,
+                        "data set cache '%s' is damaged: delete it and fetch "
+                        "again",
+                        path);
         goto out;
     }
     const cJSON *e;
-    cJSON_ArrayForEach(e, arr) {
+    cJSON_ArrayForEach(e, arr)
+    {
         if (!cJSON_IsString(e)) {
-            st = qb_err_set(err, QB_ERR_FORMAT, "data set cache '%s' is damaged: delete it and "
-                            "fetch again", path);
+            st = qb_err_set(err, QB_ERR_FORMAT,
+                            "data set cache '%s' is damaged: delete it and "
+                            "fetch again",
+                            path);
             goto out;
         }
         st = qb_hub_text_rows_push(rows, e->valuestring, err);
@@ -141,9 +161,9 @@ static enum qb_status fetch_rows(struct qb_hub *hub, const struct ds_spec *s, co
     for (int page = 0; page < QB_DS_MAX_PAGES && (target < 0 || (int64_t)rows->n < target);
          page++) {
         int64_t want = target < 0 ? QB_DS_PAGE : QB_MIN(QB_DS_PAGE, target - (int64_t)rows->n);
-        char *url = qb_asprintf("%s/rows?dataset=%s&config=%s&split=%s&offset=%zu&length=%lld",
-                                hub->o.datasets_endpoint, eds, ecfg, esplit, rows->n,
-                                (long long)want);
+        char *url =
+            qb_asprintf("%s/rows?dataset=%s&config=%s&split=%s&offset=%zu&length=%lld",
+                        hub->o.datasets_endpoint, eds, ecfg, esplit, rows->n, (long long)want);
         if (!url) {
             st = qb_err_set(err, QB_ERR_NOMEM, "out of memory");
             goto out;
@@ -208,8 +228,10 @@ enum qb_status qb_hub_dataset_text(struct qb_hub *hub, const char *name, const c
     *len = 0;
     const struct ds_spec *s = find_set(name);
     if (!s)
-        return qb_err_set(err, QB_ERR_USAGE, "unknown data set '%s' (known: wikitext2, c4, "
-                          "pileval, or a text file)", name ? name : "");
+        return qb_err_set(err, QB_ERR_USAGE,
+                          "unknown data set '%s' (known: wikitext2, c4, "
+                          "pileval, or a text file)",
+                          name ? name : "");
     if (!split)
         split = s->default_split;
     if (!split_ok(s, split))
@@ -221,9 +243,10 @@ enum qb_status qb_hub_dataset_text(struct qb_hub *hub, const char *name, const c
     if (st == QB_ERR_IO) {
         st = QB_OK;
         if (hub->o.offline) {
-            st = qb_err_set(err, QB_ERR_NETWORK, "data set %s (%s) is not cached in %s and "
-                            "HF_HUB_OFFLINE is set: fetch it once online", name, split,
-                            hub->o.data_cache);
+            st = qb_err_set(err, QB_ERR_NETWORK,
+                            "data set %s (%s) is not cached in %s and "
+                            "HF_HUB_OFFLINE is set: fetch it once online",
+                            name, split, hub->o.data_cache);
             goto out;
         }
         st = fetch_rows(hub, s, split, &rows, err);

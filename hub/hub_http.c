@@ -229,8 +229,14 @@ static char *escape_impl(const char *s, int keep_slash)
     return out;
 }
 
-char *qb_hub_escape_path(const char *s) { return escape_impl(s, 1); }
-char *qb_hub_escape(const char *s) { return escape_impl(s, 0); }
+char *qb_hub_escape_path(const char *s)
+{
+    return escape_impl(s, 1);
+}
+char *qb_hub_escape(const char *s)
+{
+    return escape_impl(s, 0);
+}
 
 /* ---- handle setup -------------------------------------------------------------------- */
 
@@ -309,8 +315,7 @@ void qb_hub_sleep(double s)
 }
 
 enum qb_status qb_hub_http_error(const struct qb_hub *hub, const struct qb_hub_resp *r,
-                                 const struct qb_hub_ctx *ctx, const char *url,
-                                 struct qb_err *err)
+                                 const struct qb_hub_ctx *ctx, const char *url, struct qb_err *err)
 {
     const char *code = r->error_code ? r->error_code : "";
     const char *repo = ctx && ctx->repo ? ctx->repo : "?";
@@ -320,15 +325,18 @@ enum qb_status qb_hub_http_error(const struct qb_hub *hub, const struct qb_hub_r
         if (qb_hub_has_token(hub))
             return qb_err_set(err, QB_ERR_HTTP,
                               "repo %s is gated and your token has no access: accept its "
-                              "licence at %s/%s with the account of that token", repo, base, repo);
+                              "licence at %s/%s with the account of that token",
+                              repo, base, repo);
         return qb_err_set(err, QB_ERR_HTTP,
                           "repo %s is gated: accept its licence at %s/%s and provide a token "
-                          "(HF_TOKEN or huggingface-cli login)", repo, base, repo);
+                          "(HF_TOKEN or huggingface-cli login)",
+                          repo, base, repo);
     }
     if (strcmp(code, "RepoNotFound") == 0)
         return qb_err_set(err, QB_ERR_HTTP,
                           "repo %s not found on %s (check the name; a private repo needs a token: "
-                          "HF_TOKEN or huggingface-cli login)", repo, base);
+                          "HF_TOKEN or huggingface-cli login)",
+                          repo, base);
     if (strcmp(code, "RevisionNotFound") == 0)
         return qb_err_set(err, QB_ERR_HTTP, "revision '%s' not found in repo %s", rev, repo);
     if (strcmp(code, "EntryNotFound") == 0)
@@ -337,13 +345,14 @@ enum qb_status qb_hub_http_error(const struct qb_hub *hub, const struct qb_hub_r
     if (r->status == 401)
         return qb_err_set(err, QB_ERR_HTTP,
                           "the Hub refused the request for %s (401): %s; check HF_TOKEN or the "
-                          "token file", repo,
-                          r->error_message ? r->error_message : "authentication required");
+                          "token file",
+                          repo, r->error_message ? r->error_message : "authentication required");
     if (r->status == 429) {
         if (r->retry_after >= 0)
             return qb_err_set(err, QB_ERR_HTTP,
                               "rate limited by the Hub (HTTP 429) for %s: it asks to retry in "
-                              "%.0f s; try again later", repo, r->retry_after);
+                              "%.0f s; try again later",
+                              repo, r->retry_after);
         return qb_err_set(err, QB_ERR_HTTP,
                           "rate limited by the Hub (HTTP 429) for %s: try again later", repo);
     }
@@ -405,8 +414,10 @@ static enum qb_status request(struct qb_hub *hub, const char *url0, int head, si
     if (!url)
         return qb_err_set(err, QB_ERR_NOMEM, "out of memory");
     if (hub->o.offline) {
-        st = qb_err_set(err, QB_ERR_NETWORK, "offline mode (HF_HUB_OFFLINE=1): cannot reach the "
-                        "Hub for %s", ctx && ctx->repo ? ctx->repo : url);
+        st = qb_err_set(err, QB_ERR_NETWORK,
+                        "offline mode (HF_HUB_OFFLINE=1): cannot reach the "
+                        "Hub for %s",
+                        ctx && ctx->repo ? ctx->repo : url);
         goto out;
     }
     resp->body.max = max_body;
@@ -420,15 +431,17 @@ static enum qb_status request(struct qb_hub *hub, const char *url0, int head, si
                             ctx && ctx->repo ? ctx->repo : "a request", max_body);
             goto out;
         }
-        int transient = cc != CURLE_OK ? qb_hub_curl_transient(cc)
-                                       : qb_hub_status_transient(resp->status);
+        int transient =
+            cc != CURLE_OK ? qb_hub_curl_transient(cc) : qb_hub_status_transient(resp->status);
         /* GET follows every redirect; HEAD only relative ones (a renamed repo), like
          * huggingface_hub, so a 302 to the CDN keeps its X-Linked-* headers */
         int relative = resp->location && !strstr(resp->location, "://");
         if (cc == CURLE_OK && resp->status >= 300 && resp->status < 400 && (!head || relative)) {
             if (!resp->redirect_url || ++redirects > QB_HUB_MAX_REDIRECTS) {
-                st = qb_err_set(err, QB_ERR_NETWORK, "too many or malformed redirects from the "
-                                "Hub for %s", ctx && ctx->repo ? ctx->repo : "a request");
+                st = qb_err_set(err, QB_ERR_NETWORK,
+                                "too many or malformed redirects from the "
+                                "Hub for %s",
+                                ctx && ctx->repo ? ctx->repo : "a request");
                 goto out;
             }
             free(url);
@@ -439,8 +452,8 @@ static enum qb_status request(struct qb_hub *hub, const char *url0, int head, si
         }
         if (!transient)
             break;
-        double delay = qb_hub_retry_delay(hub, attempt,
-                                          resp->status == 429 ? resp->retry_after : -1);
+        double delay =
+            qb_hub_retry_delay(hub, attempt, resp->status == 429 ? resp->retry_after : -1);
         if (attempt >= hub->o.max_retries || delay < 0)
             break;
         qb_hub_sleep(delay);

@@ -17,8 +17,7 @@ struct qb_hub {
 void *qb_hub_vec_push(void **items, size_t *n, size_t *cap, size_t elem);
 void qb_hub_file_list_clear(struct qb_hub_file_list *l);
 int qb_hub_is_hex(const char *s, size_t n);
-enum qb_status qb_hub_text_rows_push(struct qb_hub_text_rows *r, const char *s,
-                                     struct qb_err *err);
+enum qb_status qb_hub_text_rows_push(struct qb_hub_text_rows *r, const char *s, struct qb_err *err);
 
 /* ---- HTTP (hub_http.c) ------------------------------------------------------------ */
 
@@ -34,18 +33,18 @@ size_t qb_hub_buf_write(struct qb_hub_buf *b, const void *p, size_t n); /* retur
 /* Headers of one response that the Hub client cares about. */
 struct qb_hub_resp {
     long status;
-    char *redirect_url;   /* absolute target of a 3xx, resolved by curl */
-    char *location;       /* Location as sent (relative or absolute) */
-    char *link;           /* Link */
-    char *error_code;     /* X-Error-Code */
-    char *error_message;  /* X-Error-Message */
-    char *repo_commit;    /* X-Repo-Commit */
-    char *linked_etag;    /* X-Linked-Etag, quotes and W/ stripped */
-    char *etag;           /* ETag, quotes and W/ stripped */
-    int64_t linked_size;  /* X-Linked-Size, -1 if absent */
+    char *redirect_url;     /* absolute target of a 3xx, resolved by curl */
+    char *location;         /* Location as sent (relative or absolute) */
+    char *link;             /* Link */
+    char *error_code;       /* X-Error-Code */
+    char *error_message;    /* X-Error-Message */
+    char *repo_commit;      /* X-Repo-Commit */
+    char *linked_etag;      /* X-Linked-Etag, quotes and W/ stripped */
+    char *etag;             /* ETag, quotes and W/ stripped */
+    int64_t linked_size;    /* X-Linked-Size, -1 if absent */
     int64_t content_length; /* -1 if absent */
     char *content_range;
-    double retry_after;   /* seconds; -1 if absent */
+    double retry_after; /* seconds; -1 if absent */
     struct qb_hub_buf body;
 };
 void qb_hub_resp_clear(struct qb_hub_resp *r);
@@ -78,8 +77,7 @@ enum qb_status qb_hub_http_head(struct qb_hub *hub, const char *url, const struc
 
 /* The error for a non-2xx answer (gated, not found, rate limited...). */
 enum qb_status qb_hub_http_error(const struct qb_hub *hub, const struct qb_hub_resp *resp,
-                                 const struct qb_hub_ctx *ctx, const char *url,
-                                 struct qb_err *err);
+                                 const struct qb_hub_ctx *ctx, const char *url, struct qb_err *err);
 /* 1 for answers worth retrying (408, 429, 500, 502, 503, 504). */
 int qb_hub_status_transient(long status);
 int qb_hub_curl_transient(CURLcode c);
@@ -106,9 +104,8 @@ char *qb_hub_read_file(const char *path, size_t max, size_t *len);
 enum qb_status qb_hub_link_snapshot(const char *repo_dir, const char *commit, const char *file,
                                     const char *etag, struct qb_err *err);
 /* Model info from the cache only (offline): files, sizes and config of the snapshot. */
-enum qb_status qb_hub_model_info_cached(const struct qb_hub *hub, const char *repo,
-                                        const char *rev, struct qb_hub_model_info *out,
-                                        struct qb_err *err);
+enum qb_status qb_hub_model_info_cached(const struct qb_hub *hub, const char *repo, const char *rev,
+                                        struct qb_hub_model_info *out, struct qb_err *err);
 /* Repo id check: ORG/NAME with [A-Za-z0-9._-], no "..", no leading '-' or '.'. */
 int qb_hub_repo_id_valid(const char *repo);
 /* Revision check: a branch, tag or commit that is also a safe refs/ path. */

@@ -55,8 +55,8 @@ static cJSON *parse_top(const char *json, size_t len, int want_array, const char
         return NULL;
     }
     if (want_array ? !cJSON_IsArray(root) : !cJSON_IsObject(root)) {
-        qb_err_set(err, QB_ERR_FORMAT, "unexpected JSON in the Hub's %s answer: expected %s",
-                   what, want_array ? "an array" : "an object");
+        qb_err_set(err, QB_ERR_FORMAT, "unexpected JSON in the Hub's %s answer: expected %s", what,
+                   want_array ? "an array" : "an object");
         cJSON_Delete(root);
         return NULL;
     }
@@ -131,13 +131,14 @@ enum qb_status qb_hub_parse_search_page(const char *json, size_t len,
     if (!root)
         return QB_ERR_FORMAT;
     const cJSON *m;
-    cJSON_ArrayForEach(m, root) {
+    cJSON_ArrayForEach(m, root)
+    {
         if (!cJSON_IsObject(m) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "id")))
             continue; /* an entry without an id is useless: skip it */
         if (out->n >= QB_HUB_JSON_MAX_ITEMS)
             break;
-        struct qb_hub_model_summary *s = qb_hub_vec_push((void **)&out->items, &out->n,
-                                                         &out->cap, sizeof *s);
+        struct qb_hub_model_summary *s =
+            qb_hub_vec_push((void **)&out->items, &out->n, &out->cap, sizeof *s);
         if (!s) {
             st = qb_err_set(err, QB_ERR_NOMEM, "out of memory reading search results");
             goto out;
@@ -216,7 +217,8 @@ enum qb_status qb_hub_parse_tree_page(const char *json, size_t len, struct qb_hu
     if (!root)
         return QB_ERR_FORMAT;
     const cJSON *e;
-    cJSON_ArrayForEach(e, root) {
+    cJSON_ArrayForEach(e, root)
+    {
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(e, "type");
         if (!cJSON_IsObject(e) || !cJSON_IsString(type) || strcmp(type->valuestring, "file") ||
             !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "path")))
@@ -242,7 +244,8 @@ static char *license_from(const cJSON *root)
     }
     const cJSON *tags = cJSON_GetObjectItemCaseSensitive(root, "tags");
     const cJSON *t;
-    cJSON_ArrayForEach(t, (cJSON_IsArray(tags) ? tags : NULL)) {
+    cJSON_ArrayForEach(t, (cJSON_IsArray(tags) ? tags : NULL))
+    {
         if (cJSON_IsString(t) && strncmp(t->valuestring, "license:", 8) == 0)
             return qb_strdup(t->valuestring + 8);
     }
@@ -253,10 +256,11 @@ static char *license_from(const cJSON *root)
 static char *main_dtype(const cJSON *root)
 {
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(root, "safetensors");
-    const cJSON *params = cJSON_IsObject(st) ? cJSON_GetObjectItemCaseSensitive(st, "parameters")
-                                             : NULL;
+    const cJSON *params =
+        cJSON_IsObject(st) ? cJSON_GetObjectItemCaseSensitive(st, "parameters") : NULL;
     const cJSON *best = NULL, *p;
-    cJSON_ArrayForEach(p, (cJSON_IsObject(params) ? params : NULL)) {
+    cJSON_ArrayForEach(p, (cJSON_IsObject(params) ? params : NULL))
+    {
         if (cJSON_IsNumber(p) && p->string && (!best || p->valuedouble > best->valuedouble))
             best = p;
     }
@@ -278,8 +282,8 @@ static void api_config(const cJSON *root, struct qb_hub_config_summary *c)
         c->quant_method = json_strdup(q, "quant_method");
 }
 
-enum qb_status qb_hub_parse_model_info(const char *json, size_t len,
-                                       struct qb_hub_model_info *info, struct qb_err *err)
+enum qb_status qb_hub_parse_model_info(const char *json, size_t len, struct qb_hub_model_info *info,
+                                       struct qb_err *err)
 {
     enum qb_status st = QB_OK;
     cJSON *root = parse_top(json, len, 0, "model info", err);
@@ -288,7 +292,8 @@ enum qb_status qb_hub_parse_model_info(const char *json, size_t len,
     info->id = json_strdup(root, "id");
     info->sha = json_strdup(root, "sha");
     if (info->sha && !qb_hub_is_hex(info->sha, 40)) {
-        st = qb_err_set(err, QB_ERR_FORMAT, "the Hub's model info has a malformed 'sha' "
+        st = qb_err_set(err, QB_ERR_FORMAT,
+                        "the Hub's model info has a malformed 'sha' "
                         "(expected a 40-hex commit)");
         goto out;
     }
@@ -304,7 +309,8 @@ enum qb_status qb_hub_parse_model_info(const char *json, size_t len,
     api_config(root, &info->config);
     const cJSON *sib = cJSON_GetObjectItemCaseSensitive(root, "siblings");
     const cJSON *e;
-    cJSON_ArrayForEach(e, (cJSON_IsArray(sib) ? sib : NULL)) {
+    cJSON_ArrayForEach(e, (cJSON_IsArray(sib) ? sib : NULL))
+    {
         if (!cJSON_IsObject(e) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "rfilename")))
             continue;
         st = push_file(&info->files, e, "rfilename", "blobId", "sha256", err);
@@ -346,16 +352,16 @@ static int64_t first_count(const cJSON *a, const cJSON *b, const char *const *ke
     return -1;
 }
 
-enum qb_status qb_hub_parse_config(const char *json, size_t len,
-                                   struct qb_hub_config_summary *out, struct qb_err *err)
+enum qb_status qb_hub_parse_config(const char *json, size_t len, struct qb_hub_config_summary *out,
+                                   struct qb_err *err)
 {
     static const char *const k_layers[] = {"num_hidden_layers", "n_layer", "num_layers", NULL};
     static const char *const k_hidden[] = {"hidden_size", "n_embd", "d_model", NULL};
     static const char *const k_heads[] = {"num_attention_heads", "n_head", NULL};
     static const char *const k_kv[] = {"num_key_value_heads", "num_kv_heads", NULL};
     static const char *const k_vocab[] = {"vocab_size", NULL};
-    static const char *const k_ctx[] = {"max_position_embeddings", "n_positions",
-                                        "max_seq_len", NULL};
+    static const char *const k_ctx[] = {"max_position_embeddings", "n_positions", "max_seq_len",
+                                        NULL};
     static const char *const k_exp[] = {"num_local_experts", "num_experts", "n_routed_experts",
                                         NULL};
     qb_hub_config_summary_clear(out);
@@ -397,8 +403,7 @@ void qb_hub_text_rows_clear(struct qb_hub_text_rows *r)
     memset(r, 0, sizeof *r);
 }
 
-enum qb_status qb_hub_text_rows_push(struct qb_hub_text_rows *r, const char *s,
-                                     struct qb_err *err)
+enum qb_status qb_hub_text_rows_push(struct qb_hub_text_rows *r, const char *s, struct qb_err *err)
 {
     char **slot = qb_hub_vec_push((void **)&r->rows, &r->n, &r->cap, sizeof *slot);
     if (!slot || !(*slot = qb_strdup(s))) {
@@ -425,10 +430,10 @@ enum qb_status qb_hub_parse_rows_page(const char *json, size_t len, const char *
     }
     *total = json_count(root, "num_rows_total");
     const cJSON *e;
-    cJSON_ArrayForEach(e, rows) {
+    cJSON_ArrayForEach(e, rows)
+    {
         const cJSON *row = cJSON_GetObjectItemCaseSensitive(e, "row");
-        const cJSON *v = cJSON_IsObject(row) ? cJSON_GetObjectItemCaseSensitive(row, column)
-                                              : NULL;
+        const cJSON *v = cJSON_IsObject(row) ? cJSON_GetObjectItemCaseSensitive(row, column) : NULL;
         if (!cJSON_IsString(v)) {
             st = qb_err_set(err, QB_ERR_FORMAT, "a datasets-server row has no string column '%s'",
                             column);

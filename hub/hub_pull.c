@@ -40,8 +40,8 @@
 #define QB_PULL_ERRBODY_MAX 65536
 #define QB_PULL_DISK_MARGIN (64ll << 20)
 
-const char *const qb_hub_default_excludes[] = {"*.bin", "*.pt", "*.pth", "*.h5", "*.msgpack",
-                                               "*.onnx", "*.gguf", "original/*"};
+const char *const qb_hub_default_excludes[] = {"*.bin",     "*.pt",   "*.pth",  "*.h5",
+                                               "*.msgpack", "*.onnx", "*.gguf", "original/*"};
 const size_t qb_hub_n_default_excludes = QB_ARRAY_LEN(qb_hub_default_excludes);
 
 static int glob_match(const char *pat, const char *path)
@@ -81,11 +81,11 @@ enum pf_state { PF_PENDING, PF_RUNNING, PF_DONE, PF_FAILED };
 enum pf_write_fail { PF_WF_NONE, PF_WF_RANGE, PF_WF_TOO_BIG, PF_WF_DISK };
 
 struct pfile {
-    const char *path;  /* in the tree list */
-    char *etag;        /* blob name: 40 hex (git) or 64 hex (sha256, LFS) */
+    const char *path; /* in the tree list */
+    char *etag;       /* blob name: 40 hex (git) or 64 hex (sha256, LFS) */
     int lfs;
-    int64_t size;      /* expected bytes, -1 unknown */
-    char *url;         /* where to GET */
+    int64_t size; /* expected bytes, -1 unknown */
+    char *url;    /* where to GET */
     char *blob, *part, *lock;
     int lock_fd;
     FILE *fp;
@@ -204,22 +204,24 @@ static enum qb_status head_file(struct pull *pl, struct pfile *f, struct qb_err 
     if (st)
         goto out;
     if (!resp.repo_commit) {
-        st = qb_err_set(err, QB_ERR_FORMAT, "the answer for '%s' of %s has no X-Repo-Commit "
-                        "header: is a proxy between us and the Hub?", f->path, pl->repo);
+        st = qb_err_set(err, QB_ERR_FORMAT,
+                        "the answer for '%s' of %s has no X-Repo-Commit "
+                        "header: is a proxy between us and the Hub?",
+                        f->path, pl->repo);
         goto out;
     }
     const char *etag = resp.linked_etag ? resp.linked_etag : resp.etag;
     if (!etag || !(strlen(etag) == 40 || strlen(etag) == 64) || !is_lower_hex(etag)) {
-        st = qb_err_set(err, QB_ERR_FORMAT, "the answer for '%s' of %s has no usable ETag "
-                        "(expected 40 or 64 lowercase hex digits)", f->path, pl->repo);
+        st = qb_err_set(err, QB_ERR_FORMAT,
+                        "the answer for '%s' of %s has no usable ETag "
+                        "(expected 40 or 64 lowercase hex digits)",
+                        f->path, pl->repo);
         goto out;
     }
     f->etag = qb_strdup(etag);
     f->lfs = strlen(etag) == 64;
     int redirected = resp.status >= 300 && resp.status < 400;
-    f->size = resp.linked_size >= 0 ? resp.linked_size
-              : redirected         ? -1
-                                   : resp.content_length;
+    f->size = resp.linked_size >= 0 ? resp.linked_size : redirected ? -1 : resp.content_length;
     if (redirected && !resp.redirect_url) {
         st = qb_err_set(err, QB_ERR_FORMAT, "redirect without a Location for '%s' of %s", f->path,
                         pl->repo);
@@ -267,9 +269,10 @@ static enum qb_status check_disk(struct pull *pl, struct qb_err *err)
     if (ok) {
         int64_t avail = (int64_t)vfs.f_bavail * (int64_t)vfs.f_frsize;
         if (need + QB_PULL_DISK_MARGIN > avail)
-            st = qb_err_set(err, QB_ERR_IO, "not enough free disk space in %s for %s: need %.2f "
-                            "GiB, %.2f GiB available", dir, pl->repo, (double)need / (1 << 30),
-                            (double)avail / (1 << 30));
+            st = qb_err_set(err, QB_ERR_IO,
+                            "not enough free disk space in %s for %s: need %.2f "
+                            "GiB, %.2f GiB available",
+                            dir, pl->repo, (double)need / (1 << 30), (double)avail / (1 << 30));
     }
     free(dir);
     return st;
@@ -333,8 +336,10 @@ static enum qb_status pf_open(struct pull *pl, struct pfile *f, struct qb_err *e
     if (f->lock_fd < 0)
         return qb_err_set(err, QB_ERR_IO, "cannot create lock '%s': %s", f->lock, strerror(errno));
     if (flock(f->lock_fd, LOCK_EX | LOCK_NB) != 0)
-        return qb_err_set(err, QB_ERR_IO, "another process is downloading '%s' of %s (lock %s): "
-                          "try again when it is done", f->path, pl->repo, f->lock);
+        return qb_err_set(err, QB_ERR_IO,
+                          "another process is downloading '%s' of %s (lock %s): "
+                          "try again when it is done",
+                          f->path, pl->repo, f->lock);
     f->fp = fopen(f->part, "r+b");
     if (!f->fp)
         f->fp = fopen(f->part, "w+b");
@@ -411,17 +416,18 @@ static enum qb_status pf_finalize(struct pull *pl, struct pfile *f, struct qb_er
     if (fflush(f->fp) != 0)
         return qb_err_set(err, QB_ERR_IO, "cannot write '%s': %s", f->part, strerror(errno));
     if (f->size >= 0 && f->have != f->size)
-        return qb_err_set(err, QB_ERR_NETWORK, "'%s' of %s: got %lld bytes, expected %lld",
-                          f->path, pl->repo, (long long)f->have, (long long)f->size);
+        return qb_err_set(err, QB_ERR_NETWORK, "'%s' of %s: got %lld bytes, expected %lld", f->path,
+                          pl->repo, (long long)f->have, (long long)f->size);
     if (f->lfs) {
         char hex[65];
         qb_sha256_final_hex(&f->sha, hex);
         if (strcmp(hex, f->etag) != 0) {
             pf_close(f);
             unlink(f->part);
-            return qb_err_set(err, QB_ERR_FORMAT, "sha256 mismatch for '%s' of %s: expected %s, "
-                              "got %s; the download was deleted, pull again", f->path, pl->repo,
-                              f->etag, hex);
+            return qb_err_set(err, QB_ERR_FORMAT,
+                              "sha256 mismatch for '%s' of %s: expected %s, "
+                              "got %s; the download was deleted, pull again",
+                              f->path, pl->repo, f->etag, hex);
         }
     }
     fclose(f->fp); /* the lock stays held until the blob is in place */
@@ -478,9 +484,10 @@ static enum qb_status pf_finished(struct pull *pl, CURLM *m, struct pfile *f, CU
     } else if (cc == CURLE_WRITE_ERROR && f->write_fail == PF_WF_TOO_BIG) {
         pf_close(f);
         unlink(f->part);
-        return qb_err_set(err, QB_ERR_FORMAT, "'%s' of %s is larger than the %lld bytes the Hub "
-                          "announced; the download was deleted", f->path, pl->repo,
-                          (long long)f->size);
+        return qb_err_set(err, QB_ERR_FORMAT,
+                          "'%s' of %s is larger than the %lld bytes the Hub "
+                          "announced; the download was deleted",
+                          f->path, pl->repo, (long long)f->size);
     } else if (cc == CURLE_WRITE_ERROR) {
         return qb_err_set(err, QB_ERR_IO, "cannot write '%s': %s", f->part, strerror(errno));
     } else if (!(cc != CURLE_OK ? qb_hub_curl_transient(cc) : qb_hub_status_transient(status))) {
@@ -587,16 +594,20 @@ static enum qb_status select_files(struct pull *pl, const struct qb_hub_file_lis
         if (!qb_hub_file_selected(opts, path))
             continue;
         if (!qb_hub_path_is_safe(path))
-            return qb_err_set(err, QB_ERR_FORMAT, "refusing file name '%s' listed by the Hub for "
-                              "%s: it would land outside the snapshot folder", path, pl->repo);
+            return qb_err_set(err, QB_ERR_FORMAT,
+                              "refusing file name '%s' listed by the Hub for "
+                              "%s: it would land outside the snapshot folder",
+                              path, pl->repo);
         struct pfile *f = &pl->files[pl->n++];
         f->path = path;
         f->lock_fd = -1;
         f->size = -1;
     }
     if (pl->n == 0)
-        return qb_err_set(err, QB_ERR_USAGE, "no file of %s matches the include/exclude "
-                          "selection", pl->repo);
+        return qb_err_set(err, QB_ERR_USAGE,
+                          "no file of %s matches the include/exclude "
+                          "selection",
+                          pl->repo);
     return QB_OK;
 }
 
@@ -624,8 +635,8 @@ static enum qb_status link_all(struct pull *pl, struct qb_err *err)
 {
     enum qb_status st = QB_OK;
     for (size_t i = 0; i < pl->n && !st; i++)
-        st = qb_hub_link_snapshot(pl->repo_dir, pl->commit, pl->files[i].path,
-                                  pl->files[i].etag, err);
+        st = qb_hub_link_snapshot(pl->repo_dir, pl->commit, pl->files[i].path, pl->files[i].etag,
+                                  err);
     if (!st && strcmp(pl->rev, pl->commit) != 0) {
         char *ref = qb_asprintf("%s/refs/%s", pl->repo_dir, pl->rev);
         char *parent = ref ? qb_strdup(ref) : NULL;

@@ -38,8 +38,8 @@ Test(hub_cli, search_json_shape)
     cJSON *j = parse_out(&r);
     cr_assert(cJSON_IsArray(j));
     cr_assert_eq(cJSON_GetArraySize(j), 3);
-    static const char *const keys[] = {"id", "parameters", "downloads", "likes", "gated",
-                                       "last_modified", "library", "pipeline_tag"};
+    static const char *const keys[] = {"id",    "parameters",    "downloads", "likes",
+                                       "gated", "last_modified", "library",   "pipeline_tag"};
     const cJSON *e;
     cJSON_ArrayForEach(e, j) assert_keys(e, keys, QB_ARRAY_LEN(keys));
     const cJSON *first = cJSON_GetArrayItem(j, 0), *third = cJSON_GetArrayItem(j, 2);
@@ -61,9 +61,14 @@ Test(hub_cli, search_json_shape)
 Test(hub_cli, usage_errors_and_help)
 {
     const char *const *bad[] = {
-        ARGV("search", "x", "--sort", "stars"), ARGV("search", "x", "--limit", "0"),
-        ARGV("search"), ARGV("info"), ARGV("info", "not-a-repo"), ARGV("pull", "a/b/c"),
-        ARGV("pull", "a/b", "--bogus"), ARGV("list", "extra"),
+        ARGV("search", "x", "--sort", "stars"),
+        ARGV("search", "x", "--limit", "0"),
+        ARGV("search"),
+        ARGV("info"),
+        ARGV("info", "not-a-repo"),
+        ARGV("pull", "a/b/c"),
+        ARGV("pull", "a/b", "--bogus"),
+        ARGV("list", "extra"),
     };
     for (size_t i = 0; i < QB_ARRAY_LEN(bad); i++) {
         struct cli_result r = hub_run_cli(NULL, bad[i]);
@@ -85,10 +90,10 @@ Test(hub_cli, info_json_and_text)
     struct cli_result r = hub_run_cli(NULL, ARGV("info", "qb-test/tiny-llama", "--json"));
     cr_assert_eq(r.rc, 0, "%s", r.err);
     cJSON *j = parse_out(&r);
-    static const char *const keys[] = {"id", "revision", "sha", "gated", "license", "library",
-                                       "pipeline_tag", "last_modified", "downloads", "likes",
-                                       "parameters", "dtype", "total_size", "files", "config",
-                                       "supported", "reason"};
+    static const char *const keys[] = {
+        "id",           "revision",      "sha",       "gated",     "license",    "library",
+        "pipeline_tag", "last_modified", "downloads", "likes",     "parameters", "dtype",
+        "total_size",   "files",         "config",    "supported", "reason"};
     assert_keys(j, keys, QB_ARRAY_LEN(keys));
     cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(j, "supported")));
     cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(j, "gated")));
@@ -135,8 +140,8 @@ static int token_in_files(const char *dir, const char *token)
 Test(hub_cli, pull_then_list_and_the_token_stays_secret)
 {
     const char *tok = "hf_qbtest_allowed";
-    struct cli_result r = hub_run_cli(ENV("HF_TOKEN=hf_qbtest_allowed"),
-                                      ARGV("pull", "qb-test/gated"));
+    struct cli_result r =
+        hub_run_cli(ENV("HF_TOKEN=hf_qbtest_allowed"), ARGV("pull", "qb-test/gated"));
     cr_assert_eq(r.rc, 0, "%s", r.err);
     char want[512];
     snprintf(want, sizeof want, "%s/models--qb-test--gated/snapshots/", srv.cache);
@@ -150,8 +155,8 @@ Test(hub_cli, pull_then_list_and_the_token_stays_secret)
     cJSON *j = parse_out(&r);
     cr_assert_eq(cJSON_GetArraySize(j), 1);
     const cJSON *m = cJSON_GetArrayItem(j, 0);
-    static const char *const keys[] = {"id", "revision", "commit", "size", "files", "supported",
-                                       "reason", "path"};
+    static const char *const keys[] = {"id",    "revision",  "commit", "size",
+                                       "files", "supported", "reason", "path"};
     assert_keys(m, keys, QB_ARRAY_LEN(keys));
     cr_assert_str_eq(cJSON_GetObjectItem(m, "id")->valuestring, "qb-test/gated");
     cr_assert_str_eq(cJSON_GetObjectItem(m, "revision")->valuestring, "main");
@@ -172,7 +177,8 @@ Test(hub_cli, gated_404_429_and_offline_messages)
     char want[512];
     struct cli_result r = hub_run_cli(NULL, ARGV("pull", "qb-test/gated"));
     cr_assert_eq(r.rc, 1);
-    snprintf(want, sizeof want, "quantbench: repo qb-test/gated is gated: accept its licence at "
+    snprintf(want, sizeof want,
+             "quantbench: repo qb-test/gated is gated: accept its licence at "
              "%s/qb-test/gated and provide a token (HF_TOKEN or huggingface-cli login)\n",
              srv.endpoint);
     cr_assert_str_eq(r.err, want);
@@ -211,8 +217,8 @@ Test(hub_cli, cache_location_and_token_file)
     fputs("hf_qbtest_allowed\n", f);
     fclose(f);
     /* no HF_HUB_CACHE: $HF_HOME/hub, token from $HF_HOME/token */
-    struct cli_result r = hub_run_cli(ENV("HF_HUB_CACHE"), ARGV("pull", "qb-test/gated",
-                                                                "--include", "*.json"));
+    struct cli_result r =
+        hub_run_cli(ENV("HF_HUB_CACHE"), ARGV("pull", "qb-test/gated", "--include", "*.json"));
     cr_assert_eq(r.rc, 0, "%s", r.err);
     cr_assert(hub_path_exists("%s/hub/models--qb-test--gated/refs/main", home));
     cli_result_free(&r);
@@ -228,8 +234,7 @@ Test(hub_cli, cache_location_and_token_file)
     fclose(f);
     char env[600];
     snprintf(env, sizeof env, "HF_TOKEN_PATH=%s", path);
-    r = hub_run_cli(ENV(env, "HF_HOME"), ARGV("pull", "qb-test/gated", "--include",
-                                              "config.json"));
+    r = hub_run_cli(ENV(env, "HF_HOME"), ARGV("pull", "qb-test/gated", "--include", "config.json"));
     cr_assert_eq(r.rc, 0, "%s", r.err);
     cli_result_free(&r);
 }

@@ -12,8 +12,8 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +26,10 @@
 struct hub_srv {
     pid_t pid;
     int hub_port, cdn_port;
-    char dir[128];      /* temporary folder, removed in hub_srv_stop */
-    char log[192];      /* the server's JSON-lines request log */
-    char endpoint[64];  /* http://127.0.0.1:PORT */
-    char cache[192];    /* dir/hub: HF_HUB_CACHE for the API client and the CLI */
+    char dir[128];     /* temporary folder, removed in hub_srv_stop */
+    char log[192];     /* the server's JSON-lines request log */
+    char endpoint[64]; /* http://127.0.0.1:PORT */
+    char cache[192];   /* dir/hub: HF_HUB_CACHE for the API client and the CLI */
 };
 
 static struct hub_srv srv;
@@ -42,7 +42,10 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
     return remove(path);
 }
 
-static void hub_rm_rf(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+static void hub_rm_rf(const char *path)
+{
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 static void hub_srv_start(void)
 {
@@ -171,7 +174,8 @@ __attribute__((unused)) static void cli_result_free(struct cli_result *r)
 
 /* Run QB_BINARY argv[] with HF_* aimed at the server, then env[] ("K=V" sets,
  * "K" alone unsets); NULL-terminated arrays. */
-__attribute__((unused)) static struct cli_result hub_run_cli(const char *const *env, const char *const *argv)
+__attribute__((unused)) static struct cli_result hub_run_cli(const char *const *env,
+                                                             const char *const *argv)
 {
     struct cli_result r = {0};
     char out[256], err[256];

@@ -80,8 +80,8 @@ static const char k_check_ours[] =
 
 Test(hub_interop, huggingface_hub_sees_what_quantbench_pulled)
 {
-    struct cli_result r = hub_run_cli(NULL, (const char *const[]){"pull", "qb-test/tiny-llama",
-                                                                  NULL});
+    struct cli_result r =
+        hub_run_cli(NULL, (const char *const[]){"pull", "qb-test/tiny-llama", NULL});
     cr_assert_eq(r.rc, 0, "%s", r.err);
     char snap[1024];
     snprintf(snap, sizeof snap, "%s", r.out);
@@ -90,7 +90,8 @@ Test(hub_interop, huggingface_hub_sees_what_quantbench_pulled)
     cJSON *j = run_python(k_check_ours, NULL);
     const cJSON *paths = cJSON_GetObjectItem(j, "paths"), *p;
     cr_assert_eq(cJSON_GetArraySize(paths), 7);
-    cJSON_ArrayForEach(p, paths) {
+    cJSON_ArrayForEach(p, paths)
+    {
         char want[1200];
         snprintf(want, sizeof want, "%s/%s", snap, p->string);
         cr_assert(cJSON_IsString(p), "%s not found by try_to_load_from_cache", p->string);
@@ -106,18 +107,16 @@ Test(hub_interop, huggingface_hub_sees_what_quantbench_pulled)
     cr_assert_eq(cJSON_GetObjectItem(repo, "size")->valuedouble,
                  300000 + 266 + 39 + 44 + 27 + 17 + 35);
     cr_assert_eq(cJSON_GetObjectItem(repo, "revisions")->valuedouble, 1);
-    cr_assert_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(repo, "refs"), 0)->valuestring,
-                     "main");
+    cr_assert_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(repo, "refs"), 0)->valuestring, "main");
     cJSON_Delete(j);
 }
 
-static const char k_download[] =
-    "import json, sys\n"
-    "from huggingface_hub import hf_hub_download, snapshot_download\n"
-    "a = hf_hub_download('qb-test/tiny-llama', 'config.json')\n"
-    "b = hf_hub_download('qb-test/tiny-llama', 'model.safetensors')\n"
-    "c = snapshot_download('qb-test/ref-llama-10m')\n"
-    "print(json.dumps([a, b, c]))\n";
+static const char k_download[] = "import json, sys\n"
+                                 "from huggingface_hub import hf_hub_download, snapshot_download\n"
+                                 "a = hf_hub_download('qb-test/tiny-llama', 'config.json')\n"
+                                 "b = hf_hub_download('qb-test/tiny-llama', 'model.safetensors')\n"
+                                 "c = snapshot_download('qb-test/ref-llama-10m')\n"
+                                 "print(json.dumps([a, b, c]))\n";
 
 Test(hub_interop, quantbench_finds_huggingface_hub_downloads_offline)
 {
@@ -157,7 +156,8 @@ Test(hub_interop, quantbench_finds_huggingface_hub_downloads_offline)
     char blob[1024];
     snprintf(blob, sizeof blob,
              "%s/models--qb-test--tiny-llama/blobs/"
-             "27f0a18a7d062d26ac18a0374103c3d91a2414e104c10c68942487213385439c", srv.cache);
+             "27f0a18a7d062d26ac18a0374103c3d91a2414e104c10c68942487213385439c",
+             srv.cache);
     struct stat before, after;
     cr_assert_eq(stat(blob, &before), 0);
     r = hub_run_cli(NULL, (const char *const[]){"pull", "qb-test/tiny-llama", NULL});

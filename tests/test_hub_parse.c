@@ -50,11 +50,11 @@ Test(hub_sha256, fips_vectors_and_hashlib)
 
 Test(hub_names, untrusted_paths)
 {
-    static const char *const ok[] = {"config.json", "sub/dir/x.json", "a..b", ".gitattributes",
-                                     "original/params.json", "x/.hidden"};
-    static const char *const bad[] = {"", "/etc/passwd", "../../evil", "..", ".", "a/../b",
-                                      "a/./b", "a//b", "a/", "a\\b", "..\\evil", "a\nb",
-                                      "x/..", "./x"};
+    static const char *const ok[] = {"config.json",    "sub/dir/x.json",       "a..b",
+                                     ".gitattributes", "original/params.json", "x/.hidden"};
+    static const char *const bad[] = {"",         "/etc/passwd", "../../evil", "..", ".",
+                                      "a/../b",   "a/./b",       "a//b",       "a/", "a\\b",
+                                      "..\\evil", "a\nb",        "x/..",       "./x"};
     for (size_t i = 0; i < QB_ARRAY_LEN(ok); i++)
         cr_assert(qb_hub_path_is_safe(ok[i]), "%s", ok[i]);
     for (size_t i = 0; i < QB_ARRAY_LEN(bad); i++)
@@ -75,9 +75,9 @@ Test(hub_names, repo_arguments)
     cr_assert_str_eq(rev, "refs/pr/1");
     free(repo);
     free(rev);
-    static const char *const bad[] = {"noslash", "a/b/c", "/b", "a/", "../x", "a/..", "a/b@",
-                                      "a/b@../../x", "a/b@-rf", "a b/c", "a/b c", "a--b/c",
-                                      "a/b@x y", ".a/b", "a/b."};
+    static const char *const bad[] = {"noslash", "a/b/c",  "/b",          "a/",      "../x",
+                                      "a/..",    "a/b@",   "a/b@../../x", "a/b@-rf", "a b/c",
+                                      "a/b c",   "a--b/c", "a/b@x y",     ".a/b",    "a/b."};
     for (size_t i = 0; i < QB_ARRAY_LEN(bad); i++)
         cr_assert_eq(qb_hub_parse_repo_arg(bad[i], &repo, &rev, &err), QB_ERR_USAGE, "'%s'",
                      bad[i]);
@@ -90,9 +90,14 @@ Test(hub_select, default_excludes_and_globs)
     cr_assert(qb_hub_file_selected(&none, "model.safetensors.index.json"));
     cr_assert(qb_hub_file_selected(&none, "tokenizer.model"));
     cr_assert(qb_hub_file_selected(&none, "quantize_config.json"));
-    static const char *const skipped[] = {"pytorch_model.bin", "x.pt", "y.pth", "tf_model.h5",
-                                          "flax_model.msgpack", "onnx/model.onnx",
-                                          "model-q4.gguf", "original/consolidated.00.pth",
+    static const char *const skipped[] = {"pytorch_model.bin",
+                                          "x.pt",
+                                          "y.pth",
+                                          "tf_model.h5",
+                                          "flax_model.msgpack",
+                                          "onnx/model.onnx",
+                                          "model-q4.gguf",
+                                          "original/consolidated.00.pth",
                                           "original/params.json"};
     for (size_t i = 0; i < QB_ARRAY_LEN(skipped); i++)
         cr_assert_not(qb_hub_file_selected(&none, skipped[i]), "%s", skipped[i]);
@@ -146,8 +151,7 @@ Test(hub_parse, model_info)
     struct qb_err err;
     memset(&m, 0, sizeof m);
     qb_hub_model_info_clear(&m);
-    cr_assert_eq(qb_hub_parse_model_info(k_info, strlen(k_info), &m, &err), QB_OK, "%s",
-                 err.msg);
+    cr_assert_eq(qb_hub_parse_model_info(k_info, strlen(k_info), &m, &err), QB_OK, "%s", err.msg);
     cr_assert_str_eq(m.id, "org/m");
     cr_assert_str_eq(m.gated, "auto");
     cr_assert_str_eq(m.license, "mit", "from the license: tag when cardData has none");
@@ -169,8 +173,7 @@ Test(hub_parse, every_prefix_of_a_document_is_rejected_cleanly)
     for (size_t len = 0; len < n; len++) {
         struct qb_hub_model_info m;
         memset(&m, 0, sizeof m);
-        cr_assert_eq(qb_hub_parse_model_info(k_info, len, &m, &err), QB_ERR_FORMAT, "len %zu",
-                     len);
+        cr_assert_eq(qb_hub_parse_model_info(k_info, len, &m, &err), QB_ERR_FORMAT, "len %zu", len);
         qb_hub_model_info_clear(&m);
         struct qb_hub_search_result r = {0};
         cr_assert_eq(qb_hub_parse_search_page(k_info, len, &r, &err), QB_ERR_FORMAT);
@@ -187,8 +190,8 @@ Test(hub_parse, corrupt_and_oddly_typed_json)
     struct qb_hub_model_info m;
     int64_t total;
     memset(&m, 0, sizeof m);
-    static const char *const garbage[] = {"", "nul", "{", "[", "\"str\"", "{\"a\":}", "[1,]",
-                                          "\xff\xfe", "[{\"id\":\"x\"}"};
+    static const char *const garbage[] = {
+        "", "nul", "{", "[", "\"str\"", "{\"a\":}", "[1,]", "\xff\xfe", "[{\"id\":\"x\"}"};
     for (size_t i = 0; i < QB_ARRAY_LEN(garbage); i++) {
         const char *g = garbage[i];
         cr_assert_eq(qb_hub_parse_search_page(g, strlen(g), &r, &err), QB_ERR_FORMAT, "%s", g);
@@ -304,10 +307,11 @@ Test(hub_env, options_follow_huggingface_hub)
     struct qb_err err;
     char dir[] = "/tmp/qbhubenv.XXXXXX", path[128];
     cr_assert_not_null(mkdtemp(dir));
-    static const char *const clear[] = {"HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE",
-                                        "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH",
-                                        "HF_ENDPOINT", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
-                                        "XDG_CACHE_HOME", "HF_DATASETS_SERVER"};
+    static const char *const clear[] = {
+        "HF_HOME",        "HF_HUB_CACHE",           "HUGGINGFACE_HUB_CACHE",
+        "HF_TOKEN",       "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH",
+        "HF_ENDPOINT",    "HF_HUB_OFFLINE",         "TRANSFORMERS_OFFLINE",
+        "XDG_CACHE_HOME", "HF_DATASETS_SERVER"};
     for (size_t i = 0; i < QB_ARRAY_LEN(clear); i++)
         unsetenv(clear[i]);
     setenv("HOME", dir, 1);

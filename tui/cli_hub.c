@@ -148,7 +148,9 @@ static void search_table(const struct qb_hub_search_result *r)
         printf("%-44s %9s %10s %7s %-7s %-10.10s %s\n", m->id,
                human_count(m->parameters, a, sizeof a), human_count(m->downloads, b, sizeof b),
                human_count(m->likes, c, sizeof c),
-               !m->gated ? "-" : strcmp(m->gated, "false") == 0 ? "no" : m->gated,
+               !m->gated                        ? "-"
+               : strcmp(m->gated, "false") == 0 ? "no"
+                                                : m->gated,
                m->last_modified ? m->last_modified : "-", m->library ? m->library : "-");
     }
     if (r->n == 0)
@@ -157,12 +159,10 @@ static void search_table(const struct qb_hub_search_result *r)
 
 int qb_cmd_search(int argc, char **argv)
 {
-    static const struct option opts[] = {{"author", required_argument, 0, 'a'},
-                                         {"sort", required_argument, 0, 's'},
-                                         {"limit", required_argument, 0, 'n'},
-                                         {"json", no_argument, 0, 'j'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"author", required_argument, 0, 'a'}, {"sort", required_argument, 0, 's'},
+        {"limit", required_argument, 0, 'n'},  {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     struct qb_hub_search_query q = {.sort = QB_HUB_SORT_DOWNLOADS, .limit = 20};
     int json = 0, c, rc = 0;
     long limit;
@@ -174,8 +174,10 @@ int qb_cmd_search(int argc, char **argv)
             break;
         case 's':
             if (qb_hub_sort_parse(optarg, &q.sort) != 0)
-                return qb_cli_usage_error("search", "--sort must be downloads, likes, trending "
-                                          "or updated, not '%s'", optarg);
+                return qb_cli_usage_error("search",
+                                          "--sort must be downloads, likes, trending "
+                                          "or updated, not '%s'",
+                                          optarg);
             break;
         case 'n':
             if (qb_cli_parse_int(optarg, 1, 1000, &limit) != 0)
@@ -295,8 +297,9 @@ static void info_text(const struct qb_hub_model_info *m)
     char a[32], b[32];
     printf("%s @ %s (%s)\n", m->id, m->revision, m->sha);
     printf("  license       %s\n", m->license ? m->license : "-");
-    printf("  gated         %s\n", !m->gated ? "-" : strcmp(m->gated, "false") == 0 ? "no"
-                                                                                       : m->gated);
+    printf("  gated         %s\n", !m->gated                        ? "-"
+                                   : strcmp(m->gated, "false") == 0 ? "no"
+                                                                    : m->gated);
     printf("  parameters    %s%s%s%s\n", human_count(m->parameters, a, sizeof a),
            m->param_dtype ? " (" : "", m->param_dtype ? m->param_dtype : "",
            m->param_dtype ? ")" : "");
@@ -323,9 +326,8 @@ static void info_text(const struct qb_hub_model_info *m)
 
 int qb_cmd_info(int argc, char **argv)
 {
-    static const struct option opts[] = {{"json", no_argument, 0, 'j'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int json = 0, c, rc = 0;
     optind = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -476,7 +478,8 @@ out:
     return rc;
 }
 
-/* ---- list ------------------------------------------------------------------------------------- */
+/* ---- list -------------------------------------------------------------------------------------
+ */
 
 static void list_help(void)
 {
@@ -489,9 +492,8 @@ static void list_help(void)
 
 int qb_cmd_list(int argc, char **argv)
 {
-    static const struct option opts[] = {{"json", no_argument, 0, 'j'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int json = 0, c, rc = 0;
     optind = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
