@@ -7,9 +7,9 @@
  * folders, offline flag, timeouts, retry policy); there is no global state, so
  * the dashboard and the CLI may each hold their own client, and different
  * clients may be used from different threads at once (one client is not meant
- * to be shared by two threads at the same time). The caller must have called
- * curl_global_init() once before any thread uses a client (qb_hub_open does it
- * under a pthread_once).
+ * to be shared by two threads at the same time). qb_hub_open() runs
+ * curl_global_init() once per process (pthread_once), so open the first client
+ * before other threads start using libcurl.
  *
  * The token is kept inside the opaque client: it is never printed, logged,
  * written to disk, or sent to a host other than the endpoint's (redirects to a
@@ -182,7 +182,8 @@ int qb_hub_file_selected(const struct qb_hub_pull_opts *opts, const char *path);
 
 /* Download REPO@REV into the cache; *snapshot_dir (malloced, may be NULL) gets
  * the snapshot folder. On failure nothing is linked into a snapshot and no ref
- * is written; verified blobs and resumable .incomplete parts may stay. */
+ * is written; verified blobs and resumable .incomplete parts may stay. Offline,
+ * returns the cached snapshot (no check of its completeness) or QB_ERR_NETWORK. */
 enum qb_status qb_hub_pull(struct qb_hub *hub, const char *repo, const char *rev,
                            const struct qb_hub_pull_opts *opts, char **snapshot_dir,
                            struct qb_err *err);

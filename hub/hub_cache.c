@@ -307,7 +307,7 @@ static char *cached_snapshot_commit(const struct qb_hub *hub, const char *repo, 
     return snap;
 }
 
-static char *cached_snapshot(const struct qb_hub *hub, const char *repo, const char *rev)
+char *qb_hub_cached_snapshot(const struct qb_hub *hub, const char *repo, const char *rev)
 {
     return cached_snapshot_commit(hub, repo, rev, NULL);
 }
@@ -417,7 +417,7 @@ enum qb_status qb_hub_resolve_model(struct qb_hub *hub, const char *arg, int all
                         arg);
         goto out;
     }
-    *dir = cached_snapshot(hub, repo, rev);
+    *dir = qb_hub_cached_snapshot(hub, repo, rev);
     if (*dir)
         goto out;
     if (!allow_pull || hub->o.offline) {

@@ -103,6 +103,9 @@ char *qb_hub_read_file(const char *path, size_t max, size_t *len);
 /* Place a relative symlink snapshots/COMMIT/FILE -> ../../blobs/ETAG (atomic). */
 enum qb_status qb_hub_link_snapshot(const char *repo_dir, const char *commit, const char *file,
                                     const char *etag, struct qb_err *err);
+/* The cached snapshot folder of repo@rev (rev NULL = main) holding a config.json,
+ * malloced; NULL when not cached. */
+char *qb_hub_cached_snapshot(const struct qb_hub *hub, const char *repo, const char *rev);
 /* Model info from the cache only (offline): files, sizes and config of the snapshot. */
 enum qb_status qb_hub_model_info_cached(const struct qb_hub *hub, const char *repo, const char *rev,
                                         struct qb_hub_model_info *out, struct qb_err *err);

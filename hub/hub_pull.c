@@ -668,9 +668,17 @@ enum qb_status qb_hub_pull(struct qb_hub *hub, const char *repo, const char *rev
         *snapshot_dir = NULL;
     pl.progress = prog;
     qb_progress_begin(prog, QB_JOB_PULL, "listing files");
-    if (hub->o.offline) {
-        st = qb_err_set(err, QB_ERR_NETWORK, "offline mode (HF_HUB_OFFLINE=1): cannot pull %s",
-                        repo);
+    if (hub->o.offline) { /* like snapshot_download: the cached snapshot, if any */
+        char *cached = qb_hub_cached_snapshot(hub, repo, rev);
+        if (!cached)
+            st = qb_err_set(err, QB_ERR_NETWORK,
+                            "offline mode (HF_HUB_OFFLINE=1): cannot pull %s%s%s and it is not "
+                            "in the cache",
+                            repo, rev ? "@" : "", rev ? rev : "");
+        if (snapshot_dir)
+            *snapshot_dir = cached;
+        else
+            free(cached);
         goto out;
     }
     st = qb_hub_model_info(hub, repo, rev, &info, err);

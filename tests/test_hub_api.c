@@ -559,6 +559,10 @@ Test(hub_api, list_and_resolve)
     int before = hub_log_count("", NULL);
     cr_assert_eq(qb_hub_resolve_model(hub, TINY, 1, NULL, &dir, &err), QB_OK, "%s", err.msg);
     free(dir);
+    cr_assert_eq(qb_hub_pull(hub, TINY, NULL, &(struct qb_hub_pull_opts){0}, &dir, &err), QB_OK,
+                 "offline pull of a cached model answers its snapshot");
+    cr_assert(hub_path_exists("%s/config.json", dir));
+    free(dir);
     cr_assert_eq(qb_hub_resolve_model(hub, "qb-test/paged-tree", 1, NULL, &dir, &err), QB_ERR_IO);
     cr_assert(strstr(err.msg, "HF_HUB_OFFLINE"), "%s", err.msg);
     struct qb_hub_search_result r;
