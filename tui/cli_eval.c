@@ -16,6 +16,7 @@
 #include "cli_progress.h"
 #include "compare.h"
 #include "fileutil.h"
+#include "hub/hub.h"
 
 #define DATA_MAX_BYTES ((size_t)1 << 30)
 #define DEFAULT_SCHEMES "bf16,int8,int4,nf4,fp8,nvfp4,mxfp4"
@@ -24,8 +25,10 @@ enum out_format { OUT_TEXT, OUT_JSON, OUT_CSV, OUT_MD };
 
 struct eval_args {
     const char *cmd;
-    const char *model;
-    const char *data;
+    const char *model;       /* as given: a directory or ORG/NAME[@REV] */
+    char *model_dir;         /* resolved directory (malloced) */
+    const char *data;        /* a text file or a Hub data set name (wikitext2, c4, pileval) */
+    int pull;                /* allow pulling MODEL from the Hub */
     const char *scheme;      /* eval */
     char *schemes;           /* compare (malloced copy) */
     long ctx, chunks, threads, group;
@@ -40,9 +43,11 @@ static void eval_usage(void)
            "Perplexity of MODEL on FILE the way llama-perplexity computes it: the text is\n"
            "tokenized once with BOS in front, cut into chunks of --ctx tokens whose first\n"
            "token is replaced by BOS, and the second half of each chunk is scored.\n\n"
-           "  --data FILE        text to evaluate (required)\n"
+           "  --data FILE|SET    text to evaluate (required): a file, or a Hub data set\n"
+           "                     (wikitext2 = wikitext-2-raw-v1 test, c4, pileval)\n"
            "  --ctx N            tokens per chunk (default 512)\n"
            "  --chunks N         evaluate the first N chunks (default: all)\n"
+           "  --pull             download MODEL from the Hub if it is not cached\n"
            "  --scheme S         quantize in memory first and compare with the baseline\n"
            "                     (%s)\n"
            "  --group N          group size for grouped schemes (32, 64 or 128)\n"
@@ -52,7 +57,7 @@ static void eval_usage(void)
            "  --progress-json    progress as JSON lines on stderr\n"
            "  -h, --help         this help\n\n"
            "MODEL is a Hugging Face checkpoint directory (config.json, tokenizer.json,\n"
-           "safetensors).\n", qb_scheme_names());
+           "safetensors) or ORG/NAME[@REV] from the Hugging Face cache.\n", qb_scheme_names());
 }
 
 static void compare_usage(void)
@@ -61,7 +66,8 @@ static void compare_usage(void)
            "Evaluate the baseline once, then each scheme quantized in memory, and print\n"
            "bits/weight, size, perplexity, delta ppl, KL divergence and top-1 agreement\n"
            "side by side.\n\n"
-           "  --data FILE        text to evaluate (required)\n"
+           "  --data FILE|SET    text to evaluate (required): a file, or wikitext2, c4, pileval\n"
+           "  --pull             download MODEL from the Hub if it is not cached\n"
            "  --schemes LIST     comma-separated (default %s)\n"
            "  --ctx N            tokens per chunk (default 512)\n"
            "  --chunks N         evaluate the first N chunks (default: all)\n"
@@ -75,7 +81,7 @@ static void compare_usage(void)
 }
 
 enum { OPT_DATA = 256, OPT_CTX, OPT_CHUNKS, OPT_SCHEME, OPT_SCHEMES, OPT_GROUP, OPT_BACKEND,
-       OPT_THREADS, OPT_JSON, OPT_CSV, OPT_MD, OPT_PROGRESS_JSON };
+       OPT_THREADS, OPT_JSON, OPT_CSV, OPT_MD, OPT_PROGRESS_JSON, OPT_PULL };
 
 static const struct option eval_options[] = {
     {"data", required_argument, NULL, OPT_DATA},
@@ -90,6 +96,7 @@ static const struct option eval_options[] = {
     {"csv", no_argument, NULL, OPT_CSV},
     {"md", no_argument, NULL, OPT_MD},
     {"progress-json", no_argument, NULL, OPT_PROGRESS_JSON},
+    {"pull", no_argument, NULL, OPT_PULL},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -132,6 +139,7 @@ static int handle_option(struct eval_args *a, int c, int is_compare)
     case OPT_CSV: a->format = is_compare ? OUT_CSV : OUT_TEXT; break;
     case OPT_MD: a->format = is_compare ? OUT_MD : OUT_TEXT; break;
     case OPT_PROGRESS_JSON: a->progress = QB_CLI_PROGRESS_JSON; break;
+    case OPT_PULL: a->pull = 1; break;
     case 'h':
         if (is_compare)
             compare_usage();
@@ -171,16 +179,42 @@ static int parse_args(int argc, char **argv, int is_compare, struct eval_args *a
     return -1;
 }
 
-/* Tokenize the data file with the model's tokenizer (BOS first). */
-static enum qb_status load_tokens(const struct eval_args *a, int32_t **ids, size_t *n,
-                                  char *dtype, size_t dtype_size, struct qb_err *err)
+/* The evaluation text: a file, or a Hub data set fetched (and cached) by name. */
+static enum qb_status read_data(const struct eval_args *a, struct qb_hub **hub, char **text,
+                                size_t *len, struct qb_err *err)
+{
+    if (qb_path_exists(a->data) || !qb_hub_dataset_known(a->data))
+        return qb_file_read_all(a->data, DATA_MAX_BYTES, text, len, err);
+    enum qb_status st = *hub ? QB_OK : qb_hub_open_env(hub, err);
+    if (st)
+        return st;
+    return qb_hub_dataset_text(*hub, a->data, NULL, text, len, NULL, err);
+}
+
+/* A directory as given, else ORG/NAME[@REV] resolved in the Hub cache. */
+static enum qb_status resolve_model(struct eval_args *a, struct qb_hub **hub,
+                                    struct qb_progress *progress, struct qb_err *err)
+{
+    if (qb_path_is_dir(a->model)) {
+        a->model_dir = qb_strdup(a->model);
+        return a->model_dir ? QB_OK : qb_err_set(err, QB_ERR_NOMEM, "out of memory");
+    }
+    enum qb_status st = *hub ? QB_OK : qb_hub_open_env(hub, err);
+    if (st)
+        return st;
+    return qb_hub_resolve_model(*hub, a->model, a->pull, progress, &a->model_dir, err);
+}
+
+/* Tokenize the data with the model's tokenizer (BOS first). */
+static enum qb_status load_tokens(const struct eval_args *a, struct qb_hub **hub, int32_t **ids,
+                                  size_t *n, char *dtype, size_t dtype_size, struct qb_err *err)
 {
     char *text = NULL;
     size_t len = 0;
     struct qb_model *m = NULL;
-    enum qb_status st = qb_model_load(a->model, NULL, &m, err);
+    enum qb_status st = qb_model_load(a->model_dir, NULL, &m, err);
     if (!st)
-        st = qb_file_read_all(a->data, DATA_MAX_BYTES, &text, &len, err);
+        st = read_data(a, hub, &text, &len, err);
     if (!st)
         st = qb_eval_tokenize(m, text, len, ids, n, err);
     if (!st)
@@ -331,10 +365,12 @@ static int run(int argc, char **argv, int is_compare)
     int rc = parse_args(argc, argv, is_compare, &a);
     if (rc != -1) {
         free(a.schemes);
+        free(a.model_dir);
         return rc == -2 ? 0 : rc;
     }
     struct qb_err err = {0};
-    struct qb_compare_opts co = {.model_dir = a.model, .group = (int)a.group};
+    struct qb_compare_opts co = {.group = (int)a.group};
+    struct qb_hub *hub = NULL;
     co.eval = (struct qb_eval_opts){(int)a.ctx, (int)a.chunks, (int)a.threads, a.backend};
     struct qb_compare_row *rows = NULL;
     int n_rows = 0;
@@ -356,9 +392,14 @@ static int run(int argc, char **argv, int is_compare)
     }
     if (!st) {
         qb_cli_progress_attach(&bar, a.progress, progress);
-        qb_progress_begin(progress, is_compare ? QB_JOB_COMPARE : QB_JOB_EVAL, "tokenizing");
-        st = load_tokens(&a, &ids, &co.n_ids, dtype, sizeof dtype, &err);
+        qb_progress_begin(progress, is_compare ? QB_JOB_COMPARE : QB_JOB_EVAL, "loading");
+        st = resolve_model(&a, &hub, progress, &err);
+    }
+    if (!st) {
+        qb_progress_stage(progress, "tokenizing");
+        st = load_tokens(&a, &hub, &ids, &co.n_ids, dtype, sizeof dtype, &err);
         co.ids = ids;
+        co.model_dir = a.model_dir;
     }
     if (!st)
         st = qb_compare_run(&co, progress, &rows, &n_rows, &err);
@@ -382,6 +423,8 @@ static int run(int argc, char **argv, int is_compare)
     free(rows);
     free(ids);
     free(a.schemes);
+    free(a.model_dir);
+    qb_hub_free(hub);
     return qb_status_exit_code(st);
 }
 
