@@ -722,7 +722,7 @@ enum qb_status qb_tok_load_hf_buffer(const char *json, size_t len, const char *o
         size_t at = end && end >= copy ? (size_t)(end - copy) : 0;
         st = qb_err_set(err, QB_ERR_FORMAT,
                         "'%s': not valid JSON (parse error near byte %zu of %zu)%s", L.origin, at,
-                        len, at >= len ? ": truncated?" : "");
+                        len, at + 64 >= len ? ": the document ends early (truncated?)" : "");
         goto out;
     }
     if (!cJSON_IsObject(root)) {
