@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "qb_common.h"
 #include "tokenizer.h"
 
 #define PEER QB_TEST_DATA "/../tokenizer_peer.py"
@@ -78,14 +79,15 @@ static void print_ids(const char *label, const int32_t *ids, size_t n)
     fprintf(stderr, n > 40 ? " ... (%zu)\n" : "\n", n);
 }
 
-/* Compares every case; returns the number of mismatches (details on stderr). */
-static int compare_cases(const char *tok_json, const char *extra)
+/* Compares our encode/decode with tok_json against the peer's for peer_json (the same
+ * file except in the self-check); returns the number of mismatches (details on stderr). */
+static int compare_cases_with(const char *tok_json, const char *peer_json, const char *extra)
 {
     struct qb_tokenizer *tok = NULL;
     struct qb_err err;
     cr_assert_eq(qb_tok_load_hf(tok_json, &tok, &err), QB_OK, "%s", err.msg);
     char cmd[4096];
-    snprintf(cmd, sizeof(cmd), "'%s' '%s' cases '%s' %s", QB_PYTHON, PEER, tok_json,
+    snprintf(cmd, sizeof(cmd), "'%s' '%s' cases '%s' %s", QB_PYTHON, PEER, peer_json,
              extra ? extra : "");
     char *out = run_capture(cmd);
     cJSON *root = cJSON_Parse(out);
@@ -135,6 +137,11 @@ static int compare_cases(const char *tok_json, const char *extra)
     free(out);
     qb_tok_free(tok);
     return bad;
+}
+
+static int compare_cases(const char *tok_json, const char *extra)
+{
+    return compare_cases_with(tok_json, tok_json, extra);
 }
 
 static char tmpdir[256];
@@ -202,4 +209,163 @@ Test(tokenizer_peer, gpt2_byte_level_added_tokens, .init = build_peers, .fini = 
 Test(tokenizer_peer, qwen2_split_regex, .init = build_peers, .fini = remove_peers)
 {
     check_trained("qwen2");
+}
+
+/* The comparator must fire: our gpt2-shaped tokenizer against the peer's ids for the
+ * qwen2-shaped one has to report mismatches. */
+Test(tokenizer_peer, comparator_detects_a_different_tokenizer, .init = build_peers,
+     .fini = remove_peers)
+{
+    char ours[512], theirs[512];
+    snprintf(ours, sizeof(ours), "%s/gpt2/tokenizer.json", tmpdir);
+    snprintf(theirs, sizeof(theirs), "%s/qwen2/tokenizer.json", tmpdir);
+    cr_assert_gt(compare_cases_with(ours, theirs, NULL), 100);
+}
+
+/* ---- llama.cpp's vocabulary tests through qb_tok_create ------------------------- */
+
+struct gguf_vocab {
+    cJSON *root;
+    const char **tokens, **merges;
+    float *scores;
+    int32_t *types;
+    struct qb_tok_spec spec;
+};
+
+static void load_gguf_vocab(const char *name, struct gguf_vocab *v)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "'%s' '%s' gguf-vocab '%s/llamacpp-vocab-tests/ggml-vocab-%s.gguf'",
+             QB_PYTHON, PEER, QB_SHARED_DATA, name);
+    char *out = run_capture(cmd);
+    memset(v, 0, sizeof(*v));
+    v->root = cJSON_Parse(out);
+    free(out);
+    cr_assert_not_null(v->root);
+    const cJSON *toks = cJSON_GetObjectItem(v->root, "tokens");
+    const cJSON *scores = cJSON_GetObjectItem(v->root, "scores");
+    const cJSON *types = cJSON_GetObjectItem(v->root, "types");
+    const cJSON *merges = cJSON_GetObjectItem(v->root, "merges");
+    int n = cJSON_GetArraySize(toks), nm = cJSON_GetArraySize(merges);
+    v->tokens = calloc((size_t)n, sizeof(char *));
+    v->types = calloc((size_t)n, sizeof(int32_t));
+    v->scores = calloc((size_t)n, sizeof(float));
+    v->merges = calloc((size_t)nm + 1, sizeof(char *));
+    int i = 0;
+    for (const cJSON *t = toks->child; t; t = t->next, i++)
+        v->tokens[i] = t->valuestring;
+    i = 0;
+    for (const cJSON *t = types ? types->child : NULL; t; t = t->next, i++)
+        v->types[i] = (int32_t)t->valuedouble;
+    i = 0;
+    for (const cJSON *t = cJSON_IsArray(scores) ? scores->child : NULL; t; t = t->next, i++)
+        v->scores[i] = (float)t->valuedouble;
+    i = 0;
+    for (const cJSON *t = merges ? merges->child : NULL; t; t = t->next, i++)
+        v->merges[i] = t->valuestring;
+    int spm = strcmp(cJSON_GetObjectItem(v->root, "model")->valuestring, "llama") == 0;
+    v->spec = (struct qb_tok_spec){
+        .kind = spm ? QB_TOK_SPM : QB_TOK_BPE,
+        .n_vocab = n,
+        .pieces = v->tokens,
+        .scores = cJSON_IsArray(scores) ? v->scores : NULL,
+        .types = v->types,
+        .merges = v->merges,
+        .n_merges = (size_t)nm,
+        .add_space_prefix = cJSON_IsTrue(cJSON_GetObjectItem(v->root, "add_space_prefix")),
+        .add_bos = cJSON_IsTrue(cJSON_GetObjectItem(v->root, "add_bos")),
+        .bos_id = (int32_t)cJSON_GetObjectItem(v->root, "bos")->valuedouble,
+        .eos_id = (int32_t)cJSON_GetObjectItem(v->root, "eos")->valuedouble,
+        .unk_id = (int32_t)cJSON_GetObjectItem(v->root, "unk")->valuedouble,
+    };
+}
+
+static void free_gguf_vocab(struct gguf_vocab *v)
+{
+    free(v->tokens);
+    free(v->types);
+    free(v->scores);
+    free(v->merges);
+    cJSON_Delete(v->root);
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
+    b[n] = '\0';
+    fclose(f);
+    return b;
+}
+
+/* Encodes every .inp text and compares with the .out line (ids `tokenizers` gave). */
+static void check_llamacpp_vocab(const char *name)
+{
+    if (!peer_available() || system("'" QB_PYTHON "' -c 'import gguf' 2>/dev/null") != 0)
+        cr_skip_test("QB_PYTHON lacks `tokenizers` or `gguf`");
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/llamacpp-vocab-tests/ggml-vocab-%s.gguf.inp",
+             QB_SHARED_DATA, name);
+    if (access(path, R_OK) != 0)
+        cr_skip_test("no llama.cpp vocab tests at %s", QB_SHARED_DATA);
+    char *inp = read_file(path);
+    snprintf(path, sizeof(path), "%s/llamacpp-vocab-tests/ggml-vocab-%s.gguf.out",
+             QB_SHARED_DATA, name);
+    char *outp = read_file(path);
+    struct gguf_vocab v;
+    load_gguf_vocab(name, &v);
+    struct qb_tokenizer *tok = NULL;
+    struct qb_err err;
+    cr_assert_eq(qb_tok_create(&v.spec, &tok, &err), QB_OK, "%s", err.msg);
+    const char *sep = "\n__ggml_vocab_test__\n";
+    char *text = inp, *line = outp;
+    int cases = 0, bad = 0;
+    while (text && *line) {
+        char *next = strstr(text, sep);
+        size_t len = next ? (size_t)(next - text) : strlen(text);
+        char *eol = strchr(line, '\n');
+        if (eol)
+            *eol = '\0';
+        int32_t *ids;
+        size_t n;
+        cr_assert_eq(qb_tok_encode(tok, text, len, 0, &ids, &n, &err), QB_OK, "%s", err.msg);
+        char got[8192] = "";
+        size_t at = 0;
+        for (size_t i = 0; i < n && at < sizeof(got) - 16; i++)
+            at += (size_t)snprintf(got + at, sizeof(got) - at, " %d", ids[i]);
+        if (strcmp(got, line) != 0 && bad++ < 8)
+            fprintf(stderr, "%s case %d \"%.*s\":\n  ours:%s\n  want:%s\n", name, cases,
+                    (int)QB_MIN(len, 60), text, got, line);
+        free(ids);
+        cases++;
+        text = next ? next + strlen(sep) : NULL;
+        line = eol ? eol + 1 : line + strlen(line);
+    }
+    fprintf(stderr, "llama.cpp vocab %s: %d cases, %d mismatches\n", name, cases, bad);
+    cr_assert_gt(cases, 20);
+    cr_assert_eq(bad, 0);
+    qb_tok_free(tok);
+    free_gguf_vocab(&v);
+    free(inp);
+    free(outp);
+}
+
+Test(tokenizer_gguf_vocab, llama_spm)
+{
+    check_llamacpp_vocab("llama-spm");
+}
+
+Test(tokenizer_gguf_vocab, phi3_spm)
+{
+    check_llamacpp_vocab("phi-3");
+}
+
+Test(tokenizer_gguf_vocab, gpt2_bpe)
+{
+    check_llamacpp_vocab("gpt-2");
 }

@@ -11,6 +11,9 @@
       gpt2 (ByteLevel use_regex, merges as "a b" strings, added tokens with
       lstrip/rstrip/single_word/normalized flags), qwen2 (Qwen2 Split regex + ByteLevel
       without regex, merges as pairs).
+  tokenizer_peer.py gguf-vocab FILE.gguf
+      prints the tokenizer.ggml.* metadata of a vocab-only GGUF (llama.cpp's test
+      vocabularies) as JSON, read with the PyPI `gguf` package, for qb_tok_create.
   tokenizer_peer.py cases TOKENIZER_JSON [EXTRA_FILE...]
       prints one JSON document {"cases": [{"hex", "ids", "ids_special", "decoded_hex"}]}:
       the test strings (UTF-8 bytes, some invalid, decoded with errors="replace" as any
@@ -197,12 +200,31 @@ def cases(path, extra):
     json.dump({"cases": out}, sys.stdout)
 
 
+def gguf_vocab(path):
+    from gguf import GGUFReader
+    r = GGUFReader(path)
+
+    def get(key, default=None):
+        f = r.fields.get("tokenizer.ggml." + key)
+        return f.contents() if f is not None else default
+
+    json.dump({"model": get("model"), "pre": get("pre"), "tokens": get("tokens"),
+               "scores": get("scores"), "types": get("token_type"), "merges": get("merges", []),
+               "bos": get("bos_token_id", -1), "eos": get("eos_token_id", -1),
+               "unk": get("unknown_token_id", -1), "add_bos": bool(get("add_bos_token", False)),
+               "add_eos": bool(get("add_eos_token", False)),
+               "add_space_prefix": bool(get("add_space_prefix", True))}, sys.stdout)
+
+
 def main():
     if len(sys.argv) >= 2 and sys.argv[1] == "check":
         import tokenizers  # noqa: F401
         return 0
     if len(sys.argv) == 4 and sys.argv[1] == "build":
         build(sys.argv[2], sys.argv[3])
+        return 0
+    if len(sys.argv) == 3 and sys.argv[1] == "gguf-vocab":
+        gguf_vocab(sys.argv[2])
         return 0
     if len(sys.argv) >= 3 and sys.argv[1] == "cases":
         cases(sys.argv[2], sys.argv[3:])
