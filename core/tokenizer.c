@@ -230,6 +230,9 @@ static enum qb_status normalize_text(struct encode_state *es, const char *s, siz
                 st = nomem(es->err);
             else if (!cur.len)
                 continue;
+        } else if (z->kind == TOK_NORM_NFC) {
+            if (tok_nfc(cur.p ? cur.p : "", cur.len, &next))
+                st = nomem(es->err);
         } else {
             st = tok_replace_all(&z->pat, &es->m, cur.p ? cur.p : "", cur.len, z->text,
                                  z->text_len, &next, es->err);

@@ -16,7 +16,7 @@
  * names the field and value): model BPE (vocab, merges as "a b" or ["a", "b"],
  * unk_token, byte_fallback, fuse_unk, ignore_merges, continuing_subword_prefix,
  * end_of_word_suffix); added_tokens with single_word/lstrip/rstrip/normalized;
- * normalizer Sequence/Prepend/Replace; pre_tokenizer Sequence/Split (all five
+ * normalizer Sequence/Prepend/Replace/NFC; pre_tokenizer Sequence/Split (all five
  * behaviours, invert)/ByteLevel/Metaspace/Digits; post_processor
  * TemplateProcessing/ByteLevel/Sequence; decoder Sequence/ByteLevel/Replace/
  * ByteFallback/Fuse/Strip/Metaspace.

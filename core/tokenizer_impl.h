@@ -57,6 +57,31 @@ int tok_cp_to_byte(uint32_t cp);
 /* Rust char::is_whitespace (Unicode White_Space). */
 int tok_is_whitespace(uint32_t cp);
 
+/* ---- NFC (tokenizer_nfc.c, tables in tokenizer_nfc_tables.c) -------------------- */
+
+/* Appends the NFC form of the valid UTF-8 s[0..n) to out. */
+enum qb_status tok_nfc(const char *s, size_t n, struct tok_buf *out);
+
+struct tok_ccc_range {
+    uint32_t first, last;
+    uint8_t ccc;
+};
+struct tok_decomp {
+    uint32_t cp;
+    uint32_t offset; /* into tok_decomp_pool */
+    uint32_t len;
+};
+struct tok_comp {
+    uint32_t first, second, composite;
+};
+extern const struct tok_ccc_range tok_ccc_ranges[];
+extern const size_t tok_ccc_count;
+extern const uint32_t tok_decomp_pool[];
+extern const struct tok_decomp tok_decomps[];
+extern const size_t tok_decomp_count;
+extern const struct tok_comp tok_comps[];
+extern const size_t tok_comp_count;
+
 /* ---- hash maps (tokenizer_bpe.c) -------------------------------------------- */
 
 /* String -> id, open addressing; keys point into memory the tokenizer owns. */

@@ -7,7 +7,7 @@
  *                     unk_token, byte_fallback, fuse_unk, ignore_merges, dropout,
  *                     continuing_subword_prefix, end_of_word_suffix}
  *   added_tokens     [{id, content, single_word, lstrip, rstrip, normalized, special}]
- *   normalizer       null | Sequence | Prepend | Replace
+ *   normalizer       null | Sequence | Prepend | Replace | NFC
  *   pre_tokenizer    null | Sequence | Split | ByteLevel | Metaspace | Digits
  *   post_processor   null | Sequence | TemplateProcessing | ByteLevel
  *   decoder          null | Sequence | ByteLevel | Replace | ByteFallback | Fuse | Strip |
@@ -402,7 +402,14 @@ static enum qb_status load_normalizer(struct loader *L, const cJSON *n, int dept
             return oom(L);
         return prepend ? QB_OK : load_pattern(L, n, "normalizer.pattern", &z->pat);
     }
-    return unsupported(L, "normalizer.type", type, "Sequence, Prepend, Replace");
+    if (strcmp(type, "NFC") == 0) {
+        struct tok_normalizer *z = grow((void **)&tok->norms, &tok->n_norms, sizeof(*z));
+        if (!z)
+            return oom(L);
+        z->kind = TOK_NORM_NFC;
+        return QB_OK;
+    }
+    return unsupported(L, "normalizer.type", type, "Sequence, Prepend, Replace, NFC");
 }
 
 static enum qb_status parse_behavior(struct loader *L, const cJSON *obj, enum tok_behavior *out)

@@ -17,6 +17,7 @@
 
 #include "qb_common.h"
 #include "tokenizer.h"
+#include "tokenizer_impl.h"
 
 #define PEER QB_TEST_DATA "/../tokenizer_peer.py"
 
@@ -368,4 +369,35 @@ Test(tokenizer_gguf_vocab, phi3_spm)
 Test(tokenizer_gguf_vocab, gpt2_bpe)
 {
     check_llamacpp_vocab("gpt-2");
+}
+
+/* ---- NFC against Python's unicodedata -------------------------------------------- */
+
+Test(tokenizer_nfc, matches_unicodedata)
+{
+    if (system("'" QB_PYTHON "' -c 'import unicodedata' 2>/dev/null") != 0)
+        cr_skip_test("no QB_PYTHON");
+    char *out = run_capture("'" QB_PYTHON "' '" PEER "' nfc-cases");
+    cJSON *root = cJSON_Parse(out);
+    cr_assert_not_null(root);
+    int count = 0, bad = 0;
+    for (const cJSON *c = cJSON_GetObjectItem(root, "cases")->child; c; c = c->next, count++) {
+        char *in, *want;
+        size_t n = unhex(c->child->valuestring, &in);
+        size_t wn = unhex(c->child->next->valuestring, &want);
+        struct tok_buf got = {0};
+        cr_assert_eq(tok_nfc(in, n, &got), QB_OK);
+        if ((got.len != wn || memcmp(got.p, want, wn) != 0) && bad++ < 10)
+            fprintf(stderr, "NFC of %s: got %.*s want %s\n", c->child->valuestring,
+                    (int)got.len, got.p, want);
+        free(got.p);
+        free(in);
+        free(want);
+    }
+    fprintf(stderr, "NFC (Unicode %s in Python): %d cases, %d mismatches\n",
+            cJSON_GetObjectItem(root, "unicode")->valuestring, count, bad);
+    cr_assert_gt(count, 10000);
+    cr_assert_eq(bad, 0);
+    cJSON_Delete(root);
+    free(out);
 }

@@ -9,8 +9,12 @@
       byte_fallback), metaspace (Metaspace pre-tokenizer, prepend_scheme first, split
       false), metaspace_split (prepend_scheme always, split true, Metaspace decoder),
       gpt2 (ByteLevel use_regex, merges as "a b" strings, added tokens with
-      lstrip/rstrip/single_word/normalized flags), qwen2 (Qwen2 Split regex + ByteLevel
-      without regex, merges as pairs).
+      lstrip/rstrip/single_word/normalized flags), qwen2 (NFC normalizer, Qwen2 Split
+      regex + ByteLevel without regex, merges as pairs).
+  tokenizer_peer.py nfc-cases
+      prints {"cases": [[input_hex, nfc_hex], ...]}: every code point with a
+      decomposition or a combining class, alone and in sequences, with
+      unicodedata.normalize("NFC") of each (checks core/tokenizer_nfc.c directly).
   tokenizer_peer.py gguf-vocab FILE.gguf
       prints the tokenizer.ggml.* metadata of a vocab-only GGUF (llama.cpp's test
       vocabularies) as JSON, read with the PyPI `gguf` package, for qb_tok_create.
@@ -60,6 +64,9 @@ def test_strings():
         "The quick brown fox jumps over the lazy dog. THE QUICK BROWN FOX!",
         "It was the best of times, it was the worst of times,\nit was the age of wisdom...",
         "\"Quoted,\" she said—em dash–en dash… ellipsis «guillemets» „Anführungszeichen“",
+        "NFC: A\u030a \u212b \u2126 a\u0316\u0301 a\u0301\u0316 \u1100\u1161\u11a8 \u1100\u1161 "
+        "\u0958 \u1f71 e\u0304\u0301 \u1ea1\u0302 o\u031b\u0323 \u0344 \u0f73 \u0301start",
+        "Vi\u1ec7t Nam ti\u00ea\u0301ng Vi\u00ea\u0323t \uac00\u11a8 \u110b\u1175\u11af",
     ]
     rng = random.Random(1234)
     alphabet = ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 \t\n\r.,;:'\"!?-_()[]{}"
@@ -170,6 +177,7 @@ def build(outdir, corpus):
     qwen_re = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
     tok = Tokenizer(models.BPE(ignore_merges=False))
+    tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(qwen_re), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
@@ -216,12 +224,31 @@ def gguf_vocab(path):
                "add_space_prefix": bool(get("add_space_prefix", True))}, sys.stdout)
 
 
+def nfc_cases():
+    import unicodedata as ud
+    marks = [0x301, 0x316, 0x323, 0x302, 0x334, 0x5B0, 0x93C]
+    out = []
+    for cp in range(0x110000):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        c = chr(cp)
+        if not (ud.decomposition(c) or ud.combining(c)) and not (0x1100 <= cp <= 0x11FF):
+            continue
+        for s in (c, "a" + c, c + chr(marks[cp % 7]), c + chr(marks[cp % 5]) + chr(marks[cp % 3]),
+                  chr(marks[cp % 7]) + c + "b"):
+            out.append([s.encode().hex(), ud.normalize("NFC", s).encode().hex()])
+    json.dump({"unicode": ud.unidata_version, "cases": out}, sys.stdout)
+
+
 def main():
     if len(sys.argv) >= 2 and sys.argv[1] == "check":
         import tokenizers  # noqa: F401
         return 0
     if len(sys.argv) == 4 and sys.argv[1] == "build":
         build(sys.argv[2], sys.argv[3])
+        return 0
+    if len(sys.argv) == 2 and sys.argv[1] == "nfc-cases":
+        nfc_cases()
         return 0
     if len(sys.argv) == 3 and sys.argv[1] == "gguf-vocab":
         gguf_vocab(sys.argv[2])
