@@ -12,6 +12,8 @@
  *           -> [\p{L}\p{M}\p{N}\p{Pc}] (and its negation outside a class)
  *   \h \H   Oniguruma: hex digit; PCRE2: horizontal space -> [0-9a-fA-F]
  *   \uHHHH  Oniguruma only -> \x{HHHH}
+ *   ^ $     Ruby syntax: always line anchors -> compiled with PCRE2_MULTILINE
+ *   (?m)    Ruby syntax: '.' matches newlines -> (?s)
  *
  * find_matches emulates the onig crate's find_iter, including how it steps over
  * an empty match that touches the previous one, and split() reproduces
@@ -90,7 +92,7 @@ static size_t translate_escape(const char *src, size_t len, size_t i, int in_cla
         pat_puts(o, "[^0-9a-fA-F]");
         return 2;
     case 'u':
-        if (i + 5 < len + 0 && i + 6 <= len) {
+        if (i + 6 <= len) {
             pat_puts(o, "\\x{");
             pat_put(o, src + i + 2, 4);
             pat_puts(o, "}");
@@ -123,6 +125,19 @@ static char *translate_pattern(const char *src, size_t len, size_t *bad_at, size
             }
             i += used;
             continue;
+        }
+        if (!in_class && c == '(' && i + 1 < len && src[i + 1] == '?') {
+            /* an option group (?imx-imx) or (?imx-imx:...): Ruby's m is PCRE2's s */
+            size_t j = i + 2;
+            while (j < len && strchr("imx-", src[j]) && src[j])
+                j++;
+            if (j > i + 2 && j < len && (src[j] == ':' || src[j] == ')')) {
+                pat_put(&o, "(?", 2);
+                for (size_t k = i + 2; k < j; k++)
+                    pat_put(&o, src[k] == 'm' ? "s" : src + k, 1);
+                i = j;
+                continue;
+            }
         }
         if (!in_class && c == '[') {
             in_class = 1;
@@ -186,7 +201,8 @@ enum qb_status tok_pattern_compile(struct tok_pattern *p, const char *src, size_
         return qb_err_set(err, QB_ERR_NOMEM, "out of memory loading '%s'", origin);
     int ec = 0;
     PCRE2_SIZE eo = 0;
-    p->re = pcre2_compile((PCRE2_SPTR)pcre, plen, PCRE2_UTF | PCRE2_UCP, &ec, &eo, NULL);
+    p->re = pcre2_compile((PCRE2_SPTR)pcre, plen, PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE, &ec,
+                          &eo, NULL);
     free(pcre);
     if (!p->re) {
         PCRE2_UCHAR msg[160];

@@ -212,6 +212,28 @@ Test(tokenizer_peer, qwen2_split_regex, .init = build_peers, .fini = remove_peer
     check_trained("qwen2");
 }
 
+/* Split behaviours (Removed, MergedWithPrevious/Next, Contiguous, invert), empty regex
+ * matches, Oniguruma shorthands (\\w \\W \\h \\d \\s) and anchors, Digits, ByteLevel
+ * add_prefix_space, Replace with a regex: each on the gpt2 vocabulary. */
+Test(tokenizer_peer, pre_tokenizer_variants, .init = build_peers, .fini = remove_peers)
+{
+    static const char *const names[] = {
+        "v_removed",         "v_merged_prev",  "v_merged_next", "v_contiguous_invert",
+        "v_isolated_invert", "v_empty_matches", "v_shorthands", "v_anchors",
+        "v_digits_prefix",   "v_digits_runs",
+    };
+    int bad = 0;
+    for (size_t i = 0; i < QB_ARRAY_LEN(names); i++) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s/tokenizer.json", tmpdir, names[i]);
+        int b = compare_cases(path, NULL);
+        if (b)
+            fprintf(stderr, "variant %s: %d mismatches\n", names[i], b);
+        bad += b;
+    }
+    cr_assert_eq(bad, 0);
+}
+
 /* The comparator must fire: our gpt2-shaped tokenizer against the peer's ids for the
  * qwen2-shaped one has to report mismatches. */
 Test(tokenizer_peer, comparator_detects_a_different_tokenizer, .init = build_peers,

@@ -189,6 +189,37 @@ def build(outdir, corpus):
     tok.train_from_iterator(lines, trainer)
     save("qwen2", tok)
 
+    # --- variants of the gpt2 vocabulary exercising every pre-tokenizer option
+    g = json.loads(open(os.path.join(outdir, "gpt2", "tokenizer.json"), encoding="utf-8").read())
+    bl = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}
+
+    def split(pattern, behavior, invert=False, literal=False):
+        return {"type": "Split", "pattern": {"String" if literal else "Regex": pattern},
+                "behavior": behavior, "invert": invert}
+
+    variants = {
+        "removed": [split(r"\s+", "Removed"), bl],
+        "merged_prev": [split(r"[,.!?;:]", "MergedWithPrevious"), bl],
+        "merged_next": [split(" ", "MergedWithNext", literal=True), bl],
+        "contiguous_invert": [split(r"\p{L}", "Contiguous", invert=True), bl],
+        "isolated_invert": [split(r"\p{N}+| ", "Isolated", invert=True), bl],
+        "empty_matches": [split(r"\b|x*", "Isolated"), bl],
+        "shorthands": [split(r"\w+|\W|\h+|\d+|\S\s", "Isolated"), bl],
+        "anchors": [split(r"^.|.$|(?m:^\s)", "Isolated"), bl],
+        "digits_prefix": [{"type": "Digits", "individual_digits": True},
+                          {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                           "use_regex": True}],
+        "digits_runs": [{"type": "Digits", "individual_digits": False}, bl],
+    }
+    for name, seq in variants.items():
+        d = json.loads(json.dumps(g))
+        d["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": seq}
+        if name == "shorthands":
+            d["normalizer"] = {"type": "Sequence", "normalizers": [
+                {"type": "Replace", "pattern": {"Regex": r"\s{2,}"}, "content": "  "},
+                {"type": "NFC"}]}
+        save("v_" + name, Tokenizer.from_str(json.dumps(d)))
+
 
 def cases(path, extra):
     from tokenizers import Tokenizer
