@@ -13,7 +13,9 @@
  * a piece boundary), exactly as `tokenizers` does.
  *
  * Files:
- *   tokenizer.c        pipeline, encode/decode, accessors, free
+ *   tokenizer.c        encode pipeline, accessors, free
+ *   tokenizer_decode.c the decoder chain
+ *   tokenizer_nfc.c    NFC normalizer (tables: tokenizer_nfc_tables.c, generated)
  *   tokenizer_json.c   tokenizer.json -> this struct (cJSON)
  *   tokenizer_spec.c   qb_tok_create: the same struct from plain arrays (GGUF)
  *   tokenizer_bpe.c    string->id hash map, pair->merge hash map, BPE and SPM merging
@@ -41,6 +43,8 @@
 size_t tok_utf8_valid_len(const unsigned char *s, size_t n);
 /* Code point of the valid sequence at s (length from tok_utf8_valid_len). */
 uint32_t tok_utf8_decode(const unsigned char *s, size_t len);
+/* Code point of the character ending at s[end] (U+FFFD when invalid); *len its bytes. */
+uint32_t tok_utf8_before(const char *s, size_t end, size_t *len);
 /* Writes cp as UTF-8 into out (>= 4 bytes); returns the length. */
 size_t tok_utf8_encode(uint32_t cp, char *out);
 /* Appends text to *buf as valid UTF-8: each maximal invalid subpart becomes U+FFFD,

@@ -721,7 +721,8 @@ enum qb_status qb_tok_load_hf_buffer(const char *json, size_t len, const char *o
         st = oom(&L);
         goto out;
     }
-    memcpy(copy, json, len);
+    if (len)
+        memcpy(copy, json, len);
     copy[len] = '\0';
     const char *end = NULL;
     root = cJSON_ParseWithOpts(copy, &end, 1);

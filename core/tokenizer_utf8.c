@@ -200,3 +200,18 @@ int tok_is_whitespace(uint32_t cp)
            cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
            cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
+
+uint32_t tok_utf8_before(const char *s, size_t end, size_t *len)
+{
+    *len = 0;
+    if (end == 0)
+        return 0;
+    size_t i = end;
+    while (i > 0 && ((unsigned char)s[i - 1] & 0xC0) == 0x80 && end - i < 3)
+        i--;
+    if (i > 0)
+        i--;
+    *len = end - i;
+    size_t l = tok_utf8_valid_len((const unsigned char *)s + i, end - i);
+    return l == end - i ? tok_utf8_decode((const unsigned char *)s + i, l) : 0xFFFD;
+}
