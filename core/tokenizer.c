@@ -93,14 +93,13 @@ static int word_char_at(struct encode_state *es, const char *s, size_t n)
     const struct qb_tokenizer *tok = es->tok;
     if (!tok->word_re.re || n == 0)
         return 0;
-    int rc = pcre2_match(tok->word_re.re, (PCRE2_SPTR)s, n, 0,
-                         PCRE2_ANCHORED | PCRE2_NO_UTF_CHECK, es->m.md, es->m.mc);
+    int rc = pcre2_match(tok->word_re.re, (PCRE2_SPTR)s, n, 0, PCRE2_ANCHORED | PCRE2_NO_UTF_CHECK,
+                         es->m.md, es->m.mc);
     return rc >= 0;
 }
 
 /* single_word: no \\w character right before start nor right after stop. */
-static int stands_alone(struct encode_state *es, const char *s, size_t n, size_t start,
-                        size_t stop)
+static int stands_alone(struct encode_state *es, const char *s, size_t n, size_t start, size_t stop)
 {
     size_t before = 0, after = 0;
     if (start > 0) {
@@ -160,8 +159,8 @@ static ptrdiff_t added_at(const struct qb_tokenizer *tok, const char *s, size_t 
 }
 
 /* AddedVocabulary::find_matches + split_with_indices on one text piece. */
-static enum qb_status split_added_piece(struct encode_state *es, const char *s, size_t n,
-                                        int first, int normalized, struct pieces *out)
+static enum qb_status split_added_piece(struct encode_state *es, const char *s, size_t n, int first,
+                                        int normalized, struct pieces *out)
 {
     const struct qb_tokenizer *tok = es->tok;
     size_t start_offset = 0, i = 0;
@@ -200,9 +199,8 @@ static enum qb_status split_added(struct encode_state *es, struct pieces *in, in
         const struct piece *p = &in->v[k];
         enum qb_status st;
         if (p->added >= 0 || !es->tok->n_added)
-            st = piece_add(out, in->buf.p + p->off, p->len, p->added, p->first)
-                     ? nomem(es->err)
-                     : QB_OK;
+            st = piece_add(out, in->buf.p + p->off, p->len, p->added, p->first) ? nomem(es->err)
+                                                                                : QB_OK;
         else
             st = split_added_piece(es, in->buf.p + p->off, p->len, p->first, normalized, out);
         if (st)
@@ -223,8 +221,8 @@ static enum qb_status normalize_text(struct encode_state *es, const char *s, siz
         const struct tok_normalizer *z = &tok->norms[k];
         next.len = 0;
         if (z->kind == TOK_NORM_PREPEND) {
-            if (cur.len && (tok_buf_put(&next, z->text, z->text_len) ||
-                            tok_buf_put(&next, cur.p, cur.len)))
+            if (cur.len &&
+                (tok_buf_put(&next, z->text, z->text_len) || tok_buf_put(&next, cur.p, cur.len)))
                 st = nomem(es->err);
             else if (!cur.len)
                 continue;
@@ -232,8 +230,8 @@ static enum qb_status normalize_text(struct encode_state *es, const char *s, siz
             if (tok_nfc(cur.p ? cur.p : "", cur.len, &next))
                 st = nomem(es->err);
         } else {
-            st = tok_replace_all(&z->pat, &es->m, cur.p ? cur.p : "", cur.len, z->text,
-                                 z->text_len, &next, es->err);
+            st = tok_replace_all(&z->pat, &es->m, cur.p ? cur.p : "", cur.len, z->text, z->text_len,
+                                 &next, es->err);
         }
         struct tok_buf t = cur;
         cur = next;
@@ -273,8 +271,8 @@ static enum qb_status emit_split(struct encode_state *es, const struct tok_patte
                                  enum tok_behavior behavior, int invert, const char *s, size_t n,
                                  int first, struct pieces *out)
 {
-    enum qb_status st = tok_split(pat, &es->m, s, n, behavior, invert, &es->scratch, &es->segs,
-                                  es->err);
+    enum qb_status st =
+        tok_split(pat, &es->m, s, n, behavior, invert, &es->scratch, &es->segs, es->err);
     for (size_t j = 0; j < es->segs.n && !st; j++) {
         const struct tok_seg *g = &es->segs.v[j];
         if (piece_add(out, s + g->off, g->len, -1, first && g->off == 0))
@@ -316,8 +314,8 @@ static enum qb_status pretok_byte_level(struct encode_state *es, const struct to
     else if (piece_add(&split, text, len, -1, first))
         st = nomem(es->err);
     for (size_t j = 0; j < split.n && !st; j++)
-        st = byte_level_map(es, split.buf.p + split.v[j].off, split.v[j].len, split.v[j].first,
-                            out);
+        st =
+            byte_level_map(es, split.buf.p + split.v[j].off, split.v[j].len, split.v[j].first, out);
     pieces_release(&split);
 out:
     pieces_release(&tmp);
@@ -330,9 +328,9 @@ static enum qb_status pretok_metaspace(struct encode_state *es, const struct tok
     struct tok_buf t = {0};
     enum qb_status st = QB_OK;
     int starts = n >= pt->replacement_len && memcmp(s, pt->replacement, pt->replacement_len) == 0;
-    int prepend = (pt->prepend == TOK_PREPEND_ALWAYS ||
-                   (pt->prepend == TOK_PREPEND_FIRST && first)) &&
-                  !(starts || (n > 0 && s[0] == ' '));
+    int prepend =
+        (pt->prepend == TOK_PREPEND_ALWAYS || (pt->prepend == TOK_PREPEND_FIRST && first)) &&
+        !(starts || (n > 0 && s[0] == ' '));
     if (prepend && tok_buf_put(&t, pt->replacement, pt->replacement_len))
         st = nomem(es->err);
     for (size_t i = 0; i < n && !st; i++) {
@@ -341,8 +339,8 @@ static enum qb_status pretok_metaspace(struct encode_state *es, const struct tok
             st = nomem(es->err);
     }
     if (!st && pt->split)
-        st = emit_split(es, &pt->pat, TOK_SPLIT_MERGED_WITH_NEXT, 0, t.p ? t.p : "", t.len,
-                        first, out);
+        st = emit_split(es, &pt->pat, TOK_SPLIT_MERGED_WITH_NEXT, 0, t.p ? t.p : "", t.len, first,
+                        out);
     else if (!st && piece_add(out, t.p, t.len, -1, first))
         st = nomem(es->err);
     free(t.p);
@@ -461,8 +459,7 @@ enum qb_status qb_tok_encode(const struct qb_tokenizer *tok, const char *text, s
 
 #define TOK_RUST_WORD "[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}]"
 
-enum qb_status tok_finish_added(struct qb_tokenizer *tok, const char *origin,
-                                struct qb_err *err)
+enum qb_status tok_finish_added(struct qb_tokenizer *tok, const char *origin, struct qb_err *err)
 {
     struct encode_state es = {.tok = tok, .err = err};
     enum qb_status st = QB_OK;

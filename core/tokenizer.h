@@ -17,7 +17,7 @@
  * unk_token, byte_fallback, fuse_unk, ignore_merges, continuing_subword_prefix,
  * end_of_word_suffix); added_tokens with single_word/lstrip/rstrip/normalized;
  * normalizer Sequence/Prepend/Replace/NFC; pre_tokenizer Sequence/Split (all five
- * behaviours, invert)/ByteLevel/Metaspace/Digits; post_processor
+ * behaviours, invert)/ByteLevel/Metaspace/Digits/Punctuation; post_processor
  * TemplateProcessing/ByteLevel/Sequence; decoder Sequence/ByteLevel/Replace/
  * ByteFallback/Fuse/Strip/Metaspace.
  *
@@ -59,9 +59,9 @@ enum qb_status qb_tok_encode(const struct qb_tokenizer *tok, const char *text, s
 enum qb_status qb_tok_decode(const struct qb_tokenizer *tok, const int32_t *ids, size_t n_ids,
                              char **text, size_t *len, struct qb_err *err);
 
-int32_t qb_tok_bos(const struct qb_tokenizer *tok);    /* -1 when none */
-int32_t qb_tok_eos(const struct qb_tokenizer *tok);    /* -1 when none */
-int qb_tok_adds_bos(const struct qb_tokenizer *tok);   /* 1 if encode with specials adds BOS */
+int32_t qb_tok_bos(const struct qb_tokenizer *tok);  /* -1 when none */
+int32_t qb_tok_eos(const struct qb_tokenizer *tok);  /* -1 when none */
+int qb_tok_adds_bos(const struct qb_tokenizer *tok); /* 1 if encode with specials adds BOS */
 int32_t qb_tok_vocab_size(const struct qb_tokenizer *tok);
 /* Text of a token id (the vocab string as stored); NULL when out of range. */
 const char *qb_tok_piece(const struct qb_tokenizer *tok, int32_t id);
@@ -103,10 +103,10 @@ enum qb_tok_type {
 struct qb_tok_spec {
     enum qb_tok_kind kind;
     int32_t n_vocab;
-    const char *const *pieces;      /* [n_vocab] UTF-8, NUL-terminated (tokenizer.ggml.tokens) */
-    const float *scores;            /* [n_vocab] or NULL; SPM merge priority (higher first) */
-    const int32_t *types;           /* [n_vocab] enum qb_tok_type, or NULL for all normal */
-    const char *const *merges;      /* [n_merges] "left right", rank = index (BPE) */
+    const char *const *pieces; /* [n_vocab] UTF-8, NUL-terminated (tokenizer.ggml.tokens) */
+    const float *scores;       /* [n_vocab] or NULL; SPM merge priority (higher first) */
+    const int32_t *types;      /* [n_vocab] enum qb_tok_type, or NULL for all normal */
+    const char *const *merges; /* [n_merges] "left right", rank = index (BPE) */
     size_t n_merges;
     const char *const *split_regex; /* [n_split_regex] pre-tokenizer patterns (BPE) */
     size_t n_split_regex;

@@ -92,8 +92,7 @@ static enum qb_status build_strmap(struct qb_tokenizer *tok, struct qb_err *err)
     return QB_OK;
 }
 
-enum qb_status tok_finish_vocab(struct qb_tokenizer *tok, const char *origin,
-                                struct qb_err *err)
+enum qb_status tok_finish_vocab(struct qb_tokenizer *tok, const char *origin, struct qb_err *err)
 {
     (void)origin;
     enum qb_status st = build_strmap(tok, err);
@@ -162,17 +161,15 @@ static enum qb_status pair_grow(struct tok_pairmap *m)
     return QB_OK;
 }
 
-enum qb_status tok_add_merge(struct qb_tokenizer *tok, const char *a, size_t alen,
-                             const char *b, size_t blen, uint32_t rank, const char *origin,
-                             struct qb_err *err)
+enum qb_status tok_add_merge(struct qb_tokenizer *tok, const char *a, size_t alen, const char *b,
+                             size_t blen, uint32_t rank, const char *origin, struct qb_err *err)
 {
     int32_t ia = tok_vocab_find(tok, a, alen);
     int32_t ib = tok_vocab_find(tok, b, blen);
     if (ia < 0 || ib < 0)
-        return qb_err_set(err, QB_ERR_FORMAT,
-                          "'%s': model.merges[%u]: token '%.*s' is not in the vocabulary", origin,
-                          rank, (int)(ia < 0 ? QB_MIN(alen, 64) : QB_MIN(blen, 64)),
-                          ia < 0 ? a : b);
+        return qb_err_set(
+            err, QB_ERR_FORMAT, "'%s': model.merges[%u]: token '%.*s' is not in the vocabulary",
+            origin, rank, (int)(ia < 0 ? QB_MIN(alen, 64) : QB_MIN(blen, 64)), ia < 0 ? a : b);
     char stackbuf[256];
     char *joined = alen + blen <= sizeof(stackbuf) ? stackbuf : malloc(alen + blen);
     if (!joined)
@@ -316,8 +313,7 @@ static enum qb_status bpe_push_pair(const struct qb_tokenizer *tok, struct heap 
         return QB_OK;
     uint32_t rank;
     int32_t merged;
-    if (!pair_find(&tok->merges, w->syms[left].id, w->syms[w->syms[left].next].id, &rank,
-                   &merged))
+    if (!pair_find(&tok->merges, w->syms[left].id, w->syms[w->syms[left].next].id, &rank, &merged))
         return QB_OK;
     return heap_push(h, (struct cand){rank, (uint32_t)left, merged, 0});
 }
@@ -334,8 +330,7 @@ static void merge_into_left(struct word *w, int32_t left, int32_t merged)
         w->syms[r->next].prev = left;
 }
 
-static enum qb_status bpe_merge_all(const struct qb_tokenizer *tok, struct word *w,
-                                    struct heap *h)
+static enum qb_status bpe_merge_all(const struct qb_tokenizer *tok, struct word *w, struct heap *h)
 {
     enum qb_status st = QB_OK;
     h->n = 0;

@@ -190,8 +190,7 @@ static enum qb_status dec_replace_each(const char *from, size_t from_len, const 
 }
 
 static enum qb_status dec_replace(const struct tok_decoder *d, struct tok_matcher *m,
-                                  const struct strlist *in, struct strlist *out,
-                                  struct qb_err *err)
+                                  const struct strlist *in, struct strlist *out, struct qb_err *err)
 {
     struct tok_buf t = {0};
     enum qb_status st = QB_OK;
@@ -208,8 +207,7 @@ static enum qb_status dec_replace(const struct tok_decoder *d, struct tok_matche
 }
 
 static enum qb_status run_decoder(const struct tok_decoder *d, struct tok_matcher *m,
-                                  const struct strlist *in, struct strlist *out,
-                                  struct qb_err *err)
+                                  const struct strlist *in, struct strlist *out, struct qb_err *err)
 {
     switch (d->kind) {
     case TOK_DEC_BYTE_LEVEL:
@@ -295,4 +293,3 @@ out:
     strlist_release(&next);
     return st;
 }
-

@@ -143,15 +143,15 @@ struct tok_normalizer {
 
 struct tok_pretok {
     enum tok_pre_kind kind;
-    struct tok_pattern pat;   /* SPLIT; BYTE_LEVEL with use_regex (the GPT-2 pattern) */
+    struct tok_pattern pat; /* SPLIT; BYTE_LEVEL with use_regex (the GPT-2 pattern) */
     enum tok_behavior behavior;
     int invert;
-    int add_prefix_space;     /* BYTE_LEVEL */
-    int use_regex;            /* BYTE_LEVEL */
-    char replacement[8];      /* METASPACE: UTF-8 of the replacement char */
+    int add_prefix_space; /* BYTE_LEVEL */
+    int use_regex;        /* BYTE_LEVEL */
+    char replacement[8];  /* METASPACE: UTF-8 of the replacement char */
     size_t replacement_len;
     enum tok_prepend_scheme prepend;
-    int split;                /* METASPACE */
+    int split; /* METASPACE */
 };
 
 struct tok_decoder {
@@ -159,17 +159,17 @@ struct tok_decoder {
     struct tok_pattern pat; /* REPLACE */
     char *to;               /* REPLACE: the content */
     size_t to_len;
-    uint32_t strip_cp;      /* STRIP: the char to strip */
+    uint32_t strip_cp; /* STRIP: the char to strip */
     int strip_start, strip_stop;
-    char replacement[8];    /* METASPACE */
+    char replacement[8]; /* METASPACE */
     size_t replacement_len;
-    int prepend_first;      /* METASPACE: drop replacement chars of the first token */
+    int prepend_first; /* METASPACE: drop replacement chars of the first token */
 };
 
 struct tok_added {
     char *content;
     size_t len;
-    char *match;      /* what is searched for: content, normalized when normalized = 1 */
+    char *match; /* what is searched for: content, normalized when normalized = 1 */
     size_t match_len;
     int32_t id;
     uint8_t single_word, lstrip, rstrip, normalized, special;
@@ -182,25 +182,25 @@ struct qb_tokenizer {
     int32_t n_vocab;
     char **pieces;
     uint32_t *piece_lens;
-    uint8_t *is_added;  /* [n_vocab] 0 model token, 1 added and in the model vocab,
-                         * 2 added only (not in the model vocab) */
-    struct tok_strmap vocab;       /* model vocab only */
-    struct tok_pairmap merges;     /* BPE */
-    float *scores;                 /* SPM: [n_vocab] */
+    uint8_t *is_added;         /* [n_vocab] 0 model token, 1 added and in the model vocab,
+                                * 2 added only (not in the model vocab) */
+    struct tok_strmap vocab;   /* model vocab only */
+    struct tok_pairmap merges; /* BPE */
+    float *scores;             /* SPM: [n_vocab] */
     enum tok_model_kind model;
     int byte_fallback, ignore_merges, fuse_unk;
     int32_t unk_id;
-    int32_t byte_ids[256];         /* <0xNN> tokens, -1 when absent */
-    char bl_enc[256][4];           /* byte-level alphabet: byte -> UTF-8 of its code point */
+    int32_t byte_ids[256]; /* <0xNN> tokens, -1 when absent */
+    char bl_enc[256][4];   /* byte-level alphabet: byte -> UTF-8 of its code point */
     uint8_t bl_enc_len[256];
     char *subword_prefix, *word_suffix; /* BPE continuing_subword_prefix / end_of_word_suffix */
     size_t subword_prefix_len, word_suffix_len;
 
     struct tok_added *added;
     size_t n_added;
-    uint32_t *added_order;         /* [n_added] indices into added, sorted by first byte */
-    uint32_t added_first[257];     /* added_order[added_first[b] .. added_first[b+1]) start with b */
-    struct tok_pattern word_re;    /* Rust regex \w, compiled when a single_word token exists */
+    uint32_t *added_order;      /* [n_added] indices into added, sorted by first byte */
+    uint32_t added_first[257];  /* added_order[added_first[b] .. added_first[b+1]) start with b */
+    struct tok_pattern word_re; /* Rust regex \w, compiled when a single_word token exists */
 
     struct tok_normalizer *norms;
     size_t n_norms;
@@ -208,7 +208,7 @@ struct qb_tokenizer {
     size_t n_pretoks;
     struct tok_decoder *decoders;
     size_t n_decoders;
-    int has_decoder;               /* 0: tokens joined with " " like tokenizers without one */
+    int has_decoder; /* 0: tokens joined with " " like tokenizers without one */
 
     int32_t *prefix_ids, *suffix_ids; /* post-processor single-sequence template */
     size_t n_prefix, n_suffix;
@@ -221,12 +221,10 @@ struct qb_tokenizer {
 enum qb_status tok_alloc_vocab(struct qb_tokenizer *tok, int32_t n, struct qb_err *err);
 /* Builds tok->vocab over the model pieces (ids without a piece are skipped), byte_ids and
  * the byte-level alphabet tables. */
-enum qb_status tok_finish_vocab(struct qb_tokenizer *tok, const char *origin,
-                                struct qb_err *err);
+enum qb_status tok_finish_vocab(struct qb_tokenizer *tok, const char *origin, struct qb_err *err);
 /* Adds merge (left, right) with rank; a later duplicate replaces the earlier one. */
-enum qb_status tok_add_merge(struct qb_tokenizer *tok, const char *a, size_t alen,
-                             const char *b, size_t blen, uint32_t rank, const char *origin,
-                             struct qb_err *err);
+enum qb_status tok_add_merge(struct qb_tokenizer *tok, const char *a, size_t alen, const char *b,
+                             size_t blen, uint32_t rank, const char *origin, struct qb_err *err);
 /* Looks up a model vocab string; -1 when absent. */
 int32_t tok_vocab_find(const struct qb_tokenizer *tok, const char *s, size_t len);
 
@@ -234,9 +232,8 @@ int32_t tok_vocab_find(const struct qb_tokenizer *tok, const char *s, size_t len
 
 /* Compiles an onig-syntax pattern (as tokenizers' SysRegex reads it) into PCRE2, or a
  * literal (literal = 1). field names the JSON field in errors. */
-enum qb_status tok_pattern_compile(struct tok_pattern *p, const char *src, size_t len,
-                                   int literal, const char *origin, const char *field,
-                                   struct qb_err *err);
+enum qb_status tok_pattern_compile(struct tok_pattern *p, const char *src, size_t len, int literal,
+                                   const char *origin, const char *field, struct qb_err *err);
 void tok_pattern_free(struct tok_pattern *p);
 
 /* Scratch state for matching; one per encode call. */
@@ -260,12 +257,12 @@ struct tok_segs {
 /* tokenizers' NormalizedString::split(pattern, behaviour) on s[0..n): fills out with
  * the kept sub-ranges (possibly empty ones; callers drop those). */
 enum qb_status tok_split(const struct tok_pattern *p, struct tok_matcher *m, const char *s,
-                         size_t n, enum tok_behavior behavior, int invert,
-                         struct tok_segs *scratch, struct tok_segs *out, struct qb_err *err);
+                         size_t n, enum tok_behavior behavior, int invert, struct tok_segs *scratch,
+                         struct tok_segs *out, struct qb_err *err);
 /* Every non-overlapping match replaced by rep (normalizer Replace). */
-enum qb_status tok_replace_all(const struct tok_pattern *p, struct tok_matcher *m,
-                               const char *s, size_t n, const char *rep, size_t rep_len,
-                               struct tok_buf *out, struct qb_err *err);
+enum qb_status tok_replace_all(const struct tok_pattern *p, struct tok_matcher *m, const char *s,
+                               size_t n, const char *rep, size_t rep_len, struct tok_buf *out,
+                               struct qb_err *err);
 
 /* ---- models (tokenizer_bpe.c) ----------------------------------------------- */
 
@@ -291,15 +288,14 @@ enum qb_status tok_model_tokenize(const struct qb_tokenizer *tok, const char *s,
                                   struct qb_err *err);
 
 /* Builds the GPT-2 pattern used by ByteLevel with use_regex. */
-#define TOK_GPT2_PATTERN \
+#define TOK_GPT2_PATTERN                                                                           \
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 
 void tok_free_internals(struct qb_tokenizer *tok);
 
 /* After the normalizers are loaded: the normalized match strings of added tokens, their
  * first-byte index and the \w matcher for single_word ones. */
-enum qb_status tok_finish_added(struct qb_tokenizer *tok, const char *origin,
-                                struct qb_err *err);
+enum qb_status tok_finish_added(struct qb_tokenizer *tok, const char *origin, struct qb_err *err);
 /* bos: the post-processor's first prefix id, else a well-known added token name;
  * eos: a well-known added token name. Leaves ids already set (>= 0) alone. */
 void tok_guess_bos_eos(struct qb_tokenizer *tok);

@@ -8,7 +8,8 @@
  *                     continuing_subword_prefix, end_of_word_suffix}
  *   added_tokens     [{id, content, single_word, lstrip, rstrip, normalized, special}]
  *   normalizer       null | Sequence | Prepend | Replace | NFC
- *   pre_tokenizer    null | Sequence | Split | ByteLevel | Metaspace | Digits
+ *   pre_tokenizer    null | Sequence | Split | ByteLevel | Metaspace | Digits |
+ *                    Punctuation
  *   post_processor   null | Sequence | TemplateProcessing | ByteLevel
  *   decoder          null | Sequence | ByteLevel | Replace | ByteFallback | Fuse | Strip |
  *                    Metaspace
@@ -41,8 +42,9 @@ static enum qb_status bad(struct loader *L, const char *field, const char *what)
 static enum qb_status unsupported(struct loader *L, const char *field, const char *value,
                                   const char *supported)
 {
-    return qb_err_set(L->err, QB_ERR_UNSUPPORTED, "'%s': %s '%.80s' is not supported (supported: %s)",
-                      L->origin, field, value, supported);
+    return qb_err_set(L->err, QB_ERR_UNSUPPORTED,
+                      "'%s': %s '%.80s' is not supported (supported: %s)", L->origin, field, value,
+                      supported);
 }
 
 static enum qb_status oom(struct loader *L)
@@ -176,8 +178,8 @@ static enum qb_status load_merges(struct loader *L, const cJSON *merges)
             alen = (size_t)(sp - a);
             b = sp + 1;
             blen = strlen(b);
-        } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 &&
-                   cJSON_IsString(m->child) && cJSON_IsString(m->child->next)) {
+        } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 && cJSON_IsString(m->child) &&
+                   cJSON_IsString(m->child->next)) {
             a = m->child->valuestring;
             alen = strlen(a);
             b = m->child->next->valuestring;
@@ -362,8 +364,7 @@ static enum qb_status load_pattern(struct loader *L, const cJSON *obj, const cha
     if (!cJSON_IsObject(pat) || (!cJSON_IsString(s) && !cJSON_IsString(r)))
         return bad(L, field, "expected {\"String\": ...} or {\"Regex\": ...}");
     const char *src = cJSON_IsString(s) ? s->valuestring : r->valuestring;
-    return tok_pattern_compile(out, src, strlen(src), cJSON_IsString(s), L->origin, field,
-                               L->err);
+    return tok_pattern_compile(out, src, strlen(src), cJSON_IsString(s), L->origin, field, L->err);
 }
 
 static enum qb_status load_normalizer(struct loader *L, const cJSON *n, int depth)
@@ -439,8 +440,7 @@ static enum qb_status parse_behavior(struct loader *L, const cJSON *obj, enum to
 
 /* Metaspace's replacement char and prepend scheme (pre-tokenizer and decoder). */
 static enum qb_status parse_metaspace(struct loader *L, const cJSON *obj, const char *field,
-                                      char *rep, size_t *rep_len,
-                                      enum tok_prepend_scheme *scheme)
+                                      char *rep, size_t *rep_len, enum tok_prepend_scheme *scheme)
 {
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(obj, "replacement");
     if (!cJSON_IsString(r))
@@ -498,10 +498,11 @@ static enum qb_status load_pretok(struct loader *L, const cJSON *p, int depth)
         return QB_OK;
     }
     int known = strcmp(type, "Split") == 0 || strcmp(type, "ByteLevel") == 0 ||
-                strcmp(type, "Metaspace") == 0 || strcmp(type, "Digits") == 0;
+                strcmp(type, "Metaspace") == 0 || strcmp(type, "Digits") == 0 ||
+                strcmp(type, "Punctuation") == 0;
     if (!known)
         return unsupported(L, "pre_tokenizer.type", type,
-                           "Sequence, Split, ByteLevel, Metaspace, Digits");
+                           "Sequence, Split, ByteLevel, Metaspace, Digits, Punctuation");
     struct tok_pretok *t = grow((void **)&tok->pretoks, &tok->n_pretoks, sizeof(*t));
     if (!t)
         return oom(L);
@@ -516,6 +517,16 @@ static enum qb_status load_pretok(struct loader *L, const cJSON *p, int depth)
         t->kind = TOK_PRE_SPLIT;
         t->behavior = TOK_SPLIT_ISOLATED;
         return tok_pattern_compile(&t->pat, re, strlen(re), 0, L->origin, "Digits", L->err);
+    }
+    if (strcmp(type, "Punctuation") == 0) {
+        /* Rust char::is_ascii_punctuation || Unicode P*, one character per match */
+        const char *re = "[\\p{P}!-/:-@\\[-`{-~]";
+        t->kind = TOK_PRE_SPLIT;
+        t->behavior = TOK_SPLIT_ISOLATED;
+        if (cJSON_GetObjectItemCaseSensitive(p, "behavior") &&
+            (st = parse_behavior(L, p, &t->behavior)))
+            return st;
+        return tok_pattern_compile(&t->pat, re, strlen(re), 0, L->origin, "Punctuation", L->err);
     }
     if (strcmp(type, "ByteLevel") == 0) {
         t->kind = TOK_PRE_BYTE_LEVEL;
@@ -561,9 +572,12 @@ static enum qb_status load_decoder(struct loader *L, const cJSON *d, int depth)
         const char *name;
         enum tok_dec_kind kind;
     } names[] = {
-        {"ByteLevel", TOK_DEC_BYTE_LEVEL}, {"Replace", TOK_DEC_REPLACE},
-        {"ByteFallback", TOK_DEC_BYTE_FALLBACK}, {"Fuse", TOK_DEC_FUSE},
-        {"Strip", TOK_DEC_STRIP}, {"Metaspace", TOK_DEC_METASPACE},
+        {"ByteLevel", TOK_DEC_BYTE_LEVEL},
+        {"Replace", TOK_DEC_REPLACE},
+        {"ByteFallback", TOK_DEC_BYTE_FALLBACK},
+        {"Fuse", TOK_DEC_FUSE},
+        {"Strip", TOK_DEC_STRIP},
+        {"Metaspace", TOK_DEC_METASPACE},
     };
     size_t k = 0;
     while (k < QB_ARRAY_LEN(names) && strcmp(type, names[k].name) != 0)
@@ -629,8 +643,8 @@ static enum qb_status template_ids(struct loader *L, const cJSON *post, const cJ
                           name->valuestring);
     for (const cJSON *v = ids->child; v; v = v->next) {
         int64_t id = 0;
-        enum qb_status st = get_int(L, v, "post_processor.special_tokens[].ids", 0,
-                                    tok->n_vocab - 1, &id);
+        enum qb_status st =
+            get_int(L, v, "post_processor.special_tokens[].ids", 0, tok->n_vocab - 1, &id);
         if (st)
             return st;
         int32_t **arr = after_seq ? &tok->suffix_ids : &tok->prefix_ids;

@@ -107,8 +107,7 @@ static int decompose(const char *s, size_t n, struct cps *out)
         if (cp >= S_BASE && cp < S_BASE + S_COUNT) {
             uint32_t k = cp - S_BASE, t = k % T_COUNT;
             if (cps_push(out, L_BASE + k / N_COUNT) ||
-                cps_push(out, V_BASE + (k % N_COUNT) / T_COUNT) ||
-                (t && cps_push(out, T_BASE + t)))
+                cps_push(out, V_BASE + (k % N_COUNT) / T_COUNT) || (t && cps_push(out, T_BASE + t)))
                 return -1;
             continue;
         }

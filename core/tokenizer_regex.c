@@ -176,9 +176,8 @@ static char *translate_pattern(const char *src, size_t len, size_t *bad_at, size
     return o.p;
 }
 
-enum qb_status tok_pattern_compile(struct tok_pattern *p, const char *src, size_t len,
-                                   int literal, const char *origin, const char *field,
-                                   struct qb_err *err)
+enum qb_status tok_pattern_compile(struct tok_pattern *p, const char *src, size_t len, int literal,
+                                   const char *origin, const char *field, struct qb_err *err)
 {
     memset(p, 0, sizeof(*p));
     if (literal) {
@@ -201,8 +200,8 @@ enum qb_status tok_pattern_compile(struct tok_pattern *p, const char *src, size_
         return qb_err_set(err, QB_ERR_NOMEM, "out of memory loading '%s'", origin);
     int ec = 0;
     PCRE2_SIZE eo = 0;
-    p->re = pcre2_compile((PCRE2_SPTR)pcre, plen, PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE, &ec,
-                          &eo, NULL);
+    p->re = pcre2_compile((PCRE2_SPTR)pcre, plen, PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE, &ec, &eo,
+                          NULL);
     free(pcre);
     if (!p->re) {
         PCRE2_UCHAR msg[160];
@@ -384,8 +383,8 @@ static enum qb_status apply_behavior(const struct tok_segs *in, enum tok_behavio
 }
 
 enum qb_status tok_split(const struct tok_pattern *p, struct tok_matcher *m, const char *s,
-                         size_t n, enum tok_behavior behavior, int invert,
-                         struct tok_segs *scratch, struct tok_segs *out, struct qb_err *err)
+                         size_t n, enum tok_behavior behavior, int invert, struct tok_segs *scratch,
+                         struct tok_segs *out, struct qb_err *err)
 {
     enum qb_status st = find_matches(p, m, s, n, scratch, err);
     if (st)
@@ -395,9 +394,9 @@ enum qb_status tok_split(const struct tok_pattern *p, struct tok_matcher *m, con
     return QB_OK;
 }
 
-enum qb_status tok_replace_all(const struct tok_pattern *p, struct tok_matcher *m,
-                               const char *s, size_t n, const char *rep, size_t rep_len,
-                               struct tok_buf *out, struct qb_err *err)
+enum qb_status tok_replace_all(const struct tok_pattern *p, struct tok_matcher *m, const char *s,
+                               size_t n, const char *rep, size_t rep_len, struct tok_buf *out,
+                               struct qb_err *err)
 {
     struct tok_segs segs = {0};
     enum qb_status st = find_matches(p, m, s, n, &segs, err);

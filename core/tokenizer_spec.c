@@ -126,8 +126,8 @@ static enum qb_status bpe_pipeline(struct qb_tokenizer *tok, const struct qb_tok
         p->kind = TOK_PRE_SPLIT;
         p->behavior = TOK_SPLIT_ISOLATED;
         const char *re = spec->split_regex[i] ? spec->split_regex[i] : "";
-        if ((st = tok_pattern_compile(&p->pat, re, strlen(re), 0, "tokenizer spec",
-                                      "split_regex", err)))
+        if ((st = tok_pattern_compile(&p->pat, re, strlen(re), 0, "tokenizer spec", "split_regex",
+                                      err)))
             return st;
     }
     struct tok_pretok *bl = &tok->pretoks[tok->n_pretoks++];
@@ -218,8 +218,10 @@ static enum qb_status check_spec(const struct qb_tok_spec *spec, struct qb_err *
         if (ids[i] < -1 || ids[i] >= spec->n_vocab)
             return qb_err_set(err, QB_ERR_FORMAT,
                               "tokenizer spec: %s id %d is outside the vocabulary (0..%d)",
-                              i == 0 ? "bos" : i == 1 ? "eos" : "unk", ids[i],
-                              spec->n_vocab - 1);
+                              i == 0   ? "bos"
+                              : i == 1 ? "eos"
+                                       : "unk",
+                              ids[i], spec->n_vocab - 1);
     }
     return QB_OK;
 }

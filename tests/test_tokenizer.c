@@ -150,7 +150,7 @@ Test(tokenizer, byte_fallback_and_unk_by_hand)
     struct qb_tokenizer *tok = load_str(json, &err, &st);
     cr_assert_eq(st, QB_OK, "%s", err.msg);
     expect_ids(tok, "x\xC3\xA9x", (int32_t[]){3, 1, 2, 3}, 4); /* é -> <0xC3><0xA9> */
-    expect_ids(tok, "xyx", (int32_t[]){3, 0, 3}, 3);          /* y has no bytes -> unk */
+    expect_ids(tok, "xyx", (int32_t[]){3, 0, 3}, 3);           /* y has no bytes -> unk */
     char *dec;
     size_t n;
     cr_assert_eq(qb_tok_decode(tok, (int32_t[]){3, 1, 2}, 3, &dec, &n, &err), QB_OK);
@@ -205,7 +205,8 @@ static void demo_spec(struct owned_spec *o)
     }
     const cJSON *pre = cJSON_GetArrayItem(
         cJSON_GetObjectItem(cJSON_GetObjectItem(root, "pre_tokenizer"), "pretokenizers"), 0);
-    o->regex = strdup(cJSON_GetObjectItem(cJSON_GetObjectItem(pre, "pattern"), "Regex")->valuestring);
+    o->regex =
+        strdup(cJSON_GetObjectItem(cJSON_GetObjectItem(pre, "pattern"), "Regex")->valuestring);
     o->spec = (struct qb_tok_spec){
         .kind = QB_TOK_BPE,
         .n_vocab = n,
@@ -238,9 +239,17 @@ static void owned_spec_free(struct owned_spec *o)
 }
 
 static const char *const sample_texts[] = {
-    "", " ", "Hello world", "  leading and trailing  ", "DON'T it'S we'Ve", "3.14159 12345678",
-    "tabs\tand\r\nCRLF\n\n", "caf\xC3\xA9 \xE6\x97\xA5\xE6\x9C\xAC \xF0\x9F\x98\x80",
-    "<|begin_of_text|>x<|end_of_text|>", "bad \xFF utf8 \xC3", "def f(x):\n    return x\n",
+    "",
+    " ",
+    "Hello world",
+    "  leading and trailing  ",
+    "DON'T it'S we'Ve",
+    "3.14159 12345678",
+    "tabs\tand\r\nCRLF\n\n",
+    "caf\xC3\xA9 \xE6\x97\xA5\xE6\x9C\xAC \xF0\x9F\x98\x80",
+    "<|begin_of_text|>x<|end_of_text|>",
+    "bad \xFF utf8 \xC3",
+    "def f(x):\n    return x\n",
 };
 
 Test(tokenizer, builder_equals_json_loader_on_demo_data)
@@ -283,13 +292,30 @@ Test(tokenizer, builder_equals_json_loader_on_demo_data)
 Test(tokenizer, builder_spm_by_score_by_hand)
 {
     /* llama.cpp SPM: the pair whose merge has the higher score wins. */
-    const char *pieces[] = {"<unk>", "<s>", "</s>", "\xE2\x96\x81", "a", "b", "c",
-                            "ab", "bc", "\xE2\x96\x81" "a", "<0x7A>"};
+    const char *pieces[] = {"<unk>",
+                            "<s>",
+                            "</s>",
+                            "\xE2\x96\x81",
+                            "a",
+                            "b",
+                            "c",
+                            "ab",
+                            "bc",
+                            "\xE2\x96\x81"
+                            "a",
+                            "<0x7A>"};
     const float scores[] = {0, 0, 0, -1, -2, -2, -2, -5, -3, -4, 0};
     const int32_t types[] = {2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 6};
-    struct qb_tok_spec spec = {.kind = QB_TOK_SPM, .n_vocab = 11, .pieces = pieces,
-                               .scores = scores, .types = types, .add_space_prefix = 1,
-                               .add_bos = 1, .bos_id = 1, .eos_id = 2, .unk_id = 0};
+    struct qb_tok_spec spec = {.kind = QB_TOK_SPM,
+                               .n_vocab = 11,
+                               .pieces = pieces,
+                               .scores = scores,
+                               .types = types,
+                               .add_space_prefix = 1,
+                               .add_bos = 1,
+                               .bos_id = 1,
+                               .eos_id = 2,
+                               .unk_id = 0};
     struct qb_tokenizer *tok;
     struct qb_err err;
     cr_assert_eq(qb_tok_create(&spec, &tok, &err), QB_OK, "%s", err.msg);
@@ -314,8 +340,13 @@ Test(tokenizer, builder_rejects_bad_spec)
 {
     const char *pieces[] = {"a", "b"};
     const char *merges[] = {"a c"};
-    struct qb_tok_spec spec = {.kind = QB_TOK_BPE, .n_vocab = 2, .pieces = pieces,
-                               .merges = merges, .n_merges = 1, .bos_id = -1, .eos_id = -1,
+    struct qb_tok_spec spec = {.kind = QB_TOK_BPE,
+                               .n_vocab = 2,
+                               .pieces = pieces,
+                               .merges = merges,
+                               .n_merges = 1,
+                               .bos_id = -1,
+                               .eos_id = -1,
                                .unk_id = -1};
     struct qb_tokenizer *tok = NULL;
     struct qb_err err;
@@ -336,8 +367,7 @@ Test(tokenizer, builder_rejects_bad_spec)
 
 /* ---- corrupt input ------------------------------------------------------------- */
 
-static void expect_load_error(const char *json, size_t len, enum qb_status want,
-                              const char *needle)
+static void expect_load_error(const char *json, size_t len, enum qb_status want, const char *needle)
 {
     struct qb_tokenizer *tok = (struct qb_tokenizer *)1;
     struct qb_err err;
@@ -388,26 +418,24 @@ Test(tokenizer_corrupt, wrong_types)
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {}}}", QB_ERR_FORMAT, "empty");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"0\"}}}", QB_ERR_FORMAT,
         "model.vocab");
-    BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -1}}}", QB_ERR_FORMAT,
-        "model.vocab");
-    BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 1.5}}}", QB_ERR_FORMAT,
-        "model.vocab");
+    BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -1}}}", QB_ERR_FORMAT, "model.vocab");
+    BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 1.5}}}", QB_ERR_FORMAT, "model.vocab");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 0}}}", QB_ERR_FORMAT,
         "used by two tokens");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 2000000000}}}", QB_ERR_FORMAT,
         "far beyond");
-    BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": {}}}",
-        QB_ERR_FORMAT, "model.merges");
-    BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [3]}}",
-        QB_ERR_FORMAT, "model.merges[0]");
+    BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": {}}}", QB_ERR_FORMAT,
+        "model.merges");
+    BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [3]}}", QB_ERR_FORMAT,
+        "model.merges[0]");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"aa\"]}}",
         QB_ERR_FORMAT, "model.merges[0]");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [[\"a\"]]}}",
         QB_ERR_FORMAT, "model.merges[0]");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"byte_fallback\": 1}}",
         QB_ERR_FORMAT, "model.byte_fallback");
-    BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"unk_token\": 0}}",
-        QB_ERR_FORMAT, "model.unk_token");
+    BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"unk_token\": 0}}", QB_ERR_FORMAT,
+        "model.unk_token");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"unk_token\": \"<unk>\"}}",
         QB_ERR_FORMAT, "model.unk_token");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}, \"added_tokens\": {}}",
@@ -417,8 +445,8 @@ Test(tokenizer_corrupt, wrong_types)
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}, \"added_tokens\": "
         "[{\"id\": \"x\", \"content\": \"<s>\"}]}",
         QB_ERR_FORMAT, "added_tokens[].id");
-    BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}, \"normalizer\": 5}",
-        QB_ERR_FORMAT, "normalizer");
+    BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}, \"normalizer\": 5}", QB_ERR_FORMAT,
+        "normalizer");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}, \"pre_tokenizer\": "
         "{\"type\": \"Split\", \"pattern\": \"x\", \"behavior\": \"Isolated\"}}",
         QB_ERR_FORMAT, "pre_tokenizer.pattern");
@@ -484,4 +512,3 @@ Test(tokenizer_corrupt, decode_ids_out_of_range)
     cr_assert_str_eq(qb_tok_piece(tok, 8190), "<|begin_of_text|>");
     qb_tok_free(tok);
 }
-

@@ -107,8 +107,8 @@ static int compare_cases_with(const char *tok_json, const char *peer_json, const
             const cJSON *want = cJSON_GetObjectItem(c, special ? "ids_special" : "ids");
             if (!ids_equal(want, ids, n)) {
                 if (bad++ < 12) {
-                    fprintf(stderr, "%s: case %d (special=%d) \"%.80s\" differs\n", tok_json,
-                            count, special, text);
+                    fprintf(stderr, "%s: case %d (special=%d) \"%.80s\" differs\n", tok_json, count,
+                            special, text);
                     print_ids("ours", ids, n);
                     char *w = cJSON_PrintUnformatted(want);
                     fprintf(stderr, "  want: %.400s\n", w);
@@ -121,8 +121,9 @@ static int compare_cases_with(const char *tok_json, const char *peer_json, const
                              err.msg);
                 if (dec_len != want_dec_len || memcmp(dec, want_dec, dec_len) != 0) {
                     if (bad++ < 12)
-                        fprintf(stderr, "%s: case %d decode differs:\n  ours: \"%.120s\"\n  "
-                                        "want: \"%.120s\"\n",
+                        fprintf(stderr,
+                                "%s: case %d decode differs:\n  ours: \"%.120s\"\n  "
+                                "want: \"%.120s\"\n",
                                 tok_json, count, dec, want_dec);
                 }
                 free(dec);
@@ -214,13 +215,14 @@ Test(tokenizer_peer, qwen2_split_regex, .init = build_peers, .fini = remove_peer
 
 /* Split behaviours (Removed, MergedWithPrevious/Next, Contiguous, invert), empty regex
  * matches, Oniguruma shorthands (\\w \\W \\h \\d \\s) and anchors, Digits, ByteLevel
- * add_prefix_space, Replace with a regex: each on the gpt2 vocabulary. */
+ * add_prefix_space, Punctuation (Falcon's pre-tokenizer), Replace with a regex: each on the
+ * gpt2 vocabulary. */
 Test(tokenizer_peer, pre_tokenizer_variants, .init = build_peers, .fini = remove_peers)
 {
     static const char *const names[] = {
-        "v_removed",         "v_merged_prev",  "v_merged_next", "v_contiguous_invert",
-        "v_isolated_invert", "v_empty_matches", "v_shorthands", "v_anchors",
-        "v_digits_prefix",   "v_digits_runs",
+        "v_removed",         "v_merged_prev",   "v_merged_next", "v_contiguous_invert",
+        "v_isolated_invert", "v_empty_matches", "v_shorthands",  "v_anchors",
+        "v_digits_prefix",   "v_digits_runs",   "v_falcon",
     };
     int bad = 0;
     for (size_t i = 0; i < QB_ARRAY_LEN(names); i++) {
@@ -332,13 +334,13 @@ static void check_llamacpp_vocab(const char *name)
     if (!peer_available() || system("'" QB_PYTHON "' -c 'import gguf' 2>/dev/null") != 0)
         cr_skip_test("QB_PYTHON lacks `tokenizers` or `gguf`");
     char path[1024];
-    snprintf(path, sizeof(path), "%s/llamacpp-vocab-tests/ggml-vocab-%s.gguf.inp",
-             QB_SHARED_DATA, name);
+    snprintf(path, sizeof(path), "%s/llamacpp-vocab-tests/ggml-vocab-%s.gguf.inp", QB_SHARED_DATA,
+             name);
     if (access(path, R_OK) != 0)
         cr_skip_test("no llama.cpp vocab tests at %s", QB_SHARED_DATA);
     char *inp = read_file(path);
-    snprintf(path, sizeof(path), "%s/llamacpp-vocab-tests/ggml-vocab-%s.gguf.out",
-             QB_SHARED_DATA, name);
+    snprintf(path, sizeof(path), "%s/llamacpp-vocab-tests/ggml-vocab-%s.gguf.out", QB_SHARED_DATA,
+             name);
     char *outp = read_file(path);
     struct gguf_vocab v;
     load_gguf_vocab(name, &v);
@@ -410,8 +412,8 @@ Test(tokenizer_nfc, matches_unicodedata)
         struct tok_buf got = {0};
         cr_assert_eq(tok_nfc(in, n, &got), QB_OK);
         if ((got.len != wn || memcmp(got.p, want, wn) != 0) && bad++ < 10)
-            fprintf(stderr, "NFC of %s: got %.*s want %s\n", c->child->valuestring,
-                    (int)got.len, got.p, want);
+            fprintf(stderr, "NFC of %s: got %.*s want %s\n", c->child->valuestring, (int)got.len,
+                    got.p, want);
         free(got.p);
         free(in);
         free(want);

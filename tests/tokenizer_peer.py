@@ -210,6 +210,12 @@ def build(outdir, corpus):
                           {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
                            "use_regex": True}],
         "digits_runs": [{"type": "Digits", "individual_digits": False}, bl],
+        "falcon": [{"type": "Punctuation", "behavior": "Contiguous"},
+                   {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                    "use_regex": True},
+                   {"type": "Digits", "individual_digits": False},
+                   {"type": "Split", "pattern": {"Regex": "[0-9][0-9][0-9]"},
+                    "behavior": "Isolated", "invert": False}],
     }
     for name, seq in variants.items():
         d = json.loads(json.dumps(g))

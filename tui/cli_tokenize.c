@@ -175,8 +175,10 @@ static int print_text(const char *text, size_t len, int json)
 int qb_cmd_tokenize(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},   {"bos", no_argument, NULL, 'b'},
-        {"decode", no_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'},
+        {"json", no_argument, NULL, 'j'},
+        {"bos", no_argument, NULL, 'b'},
+        {"decode", no_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int json = 0, bos = 0, decode = 0, c;
@@ -201,8 +203,8 @@ int qb_cmd_tokenize(int argc, char **argv)
         }
     }
     if (optind != argc - 1)
-        return qb_cli_usage_error("tokenize", optind >= argc ? "missing MODEL"
-                                                             : "expected one MODEL argument");
+        return qb_cli_usage_error("tokenize",
+                                  optind >= argc ? "missing MODEL" : "expected one MODEL argument");
     if (decode && bos)
         return qb_cli_usage_error("tokenize", "--bos has no meaning with --decode");
 
