@@ -8,7 +8,7 @@
  * ids decoded again. Any crash, leak or sanitizer report is a bug; errors are fine.
  *
  * Build: CC=clang cmake -B build-fuzz -DQUANTBENCH_FUZZ=ON -DQUANTBENCH_TESTS=OFF
- * Run:   build-fuzz/fuzz_tokenizer -max_len=16384 tests/fuzz/corpus_tokenizer
+ * Run:   build-fuzz/fuzz_tokenizer -max_len=16384 tests/fuzz/corpus/tokenizer
  */
 #include <stddef.h>
 #include <stdint.h>
