@@ -125,10 +125,11 @@ enum qb_status qb_wfmt_check_shape(enum qb_wfmt fmt, int64_t rows, int64_t cols,
  * A trailing partial block (cols not a multiple of 16/32) is its own block.
  * Contract for the engine: an fp32 GEMM over these values multiplies exactly the
  * element values the hardware multiplies (E2M1/E4M3 grid points) times their
- * block scales; for MXFP4 and FP8 the dequantized values are exact, for NVFP4 the
- * factor s/g is one fp32 rounding of the hardware's s * (1/g), so products agree
- * with a block-scaled tensor-core GEMM to within a few fp32 ulps plus accumulation
- * order. Rows that are all zero stay zero; non-finite inputs give NaN outputs. */
+ * scales. MXFP4 values are exact (power-of-two scales); for NVFP4 (factor s/g)
+ * and FP8 (factor s) each value is one fp32 rounding of grid point x scale, so
+ * products agree with a block-scaled tensor-core GEMM to within a few fp32 ulps
+ * plus accumulation order (tests/test_quant_formats.c checks 1e-6 relative).
+ * Rows that are all zero stay zero; non-finite inputs give NaN outputs. */
 void qb_act_quantize_rows(enum qb_act_mode mode, const float *x, int64_t n, int64_t cols,
                           float *out);
 
