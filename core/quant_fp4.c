@@ -116,16 +116,23 @@ enum qb_status qb_nvfp4_quantize(const float *w, struct qb_linear *out, const ch
     return QB_OK;
 }
 
+/* decode the 2*nbytes E2M1 codes of qs (even element low) times s into out */
+static void e2m1_block_decode(const uint8_t *qs, int nbytes, float s, float *out)
+{
+    for (int k = 0; k < nbytes; k++) {
+        out[2 * k] = qb_e2m1_values[qs[k] & 0xf] * s;
+        out[2 * k + 1] = qb_e2m1_values[qs[k] >> 4] * s;
+    }
+}
+
 void qb_nvfp4_dequant_rows(const struct qb_linear *w, int64_t row0, int64_t n, float *out)
 {
     float g = nvfp4_global(w);
     for (int64_t r = 0; r < n; r++) {
         const struct qb_block_nvfp4 *blk = nvfp4_row(w, row0 + r);
-        for (int64_t c = 0; c < w->cols; c++) {
-            const struct qb_block_nvfp4 *b = &blk[c / QB_NVFP4_BLOCK];
-            float s = qb_e4m3_to_f32(b->scale) / g;
-            out[r * w->cols + c] = qb_e2m1_to_f32((uint8_t)nibble(b->qs, c % QB_NVFP4_BLOCK)) * s;
-        }
+        for (int64_t b = 0; b < w->cols / QB_NVFP4_BLOCK; b++)
+            e2m1_block_decode(blk[b].qs, QB_NVFP4_BLOCK / 2, qb_e4m3_to_f32(blk[b].scale) / g,
+                              out + r * w->cols + b * QB_NVFP4_BLOCK);
     }
 }
 
@@ -196,11 +203,9 @@ void qb_mxfp4_dequant_rows(const struct qb_linear *w, int64_t row0, int64_t n, f
 {
     for (int64_t r = 0; r < n; r++) {
         const struct qb_block_mxfp4 *blk = mxfp4_row(w, row0 + r);
-        for (int64_t c = 0; c < w->cols; c++) {
-            const struct qb_block_mxfp4 *b = &blk[c / QB_MXFP4_BLOCK];
-            out[r * w->cols + c] = qb_e2m1_to_f32((uint8_t)nibble(b->qs, c % QB_MXFP4_BLOCK)) *
-                                   qb_e8m0_to_f32(b->scale);
-        }
+        for (int64_t b = 0; b < w->cols / QB_MXFP4_BLOCK; b++)
+            e2m1_block_decode(blk[b].qs, QB_MXFP4_BLOCK / 2, qb_e8m0_to_f32(blk[b].scale),
+                              out + r * w->cols + b * QB_MXFP4_BLOCK);
     }
 }
 

@@ -70,11 +70,14 @@ enum qb_status qb_fp8_quantize(const float *w, struct qb_linear *out, const char
 void qb_fp8_dequant_rows(const struct qb_linear *w, int64_t row0, int64_t n, float *out)
 {
     int e5m2 = is_e5m2(w);
+    float table[256]; /* every code decoded once per call */
+    for (int c = 0; c < 256; c++)
+        table[c] = fp8_decode((uint8_t)c, e5m2);
     for (int64_t r = 0; r < n; r++) {
         const uint8_t *q = fp8_row(w, row0 + r);
         float s = fp8_scale(w, row0 + r);
         for (int64_t c = 0; c < w->cols; c++)
-            out[r * w->cols + c] = s * fp8_decode(q[c], e5m2);
+            out[r * w->cols + c] = s * table[q[c]];
     }
 }
 

@@ -217,6 +217,26 @@ static void read_header(const uint8_t *rec, float *scale, float *zero)
     *zero = (float)h.zero;
 }
 
+/* one group of codes, no act-order, into o[group] */
+static void grp_decode(const uint8_t *rec, int group, int bits, float *o)
+{
+    const uint8_t *codes = rec + sizeof(struct qb_group_header);
+    float s, z;
+    read_header(rec, &s, &z);
+    if (bits == 4) {
+        for (int k = 0; k < group / 2; k++) {
+            o[2 * k] = s * ((float)(codes[k] & 0xf) - z);
+            o[2 * k + 1] = s * ((float)(codes[k] >> 4) - z);
+        }
+    } else if (bits == 8) {
+        for (int j = 0; j < group; j++)
+            o[j] = s * ((float)codes[j] - z);
+    } else {
+        for (int j = 0; j < group; j++)
+            o[j] = s * ((float)qb_group_code(codes, j, bits) - z);
+    }
+}
+
 void qb_grp_dequant_rows(const struct qb_linear *w, int64_t row0, int64_t n, float *out)
 {
     int group = qb_grp_group(&w->qp), bits = qb_grp_bits(w->fmt, &w->qp);
@@ -226,13 +246,15 @@ void qb_grp_dequant_rows(const struct qb_linear *w, int64_t row0, int64_t n, flo
         float *o = out + r * w->cols;
         for (int64_t g = 0; g < ngroups; g++) {
             const uint8_t *rec = grp_record(w, row0 + r, g, group, bits);
+            if (!g_idx) {
+                grp_decode(rec, group, bits, o + g * group);
+                continue;
+            }
             const uint8_t *codes = rec + sizeof(struct qb_group_header);
-            float s, z;
-            read_header(rec, &s, &z);
-            for (int j = 0; j < group; j++) {
+            for (int j = 0; j < group; j++) { /* act-order: parameters per column */
                 int64_t c = g * group + j;
-                if (g_idx)
-                    read_header(grp_record(w, row0 + r, g_idx[c], group, bits), &s, &z);
+                float s, z;
+                read_header(grp_record(w, row0 + r, g_idx[c], group, bits), &s, &z);
                 o[c] = s * ((float)qb_group_code(codes, j, bits) - z);
             }
         }

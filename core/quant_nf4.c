@@ -85,10 +85,25 @@ enum qb_status qb_nf4_quantize(const float *w, struct qb_linear *out, const char
     return QB_OK;
 }
 
+/* 64 codes (even element high) times absmax into out */
+static void nf4_block_decode(const uint8_t *qs, float absmax, float *out)
+{
+    for (int k = 0; k < QB_NF4_BLOCK / 2; k++) {
+        out[2 * k] = qb_nf4_values[qs[k] >> 4] * absmax;
+        out[2 * k + 1] = qb_nf4_values[qs[k] & 0xf] * absmax;
+    }
+}
+
 void qb_nf4_dequant_rows(const struct qb_linear *w, int64_t row0, int64_t n, float *out)
 {
     const struct qb_block_nf4 *blk = w->data;
     int64_t i0 = row0 * w->cols;
+    if (w->cols % QB_NF4_BLOCK == 0) { /* blocks align with rows */
+        for (int64_t b = 0; b < n * w->cols / QB_NF4_BLOCK; b++)
+            nf4_block_decode(blk[i0 / QB_NF4_BLOCK + b].qs, blk[i0 / QB_NF4_BLOCK + b].absmax,
+                             out + b * QB_NF4_BLOCK);
+        return;
+    }
     for (int64_t k = 0; k < n * w->cols; k++) {
         int64_t i = i0 + k;
         const struct qb_block_nf4 *b = &blk[i / QB_NF4_BLOCK];
@@ -200,6 +215,12 @@ void qb_nf4dq_dequant_rows(const struct qb_linear *w, int64_t row0, int64_t n, f
 {
     struct nf4dq_view v = nf4dq_view(w->data);
     int64_t i0 = row0 * w->cols;
+    if (w->cols % QB_NF4_BLOCK == 0) {
+        for (int64_t b = 0; b < n * w->cols / QB_NF4_BLOCK; b++)
+            nf4_block_decode(v.blk[i0 / QB_NF4_BLOCK + b].qs,
+                             nf4dq_absmax(&v, i0 / QB_NF4_BLOCK + b), out + b * QB_NF4_BLOCK);
+        return;
+    }
     int64_t cur = -1;
     float am = 0.0f;
     for (int64_t k = 0; k < n * w->cols; k++) {

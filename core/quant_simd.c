@@ -17,6 +17,7 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define QB_X86_SIMD 1
+#include <cpuid.h>
 #include <immintrin.h>
 #elif defined(__aarch64__)
 #define QB_NEON_SIMD 1
@@ -26,8 +27,10 @@
 enum qb_simd_level qb_simd_level(void)
 {
 #if QB_X86_SIMD
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
+    unsigned a, b, c, d;
+    /* F16C is CPUID.1:ECX bit 29 (clang's __builtin_cpu_supports lacks "f16c") */
+    int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+    if (f16c && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         return QB_SIMD_AVX2;
     return QB_SIMD_SCALAR;
 #elif QB_NEON_SIMD

@@ -4,7 +4,7 @@
  *
  * Each function computes a plain sum of products over packed codes and
  * dispatches at run time: x86-64 with AVX2+FMA+F16C (checked with
- * __builtin_cpu_supports, code compiled with __attribute__((target))), arm64
+ * __builtin_cpu_supports and CPUID, code compiled with __attribute__((target))), arm64
  * NEON (always present), else a scalar loop. The formats' plain C references
  * (<fmt>_vec_dot_ref) do not use these, so tests compare two independent paths.
  */
