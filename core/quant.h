@@ -191,7 +191,7 @@ enum qb_status qb_linear_pack_groups(int64_t rows, int64_t cols, enum qb_wfmt fm
 /* Round-to-nearest parameters of one group of n weights on a 2^bits - 1 grid, as
  * the int4 scheme computes them (asymmetric: scale = (max-min)/maxq rounded to
  * f16, zero = clamp(round(-min/scale), 0, maxq); symmetric (bits 4 only): scale =
- * max|w|/7, zero = 8). Degenerate groups (max == min) keep their value exactly.
+ * max|w|/7, zero = 8). A constant group (max == min) maps to a grid end.
  * Writes the f16-rounded scale as float. For GPTQ/AWQ implementations. */
 void qb_group_params(const float *w, int64_t n, int bits, int sym, float *scale, int *zero);
 
