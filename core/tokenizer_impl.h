@@ -78,6 +78,7 @@ struct tok_decomp {
 struct tok_comp {
     uint32_t first, second, composite;
 };
+extern const char tok_nfc_unicode_version[]; /* the Unicode version of the tables */
 extern const struct tok_ccc_range tok_ccc_ranges[];
 extern const size_t tok_ccc_count;
 extern const uint32_t tok_decomp_pool[];

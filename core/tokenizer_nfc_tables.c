@@ -7,6 +7,8 @@
  */
 #include "tokenizer_impl.h"
 
+const char tok_nfc_unicode_version[] = "14.0.0";
+
 const struct tok_ccc_range tok_ccc_ranges[] = {
     {0x300, 0x314, 230},
     {0x315, 0x315, 232},

@@ -404,6 +404,10 @@ Test(tokenizer_nfc, matches_unicodedata)
     char *out = run_capture("'" QB_PYTHON "' '" PEER "' nfc-cases");
     cJSON *root = cJSON_Parse(out);
     cr_assert_not_null(root);
+    const char *version = cJSON_GetObjectItem(root, "unicode")->valuestring;
+    if (strcmp(version, tok_nfc_unicode_version) != 0)
+        cr_skip_test("QB_PYTHON's unicodedata is Unicode %s, the NFC tables are %s", version,
+                     tok_nfc_unicode_version);
     int count = 0, bad = 0;
     for (const cJSON *c = cJSON_GetObjectItem(root, "cases")->child; c; c = c->next, count++) {
         char *in, *want;

@@ -39,6 +39,7 @@ def main():
     w(" * ccc: ranges of equal non-zero canonical combining class; decomp: full canonical\n")
     w(" * decompositions (index into a code point pool); comp: primary composites by pair.\n */\n")
     w('#include "tokenizer_impl.h"\n\n')
+    w('const char tok_nfc_unicode_version[] = "%s";\n\n' % ud.unidata_version)
     # combining classes as ranges
     ranges = []
     for cp in range(MAX):
