@@ -143,6 +143,8 @@ static int argmax(const float *l, int vocab)
     return arg;
 }
 
+/* KL(base || this) at one position; mathematically >= 0, so a tiny negative sum
+ * (rounding, when the two distributions are equal to float precision) is 0. */
 static double kl_div(const float *base_lp, const float *lp, int vocab)
 {
     double kl = 0;
@@ -150,7 +152,7 @@ static double kl_div(const float *base_lp, const float *lp, int vocab)
         double pb = exp((double)base_lp[i]);
         kl += pb * ((double)base_lp[i] - (double)lp[i]);
     }
-    return kl;
+    return kl > 0 ? kl : 0;
 }
 
 /* Score rows of log-probs for one chunk; base_lp (may be NULL) holds the baseline's. */

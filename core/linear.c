@@ -225,9 +225,29 @@ static void matmul_rows(void *p, int64_t tile_begin, int64_t tile_end)
     free(scratch);
 }
 
-void qb_linear_matmul(const struct qb_linear *w, const float *x, int64_t n, float *y,
-                      struct qb_pool *pool)
+struct gemv_ctx {
+    const struct qb_linear *w;
+    const float *x;
+    float *y;
+};
+
+/* Decode (one token): the format's fused dot reads the packed rows directly. */
+static void gemv_rows(void *p, int64_t r0, int64_t r1)
 {
+    struct gemv_ctx *c = p;
+    float (*dot)(const struct qb_linear *, int64_t, const float *) = qb_wfmt_get(c->w->fmt)->vec_dot;
+    for (int64_t r = r0; r < r1; r++)
+        c->y[r] = dot(c->w, r, c->x) + (c->w->bias ? c->w->bias[r] : 0.0f);
+}
+
+static void matmul_f32_act(const struct qb_linear *w, const float *x, int64_t n, float *y,
+                           struct qb_pool *pool)
+{
+    if (n == 1 && qb_wfmt_get(w->fmt)->vec_dot) {
+        struct gemv_ctx c = {w, x, y};
+        qb_pool_for(pool, w->rows, 64, gemv_rows, &c);
+        return;
+    }
     int64_t tile_rows = TILE_BYTES / (int64_t)(w->cols * (int64_t)sizeof(float));
     tile_rows = QB_MAX(tile_rows, 4);
     tile_rows -= tile_rows % 4;
@@ -238,4 +258,19 @@ void qb_linear_matmul(const struct qb_linear *w, const float *x, int64_t n, floa
     struct matmul_ctx c = {w, x, n, y, tile_rows};
     int64_t n_tiles = (w->rows + tile_rows - 1) / tile_rows;
     qb_pool_for(pool, n_tiles, 1, matmul_rows, &c);
+}
+
+void qb_linear_matmul(const struct qb_linear *w, const float *x, int64_t n, float *y,
+                      struct qb_pool *pool)
+{
+    if (w->qp.act != QB_ACT_F32) {
+        /* W4A4 / W8A8: multiply what the hardware would multiply, the quantized activations */
+        float *xq = qb_malloc_array((size_t)n * (size_t)w->cols, sizeof(float));
+        CHECK(xq != NULL);
+        qb_act_quantize_rows(w->qp.act, x, n, w->cols, xq);
+        matmul_f32_act(w, xq, n, y, pool);
+        free(xq);
+        return;
+    }
+    matmul_f32_act(w, x, n, y, pool);
 }
