@@ -1,0 +1,140 @@
+/*
+ * attention.cu - causal grouped-query attention over the f16 KV cache, for
+ * prefill (n queries) and decode (n = 1) alike.
+ *
+ * Grid: (n_heads, n tokens); block: 8 warps. Query t of head h attends to
+ * cache positions 0 .. pos_t = *d_pos + t of kv head h / (n_heads / n_kv).
+ *
+ *   warp w:  keys w, w+8, w+16, ... <= pos_t      (online softmax per warp)
+ *   lane l:  dims [l*P, l*P + P) of the head,      P = head_dim / 32
+ *
+ * Per key a warp forms q.k with one warp-wide sum, then keeps a running max
+ * m, normaliser l and accumulator acc[P] (flash-attention's online softmax).
+ * At the end the 8 partial (m, l, acc) are merged through shared memory:
+ *   M = max m_w,  out = sum_w acc_w e^(m_w - M) / sum_w l_w e^(m_w - M).
+ * Scores and softmax are f32; q is pre-scaled by 1/sqrt(head_dim).
+ */
+#include <math.h>
+
+#include "qb_cuda_common.cuh"
+
+#define ATT_WARPS 8
+
+struct att_args {
+    const float *qkv;
+    int ldq, n_heads, n_kv, max_ctx;
+    const int32_t *d_pos;
+    const uint16_t *k_cache, *v_cache;
+    uint16_t *out;
+};
+
+/* Load P f16 values (P*2 bytes, aligned) as floats. */
+template <int P> static __device__ __forceinline__ void load_f16(const uint16_t *src, float *dst)
+{
+    if constexpr (P == 8) {
+        uint4 v = *(const uint4 *)src;
+        const uint16_t *h = (const uint16_t *)&v;
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            dst[j] = qb_f16_bits_to_f32(h[j]);
+    } else if constexpr (P == 4) {
+        uint2 v = *(const uint2 *)src;
+        const uint16_t *h = (const uint16_t *)&v;
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+            dst[j] = qb_f16_bits_to_f32(h[j]);
+    } else {
+        uint32_t v = *(const uint32_t *)src;
+        dst[0] = qb_f16_bits_to_f32((uint16_t)(v & 0xffffu));
+        dst[1] = qb_f16_bits_to_f32((uint16_t)(v >> 16));
+    }
+}
+
+template <int HD> static __global__ void attention_kernel(struct att_args a)
+{
+    constexpr int P = HD / 32;
+    __shared__ float s_m[ATT_WARPS], s_l[ATT_WARPS];
+    __shared__ float s_acc[ATT_WARPS][HD];
+    int h = blockIdx.x, t = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int kvh = h / (a.n_heads / a.n_kv), pos = *a.d_pos + t;
+    const float *qrow = a.qkv + (size_t)t * a.ldq + (size_t)h * HD + lane * P;
+    const uint16_t *kbase = a.k_cache + (size_t)kvh * a.max_ctx * HD + lane * P;
+    const uint16_t *vbase = a.v_cache + (size_t)kvh * a.max_ctx * HD + lane * P;
+    float q[P], acc[P], m = -INFINITY, l = 0.0f, scale = rsqrtf((float)HD);
+#pragma unroll
+    for (int j = 0; j < P; j++) {
+        q[j] = qrow[j] * scale;
+        acc[j] = 0.0f;
+    }
+    for (int key = warp; key <= pos; key += ATT_WARPS) {
+        float k[P], v[P], s = 0.0f;
+        load_f16<P>(kbase + (size_t)key * HD, k);
+        load_f16<P>(vbase + (size_t)key * HD, v);
+#pragma unroll
+        for (int j = 0; j < P; j++)
+            s += q[j] * k[j];
+        s = qb_warp_sum(s);
+        float m_new = fmaxf(m, s), corr = __expf(m - m_new), p = __expf(s - m_new);
+        l = l * corr + p;
+#pragma unroll
+        for (int j = 0; j < P; j++)
+            acc[j] = acc[j] * corr + p * v[j];
+        m = m_new;
+    }
+    if (lane == 0) {
+        s_m[warp] = m;
+        s_l[warp] = l;
+    }
+#pragma unroll
+    for (int j = 0; j < P; j++)
+        s_acc[warp][lane * P + j] = acc[j];
+    __syncthreads();
+    float mx = -INFINITY, den = 0.0f;
+#pragma unroll
+    for (int w = 0; w < ATT_WARPS; w++)
+        mx = fmaxf(mx, s_m[w]);
+#pragma unroll
+    for (int w = 0; w < ATT_WARPS; w++)
+        den += s_l[w] * __expf(s_m[w] - mx);
+    uint16_t *o = a.out + (size_t)t * a.n_heads * HD + (size_t)h * HD;
+    for (int d = threadIdx.x; d < HD; d += blockDim.x) {
+        float num = 0.0f;
+#pragma unroll
+        for (int w = 0; w < ATT_WARPS; w++)
+            num += s_acc[w][d] * __expf(s_m[w] - mx);
+        o[d] = qb_f32_to_bf16_bits(num / den);
+    }
+}
+
+static cudaError_t attention_launch(const struct att_args *a, int hd, int n, cudaStream_t s)
+{
+    dim3 grid(a->n_heads, n);
+    switch (hd) {
+    case 64: attention_kernel<64><<<grid, ATT_WARPS * 32, 0, s>>>(*a); break;
+    case 128: attention_kernel<128><<<grid, ATT_WARPS * 32, 0, s>>>(*a); break;
+    case 256: attention_kernel<256><<<grid, ATT_WARPS * 32, 0, s>>>(*a); break;
+    default: return cudaErrorInvalidValue;
+    }
+    return cudaGetLastError();
+}
+
+extern "C" enum qb_status qb_cuda_attention(struct qb_cuda_ctx *c,
+                                            const struct qb_cuda_attn_shape *s, const float *qkv,
+                                            int ldq, int n, const int32_t *d_pos,
+                                            const uint16_t *k_cache, const uint16_t *v_cache,
+                                            uint16_t *out, struct qb_err *err)
+{
+    enum qb_status st = QB_OK;
+    struct att_args a = {qkv, ldq, s->n_heads, s->n_kv_heads, s->max_ctx, d_pos,
+                         k_cache, v_cache, out};
+    if (s->head_dim != 64 && s->head_dim != 128 && s->head_dim != 256)
+        return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                          "CUDA attention supports head_dim 64, 128 or 256, not %d; "
+                          "use --backend cpu for this model", s->head_dim);
+    if (n <= 0 || n > 65535 || s->n_kv_heads <= 0 || s->n_heads % s->n_kv_heads)
+        return qb_err_set(err, QB_ERR_INTERNAL, "qb_cuda_attention: n=%d heads %d/%d", n,
+                          s->n_heads, s->n_kv_heads);
+    CUDA_CHECK(attention_launch(&a, s->head_dim, n, c->stream));
+out:
+    return st;
+}

@@ -1,0 +1,234 @@
+/*
+ * gemv.cu - the decode (n = 1) matrix-vector product over bf16 weights, the
+ * kernel that decides tokens/s: every weight byte is read once per token, so
+ * it must stream at close to the memory bandwidth.
+ *
+ *   y[r] = sum_k W[r][k] x[k]     W bf16 [rows][cols], x bf16 [cols], y f32
+ *
+ * Block: 8 warps; each warp owns 2 rows (16 rows per block; with SwiGLU the
+ * two rows are row r of gate and row r of up, 8 outputs per block). Along a row the
+ * 32 lanes read consecutive 16-byte chunks (8 bf16), so a warp reads 512
+ * contiguous bytes per row per step and every load is coalesced:
+ *
+ *   row r   | lane0 | lane1 | ... | lane31 | lane0 | lane1 | ...
+ *           |<-16B->|                        (chunk c = lane + 32 j)
+ *
+ * Four chunks of both rows are loaded before any is used (8 x 16 B in flight
+ * per lane), x comes through the read-only cache (every warp of the block
+ * reads the same x), weights use streaming loads (read once, evict first).
+ * The lanes' partial sums meet in a warp shuffle reduction.
+ *
+ * Several matrices sharing cols (q|k|v) run as one launch with their outputs
+ * concatenated; the epilogue stores, accumulates (residual add) or, for the
+ * gate/up pair, applies SwiGLU and writes bf16 for the down projection.
+ */
+#include "qb_cuda_common.cuh"
+
+#define GEMV_WARPS 8
+#define GEMV_ROWS_PER_WARP 2
+#define GEMV_ROWS_PER_BLOCK (GEMV_WARPS * GEMV_ROWS_PER_WARP)
+#define GEMV_UNROLL 4
+#define GEMV_MAX_MATS 3
+
+enum gemv_mode { GEMV_STORE = 0, GEMV_ACCUM, GEMV_SWIGLU };
+
+struct gemv_args {
+    const uint16_t *w[GEMV_MAX_MATS];
+    const float *bias[GEMV_MAX_MATS];
+    int64_t rows[GEMV_MAX_MATS]; /* rows of each matrix; outputs are concatenated */
+    int n_mats;
+    int64_t total_rows;          /* output rows (SwiGLU: rows of one of the pair) */
+    int cols;
+    const uint16_t *x;
+    float *y;                    /* STORE / ACCUM */
+    uint16_t *y_bf16;            /* SWIGLU */
+};
+
+static __device__ __forceinline__ float dot8_bf16(uint4 w, const float *x)
+{
+    const uint32_t *u = (const uint32_t *)&w;
+    float s = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        s += __uint_as_float(u[j] << 16) * x[2 * j];
+        s += __uint_as_float(u[j] & 0xffff0000u) * x[2 * j + 1];
+    }
+    return s;
+}
+
+static __device__ __forceinline__ void load_x8(const uint16_t *x, int chunk, float *out)
+{
+    uint4 v = __ldg((const uint4 *)x + chunk);
+    const uint32_t *u = (const uint32_t *)&v;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        out[2 * j] = __uint_as_float(u[j] << 16);
+        out[2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
+    }
+}
+
+/* acc[i] += this lane's share of row_i . x, for two rows (row1 may be NULL). */
+static __device__ __forceinline__ void dot_two_rows(const uint16_t *row0, const uint16_t *row1,
+                                                    const uint16_t *x, int n_chunks, float acc[2])
+{
+    int lane = threadIdx.x & 31, c = lane;
+    const uint4 *r0 = (const uint4 *)row0, *r1 = (const uint4 *)(row1 ? row1 : row0);
+    for (; c + 32 * (GEMV_UNROLL - 1) < n_chunks; c += 32 * GEMV_UNROLL) {
+        uint4 w0[GEMV_UNROLL], w1[GEMV_UNROLL];
+#pragma unroll
+        for (int u = 0; u < GEMV_UNROLL; u++) {
+            w0[u] = __ldcs(r0 + c + 32 * u);
+            w1[u] = __ldcs(r1 + c + 32 * u);
+        }
+#pragma unroll
+        for (int u = 0; u < GEMV_UNROLL; u++) {
+            float xf[8];
+            load_x8(x, c + 32 * u, xf);
+            acc[0] += dot8_bf16(w0[u], xf);
+            acc[1] += dot8_bf16(w1[u], xf);
+        }
+    }
+    for (; c < n_chunks; c += 32) {
+        float xf[8];
+        load_x8(x, c, xf);
+        acc[0] += dot8_bf16(__ldcs(r0 + c), xf);
+        acc[1] += dot8_bf16(__ldcs(r1 + c), xf);
+    }
+}
+
+/* Matrix and local row of global output row r; -1 past the end. */
+static __device__ __forceinline__ int locate_row(const struct gemv_args &a, int64_t r,
+                                                 int64_t *local)
+{
+    for (int m = 0; m < a.n_mats; m++) {
+        if (r < a.rows[m]) {
+            *local = r;
+            return m;
+        }
+        r -= a.rows[m];
+    }
+    return -1;
+}
+
+template <int MODE> static __global__ void __launch_bounds__(GEMV_WARPS * 32)
+gemv_kernel(struct gemv_args a)
+{
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_chunks = a.cols / 8;
+    int64_t slot = (int64_t)blockIdx.x * GEMV_WARPS + warp;
+    int64_t r0 = MODE == GEMV_SWIGLU ? slot : slot * GEMV_ROWS_PER_WARP;
+    const uint16_t *rows[2] = {NULL, NULL};
+    const float *bias[2] = {NULL, NULL};
+    float acc[2] = {0.0f, 0.0f};
+    if (r0 >= a.total_rows)
+        return;
+    if constexpr (MODE == GEMV_SWIGLU) { /* row r0 of gate and of up */
+        rows[0] = a.w[0] + r0 * a.cols;
+        rows[1] = a.w[1] + r0 * a.cols;
+    } else {
+        for (int i = 0; i < 2; i++) {
+            int64_t local;
+            int m = r0 + i < a.total_rows ? locate_row(a, r0 + i, &local) : -1;
+            if (m >= 0) {
+                rows[i] = a.w[m] + local * a.cols;
+                bias[i] = a.bias[m] ? a.bias[m] + local : NULL;
+            }
+        }
+    }
+    dot_two_rows(rows[0], rows[1], a.x, n_chunks, acc);
+    acc[0] = qb_warp_sum(acc[0]);
+    acc[1] = qb_warp_sum(acc[1]);
+    if (lane != 0)
+        return;
+    if constexpr (MODE == GEMV_SWIGLU) {
+        a.y_bf16[r0] = qb_f32_to_bf16_bits(qb_silu(acc[0]) * acc[1]);
+    } else {
+        for (int i = 0; i < 2; i++) {
+            if (!rows[i])
+                continue;
+            float v = acc[i] + (bias[i] ? *bias[i] : 0.0f);
+            a.y[r0 + i] = MODE == GEMV_ACCUM ? a.y[r0 + i] + v : v;
+        }
+    }
+}
+
+static cudaError_t gemv_launch(const struct gemv_args *a, int mode, cudaStream_t s)
+{
+    int64_t per_block = mode == GEMV_SWIGLU ? GEMV_WARPS : GEMV_ROWS_PER_BLOCK;
+    int64_t blocks = (a->total_rows + per_block - 1) / per_block;
+    if (blocks > 0x7fffffff)
+        return cudaErrorInvalidValue;
+    switch (mode) {
+    case GEMV_STORE: gemv_kernel<GEMV_STORE><<<(int)blocks, GEMV_WARPS * 32, 0, s>>>(*a); break;
+    case GEMV_ACCUM: gemv_kernel<GEMV_ACCUM><<<(int)blocks, GEMV_WARPS * 32, 0, s>>>(*a); break;
+    default: gemv_kernel<GEMV_SWIGLU><<<(int)blocks, GEMV_WARPS * 32, 0, s>>>(*a); break;
+    }
+    return cudaGetLastError();
+}
+
+static enum qb_status check_bf16(const struct qb_cuda_weight *w, int64_t cols,
+                                 struct qb_err *err)
+{
+    if (w->fmt != QB_WFMT_BF16)
+        return qb_err_set(err, QB_ERR_UNSUPPORTED, "CUDA GEMV: weight format %s not supported",
+                          qb_wfmt_get(w->fmt)->name);
+    if (w->cols != cols || cols % 8 || cols > 0x7fffffff)
+        return qb_err_set(err, QB_ERR_INTERNAL,
+                          "CUDA GEMV: cols %lld (must match and be a multiple of 8)",
+                          (long long)w->cols);
+    return QB_OK;
+}
+
+extern "C" enum qb_status qb_cuda_gemv(struct qb_cuda_ctx *c,
+                                       const struct qb_cuda_weight *const *w, int n_w,
+                                       const uint16_t *x, float *y, int accumulate,
+                                       struct qb_err *err)
+{
+    enum qb_status st = QB_OK;
+    struct gemv_args a = {};
+    if (n_w < 1 || n_w > GEMV_MAX_MATS)
+        return qb_err_set(err, QB_ERR_INTERNAL, "qb_cuda_gemv: %d matrices", n_w);
+    for (int i = 0; i < n_w; i++) {
+        st = check_bf16(w[i], w[0]->cols, err);
+        if (st)
+            return st;
+        a.w[i] = (const uint16_t *)w[i]->data;
+        a.bias[i] = w[i]->bias;
+        a.rows[i] = w[i]->rows;
+        a.total_rows += w[i]->rows;
+    }
+    a.n_mats = n_w;
+    a.cols = (int)w[0]->cols;
+    a.x = x;
+    a.y = y;
+    CUDA_CHECK(gemv_launch(&a, accumulate ? GEMV_ACCUM : GEMV_STORE, c->stream));
+out:
+    return st;
+}
+
+extern "C" enum qb_status qb_cuda_gemv_swiglu(struct qb_cuda_ctx *c,
+                                              const struct qb_cuda_weight *gate,
+                                              const struct qb_cuda_weight *up, const uint16_t *x,
+                                              uint16_t *out, struct qb_err *err)
+{
+    enum qb_status st = QB_OK;
+    struct gemv_args a = {};
+    st = check_bf16(gate, gate->cols, err);
+    if (!st)
+        st = check_bf16(up, gate->cols, err);
+    if (st)
+        return st;
+    if (gate->rows != up->rows || gate->bias || up->bias)
+        return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                          "CUDA gate/up GEMV: shapes differ or MLP biases present");
+    a.w[0] = (const uint16_t *)gate->data;
+    a.w[1] = (const uint16_t *)up->data;
+    a.rows[0] = gate->rows;
+    a.n_mats = 2;
+    a.total_rows = gate->rows;
+    a.cols = (int)gate->cols;
+    a.x = x;
+    a.y_bf16 = out;
+    CUDA_CHECK(gemv_launch(&a, GEMV_SWIGLU, c->stream));
+out:
+    return st;
+}

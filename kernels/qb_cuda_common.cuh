@@ -1,0 +1,116 @@
+/*
+ * qb_cuda_common.cuh - what every CUDA source in kernels/ shares: the error macros
+ * that turn CUDA and cuBLAS failures into our enum qb_status / struct qb_err,
+ * the context struct, bf16/f16 helpers and warp reductions.
+ *
+ * Error handling: a function that calls CUDA declares `enum qb_status st =
+ * QB_OK;` and a `out:` cleanup label; CUDA_CHECK(expr) / CUBLAS_CHECK(expr)
+ * set st and jump there with err naming the expression, the error string, the
+ * function, file and line. LAUNCH_CHECK() follows every kernel launch.
+ */
+#ifndef QB_CUDA_COMMON_CUH
+#define QB_CUDA_COMMON_CUH
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+/* The core headers are C: give their functions C linkage here. */
+extern "C" {
+#include "dtype.h"
+#include "qb_common.h"
+#include "qb_cuda.h"
+#include "quant.h"
+
+/* Fill err with QB_ERR_CUDA and "CALL failed: WHY (in FUNC at FILE:LINE)". */
+enum qb_status qb_cuda_error(struct qb_err *err, const char *call, const char *why,
+                             const char *func, const char *file, int line);
+const char *qb_cublas_status_str(cublasStatus_t s);
+}
+
+#define CUDA_CHECK(expr)                                                                      \
+    do {                                                                                      \
+        cudaError_t e_ = (expr);                                                              \
+        if (e_ != cudaSuccess) {                                                              \
+            st = qb_cuda_error(err, #expr, cudaGetErrorString(e_), __func__, __FILE__,        \
+                               __LINE__);                                                     \
+            goto out;                                                                         \
+        }                                                                                     \
+    } while (0)
+
+#define CUBLAS_CHECK(expr)                                                                    \
+    do {                                                                                      \
+        cublasStatus_t s_ = (expr);                                                           \
+        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                    \
+            st = qb_cuda_error(err, #expr, qb_cublas_status_str(s_), __func__, __FILE__,      \
+                               __LINE__);                                                     \
+            goto out;                                                                         \
+        }                                                                                     \
+    } while (0)
+
+#define LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
+
+struct qb_cuda_ctx {
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    void *blas_workspace;      /* fixed cuBLAS workspace (needed under graph capture) */
+    size_t blas_workspace_bytes;
+    cudaGraph_t capturing;     /* graph under construction between graph_begin/end */
+};
+
+static __device__ __forceinline__ float qb_bf16_bits_to_f32(uint16_t b)
+{
+    return __uint_as_float((uint32_t)b << 16);
+}
+
+static __device__ __forceinline__ uint16_t qb_f32_to_bf16_bits(float f)
+{
+    return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+}
+
+static __device__ __forceinline__ uint16_t qb_f32_to_f16_bits(float f)
+{
+    return __half_as_ushort(__float2half_rn(f));
+}
+
+static __device__ __forceinline__ float qb_f16_bits_to_f32(uint16_t b)
+{
+    return __half2float(__ushort_as_half(b));
+}
+
+static __device__ __forceinline__ float qb_warp_sum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+static __device__ __forceinline__ float qb_warp_max(float v)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+static __device__ __forceinline__ float qb_silu(float g)
+{
+    return g / (1.0f + expf(-g));
+}
+
+/* Sum over a block of blockDim.x threads (a multiple of 32, at most 1024);
+ * every thread gets the total. scratch holds 32 floats. */
+static __device__ __forceinline__ float qb_block_sum(float v, float *scratch)
+{
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+    v = qb_warp_sum(v);
+    __syncthreads(); /* scratch may still be read by a previous call */
+    if (lane == 0)
+        scratch[warp] = v;
+    __syncthreads();
+    v = lane < n_warps ? scratch[lane] : 0.0f;
+    return qb_warp_sum(v);
+}
+
+#endif /* QB_CUDA_COMMON_CUH */

@@ -1,0 +1,56 @@
+/*
+ * rmsnorm.cu - RMSNorm of the f32 residual stream into the bf16 input of the
+ * next linear layer: out[t] = bf16(x[t] * rsqrt(mean(x[t]^2) + eps) * w).
+ *
+ * Grid: one block per token, 256 threads. Each thread keeps its slice of the
+ * row in registers between the reduction and the scaling (dim <= 256 * 32),
+ * so x is read once.
+ */
+#include "qb_cuda_common.cuh"
+
+#define RMS_THREADS 256
+#define RMS_MAX_PER_THREAD 32 /* dim up to 8192 */
+
+static __global__ void rmsnorm_kernel(const float *x, const float *w, float eps, int dim,
+                                      uint16_t *out)
+{
+    __shared__ float scratch[32];
+    const float *row = x + (size_t)blockIdx.x * dim;
+    uint16_t *o = out + (size_t)blockIdx.x * dim;
+    float v[RMS_MAX_PER_THREAD];
+    float ss = 0.0f;
+#pragma unroll
+    for (int j = 0; j < RMS_MAX_PER_THREAD; j++) {
+        int i = threadIdx.x + j * RMS_THREADS;
+        v[j] = i < dim ? row[i] : 0.0f;
+        ss += v[j] * v[j];
+    }
+    float inv = rsqrtf(qb_block_sum(ss, scratch) / dim + eps);
+#pragma unroll
+    for (int j = 0; j < RMS_MAX_PER_THREAD; j++) {
+        int i = threadIdx.x + j * RMS_THREADS;
+        if (i < dim)
+            o[i] = qb_f32_to_bf16_bits(v[j] * inv * w[i]);
+    }
+}
+
+static cudaError_t rmsnorm_launch(const float *x, const float *w, float eps, int n, int dim,
+                                  uint16_t *out, cudaStream_t s)
+{
+    rmsnorm_kernel<<<n, RMS_THREADS, 0, s>>>(x, w, eps, dim, out);
+    return cudaGetLastError();
+}
+
+extern "C" enum qb_status qb_cuda_rmsnorm(struct qb_cuda_ctx *c, const float *x, const float *w,
+                                          float eps, int n, int dim, uint16_t *out,
+                                          struct qb_err *err)
+{
+    enum qb_status st = QB_OK;
+    if (n <= 0 || dim <= 0 || dim > RMS_THREADS * RMS_MAX_PER_THREAD)
+        return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                          "qb_cuda_rmsnorm: n=%d dim=%d (dim must be 1..%d)", n, dim,
+                          RMS_THREADS * RMS_MAX_PER_THREAD);
+    CUDA_CHECK(rmsnorm_launch(x, w, eps, n, dim, out, c->stream));
+out:
+    return st;
+}
