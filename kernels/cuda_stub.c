@@ -4,6 +4,16 @@
  */
 #ifndef QB_HAVE_CUDA
 #include "engine.h"
+#include <string.h>
+
+#include "kernels/qb_cuda.h"
+
+static enum qb_status no_cuda(struct qb_err *err)
+{
+    return qb_err_set(err, QB_ERR_NO_DEVICE,
+                      "this quantbench was built without CUDA (-DQUANTBENCH_CUDA=OFF); "
+                      "use --backend cpu or rebuild with the CUDA toolkit");
+}
 
 int qb_cuda_available(void)
 {
@@ -16,9 +26,19 @@ enum qb_status qb_engine_create_cuda(const struct qb_model *m, const struct qb_e
     (void)m;
     (void)o;
     *out = NULL;
-    return qb_err_set(err, QB_ERR_NO_DEVICE,
-                      "this quantbench was built without CUDA (-DQUANTBENCH_CUDA=OFF); "
-                      "use --backend cpu or rebuild with the CUDA toolkit");
+    return no_cuda(err);
+}
+
+enum qb_status qb_cuda_device_query(struct qb_cuda_device *out, struct qb_err *err)
+{
+    memset(out, 0, sizeof *out);
+    return no_cuda(err);
+}
+
+enum qb_status qb_cuda_measure_bandwidth(double *gbs, struct qb_err *err)
+{
+    *gbs = 0;
+    return no_cuda(err);
 }
 #else
 typedef int qb_cuda_stub_unused;
