@@ -286,6 +286,11 @@ extern "C" void qb_cuda_graph_free(void *graph)
 
 /* ---- weights -------------------------------------------------------------------- */
 
+extern "C" int qb_cuda_wfmt_supported(enum qb_wfmt fmt)
+{
+    return fmt == QB_WFMT_F32 || fmt == QB_WFMT_F16 || fmt == QB_WFMT_BF16;
+}
+
 /* Host copy of a dtype-view linear as bf16 [rows][cols]; NULL when it already is bf16. */
 static enum qb_status to_bf16_host(const struct qb_linear *lin, const char *name,
                                    uint16_t **out, struct qb_err *err)
@@ -313,7 +318,7 @@ extern "C" enum qb_status qb_cuda_weight_upload(const struct qb_linear *lin, con
     enum qb_status st = QB_OK;
     uint16_t *conv = NULL;
     memset(out, 0, sizeof *out);
-    if (lin->fmt != QB_WFMT_F32 && lin->fmt != QB_WFMT_F16 && lin->fmt != QB_WFMT_BF16) {
+    if (!qb_cuda_wfmt_supported(lin->fmt)) {
         st = qb_err_set(err, QB_ERR_UNSUPPORTED,
                         "%s: weight format %s has no GPU kernel in this build; "
                         "use --backend cpu for this scheme",

@@ -29,6 +29,12 @@ enum qb_status qb_engine_create_cuda(const struct qb_model *m, const struct qb_e
     return no_cuda(err);
 }
 
+int qb_cuda_wfmt_supported(enum qb_wfmt fmt)
+{
+    (void)fmt;
+    return 0;
+}
+
 enum qb_status qb_cuda_device_query(struct qb_cuda_device *out, struct qb_err *err)
 {
     memset(out, 0, sizeof *out);

@@ -54,6 +54,9 @@ enum qb_status qb_cuda_device_query(struct qb_cuda_device *out, struct qb_err *e
  * the decode roofline divides by. */
 enum qb_status qb_cuda_measure_bandwidth(double *gbs, struct qb_err *err);
 
+/* 1 when the CUDA engine has kernels for weight format fmt (0 without CUDA). */
+int qb_cuda_wfmt_supported(enum qb_wfmt fmt);
+
 #ifdef QB_HAVE_CUDA
 
 /* ---- context and buffers ------------------------------------------------- */
