@@ -335,9 +335,11 @@ static enum qb_status check_model(const struct qb_model *m, struct qb_err *err)
     if (c->head_dim != 64 && c->head_dim != 128 && c->head_dim != 256)
         return qb_err_set(err, QB_ERR_UNSUPPORTED, "the CUDA engine supports head_dim 64, 128 "
                           "or 256, this model has %d; use --backend cpu", c->head_dim);
-    if (c->hidden % 8 || c->intermediate % 8 || c->n_heads % c->n_kv_heads)
+    if (c->hidden % 8 || c->intermediate % 8 || c->hidden > 8192 || c->n_kv_heads <= 0 ||
+        c->n_heads % c->n_kv_heads)
         return qb_err_set(err, QB_ERR_UNSUPPORTED, "the CUDA engine needs hidden and "
-                          "intermediate sizes divisible by 8; use --backend cpu");
+                          "intermediate sizes divisible by 8, hidden <= 8192 and whole GQA "
+                          "groups; use --backend cpu");
     return QB_OK;
 }
 
