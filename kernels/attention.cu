@@ -1,6 +1,7 @@
 /*
- * attention.cu - causal grouped-query attention over the f16 KV cache, for
- * prefill (n queries) and decode (n = 1) alike.
+ * attention.cu - causal grouped-query attention over the f16 KV cache on the
+ * CUDA cores: decode (n = 1), and prefill for head sizes the tensor-core
+ * kernel (attention_tc.cu, used for n > 1 with head_dim 64/128) does not take.
  *
  * Grid: (n_heads, n tokens); block: 8 warps. Query t of head h attends to
  * cache positions 0 .. pos_t = *d_pos + t of kv head h / (n_heads / n_kv).
@@ -16,7 +17,7 @@
  */
 #include <math.h>
 
-#include "qb_cuda_common.cuh"
+#include "attention_tc.cuh"
 
 #define ATT_WARPS 8
 
@@ -134,7 +135,11 @@ extern "C" enum qb_status qb_cuda_attention(struct qb_cuda_ctx *c,
     if (n <= 0 || n > 65535 || s->n_kv_heads <= 0 || s->n_heads % s->n_kv_heads)
         return qb_err_set(err, QB_ERR_INTERNAL, "qb_cuda_attention: n=%d heads %d/%d", n,
                           s->n_heads, s->n_kv_heads);
-    CUDA_CHECK(attention_launch(&a, s->head_dim, n, c->stream));
+    if (n > 1 && (s->head_dim == 64 || s->head_dim == 128))
+        CUDA_CHECK(qb_attention_tc_launch(qkv, ldq, n, s->n_heads, s->n_kv_heads, s->head_dim,
+                                          s->max_ctx, d_pos, k_cache, v_cache, out, c->stream));
+    else
+        CUDA_CHECK(attention_launch(&a, s->head_dim, n, c->stream));
 out:
     return st;
 }

@@ -381,13 +381,17 @@ static void check_attention(int hd, int n, int pos0)
     free(qkv), free(kc), free(vc), free(kh), free(vh), free(ref), free(got);
 }
 
+/* n > 1 with head_dim 64/128 runs the tensor-core kernel (f16 Q and P: the
+ * same tolerance holds), the rest the CUDA-core one. */
 Test(cuda_kernels, attention_prefill_and_decode)
 {
     REQUIRE_GPU();
-    check_attention(64, 37, 0);   /* prefill from an empty cache */
-    check_attention(128, 20, 13); /* prefill after earlier tokens */
-    check_attention(128, 1, 250); /* decode, long-ish context */
-    check_attention(256, 3, 2);
+    check_attention(64, 37, 0);    /* tensor cores: one partial query block */
+    check_attention(128, 20, 13);  /* tensor cores: after earlier tokens */
+    check_attention(128, 130, 70); /* tensor cores: 3 query blocks, 4 key tiles */
+    check_attention(64, 200, 0);
+    check_attention(128, 1, 250);  /* decode, long-ish context */
+    check_attention(256, 3, 2);    /* CUDA cores: head_dim 256 */
 }
 
 Test(cuda_kernels, swiglu_matches_reference)
