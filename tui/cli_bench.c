@@ -280,10 +280,12 @@ static enum qb_status apply_bench_scheme(struct qb_model *m, const struct bench_
     st = qb_scheme_parse(a->scheme, (int)a->group, &s, err);
     if (st)
         return st;
-    if (qb_backend_resolve(a->backend) == QB_BACKEND_CUDA && !qb_cuda_wfmt_supported(s.fmt))
+    if (qb_backend_resolve(a->backend) == QB_BACKEND_CUDA &&
+        (!qb_cuda_wfmt_supported(s.fmt) || s.qp.act != QB_ACT_F32))
         return qb_err_set(err, QB_ERR_UNSUPPORTED,
-                          "scheme %s: weight format %s has no GPU kernel in this build; "
-                          "use --backend cpu", s.name, qb_wfmt_get(s.fmt)->name);
+                          "scheme %s: no GPU kernels for %s%s in this build; use --backend cpu",
+                          s.name, qb_wfmt_get(s.fmt)->name,
+                          s.qp.act != QB_ACT_F32 ? " with quantized activations" : "");
     if (s.needs_calibration) { /* same format and bytes; the values do not matter for speed */
         s.method = QB_METHOD_RTN;
         s.needs_calibration = 0;
