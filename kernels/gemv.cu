@@ -96,18 +96,25 @@ static __device__ __forceinline__ void dot_two_rows(const uint16_t *row0, const 
     }
 }
 
-/* Matrix and local row of global output row r; -1 past the end. */
-static __device__ __forceinline__ int locate_row(const struct gemv_args &a, int64_t r,
-                                                 int64_t *local)
+/* Row pointer and bias of global output row r (r < total_rows). The loop is
+ * unrolled so the kernel parameters are never indexed at run time (which
+ * would copy them to local memory). */
+static __device__ __forceinline__ void locate_row(const struct gemv_args &a, int64_t r,
+                                                  const uint16_t **row, const float **bias)
 {
-    for (int m = 0; m < a.n_mats; m++) {
+    bool found = false;
+#pragma unroll
+    for (int m = 0; m < GEMV_MAX_MATS; m++) {
+        if (found || m >= a.n_mats)
+            continue;
         if (r < a.rows[m]) {
-            *local = r;
-            return m;
+            *row = a.w[m] + r * a.cols;
+            *bias = a.bias[m] ? a.bias[m] + r : NULL;
+            found = true;
+        } else {
+            r -= a.rows[m];
         }
-        r -= a.rows[m];
     }
-    return -1;
 }
 
 template <int MODE> static __global__ void __launch_bounds__(GEMV_WARPS * 32)
@@ -125,14 +132,9 @@ gemv_kernel(struct gemv_args a)
         rows[0] = a.w[0] + r0 * a.cols;
         rows[1] = a.w[1] + r0 * a.cols;
     } else {
-        for (int i = 0; i < 2; i++) {
-            int64_t local;
-            int m = r0 + i < a.total_rows ? locate_row(a, r0 + i, &local) : -1;
-            if (m >= 0) {
-                rows[i] = a.w[m] + local * a.cols;
-                bias[i] = a.bias[m] ? a.bias[m] + local : NULL;
-            }
-        }
+        for (int i = 0; i < 2; i++)
+            if (r0 + i < a.total_rows)
+                locate_row(a, r0 + i, &rows[i], &bias[i]);
     }
     dot_two_rows(rows[0], rows[1], a.x, n_chunks, acc);
     acc[0] = qb_warp_sum(acc[0]);
