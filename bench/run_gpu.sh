@@ -33,12 +33,11 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.memory --form
 "$QB" --version 2>&1 | head -3
 
 step "CUDA tests"
-for t in test_cuda_kernels test_cuda_engine; do
+for t in test_cuda_kernels test_cuda_packed test_cuda_engine; do
     if [ -x "$BUILD/$t" ]; then
         timeout 300 "$BUILD/$t" --verbose -j1 > "$OUTDIR/$t.log" 2>&1
         rc=$?
-        grep -E "rel L2|rel err|perplexity|logits|bandwidth|Synthesis|FAIL|failed|skipped|leaked|free device" \
-            "$OUTDIR/$t.log" | sed 's/^/  /'
+        grep -E "^\[----\]|^\[FAIL\]|Synthesis|[Aa]ssert|warn" "$OUTDIR/$t.log" | sed 's/^/  /'
         echo "$t: exit $rc"
     else
         echo "$t: not built in $BUILD"
@@ -93,5 +92,13 @@ for s in schemes:
           f"{100*r['roofline_fraction']:5.1f}% {target:5d}% {k:>14} "
           f"{r['pp_tps_mean']/lp:5.2f} {r['tg_tps_mean']/lt:5.2f}")
 print("bandwidth: measured device-to-device copy (read+write); pp target 1.2x llama.cpp")
+for s in schemes:
+    try:
+        r = json.load(open(os.path.join(out, f"bench-{s}.json")))
+        print(f"device: {r.get('device', '?')}, copy bandwidth {r.get('bandwidth_gbs', 0):.0f} GB/s, "
+              f"GPU memory in use (bf16 run) {r.get('gpu_mem_used_bytes', 0)/2**30:.1f} GiB")
+        break
+    except Exception:
+        pass
 PY
 step "done"
