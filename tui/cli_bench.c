@@ -270,6 +270,77 @@ static enum qb_status measure_device(enum qb_backend be, struct bench_result *re
     return QB_OK;
 }
 
+/* One decoder linear to the scheme's format (as model.c's quantize_linear). */
+static enum qb_status quantize_one(struct qb_linear *lin, const struct qb_scheme *s,
+                                   const char *name, struct qb_err *err)
+{
+    size_t n = (size_t)lin->rows * (size_t)lin->cols;
+    float *w = qb_malloc_array(n, sizeof(float));
+    struct qb_linear q;
+    enum qb_status st;
+    if (!w)
+        return qb_err_set(err, QB_ERR_NOMEM, "out of memory quantizing '%s'", name);
+    qb_model_linear_to_f32(lin, w);
+    st = qb_linear_quantize(w, lin->rows, lin->cols, s->fmt, &s->qp, name, &q, err);
+    free(w);
+    if (st)
+        return st;
+    q.bias = lin->bias;
+    q.owned_bias = lin->owned_bias;
+    lin->owned_bias = NULL;
+    qb_linear_release(lin);
+    *lin = q;
+    return QB_OK;
+}
+
+struct quant_job {
+    struct qb_model *m;
+    const struct qb_scheme *s;
+    enum qb_status *st;  /* [n_layers * QB_LIN_COUNT] */
+    struct qb_err *errs; /* same */
+};
+
+static void quant_slice(void *ctx, int64_t begin, int64_t end)
+{
+    struct quant_job *j = ctx;
+    for (int64_t i = begin; i < end; i++) {
+        int layer = (int)(i / QB_LIN_COUNT), slot = (int)(i % QB_LIN_COUNT);
+        char name[96];
+        snprintf(name, sizeof name, "layer %d %s", layer,
+                 qb_linear_slot_name((enum qb_linear_slot)slot));
+        j->st[i] = quantize_one(&j->m->layers[layer].lin[slot], j->s, name, &j->errs[i]);
+    }
+}
+
+/* RTN over every decoder linear, the linears spread over the cores (each one is
+ * single-threaded in the format code): the 8B shape in seconds, not minutes. */
+static enum qb_status quantize_parallel(struct qb_model *m, const struct qb_scheme *s,
+                                        int threads, struct qb_err *err)
+{
+    int64_t n = (int64_t)m->cfg.n_layers * QB_LIN_COUNT;
+    struct quant_job j = {m, s, qb_calloc_array((size_t)n, sizeof *j.st),
+                          qb_calloc_array((size_t)n, sizeof *j.errs)};
+    struct qb_pool *pool = qb_pool_create(threads);
+    enum qb_status st = QB_OK;
+    if (!j.st || !j.errs || !pool) {
+        st = qb_err_set(err, QB_ERR_NOMEM, "out of memory for the quantization jobs");
+        goto out;
+    }
+    qb_pool_for(pool, n, 1, quant_slice, &j);
+    for (int64_t i = 0; i < n && !st; i++)
+        if (j.st[i]) {
+            st = j.st[i];
+            *err = j.errs[i];
+        }
+    if (!st)
+        m->scheme = *s;
+out:
+    qb_pool_free(pool);
+    free(j.st);
+    free(j.errs);
+    return st;
+}
+
 static enum qb_status apply_bench_scheme(struct qb_model *m, const struct bench_args *a,
                                          struct bench_result *res, struct qb_err *err)
 {
@@ -293,8 +364,10 @@ static enum qb_status apply_bench_scheme(struct qb_model *m, const struct bench_
         fprintf(stderr, "quantbench bench: %s filled by RTN in its format (speed only)\n",
                 s.name);
     }
+    if (s.method == QB_METHOD_NONE) /* a cast (or nothing) */
+        return qb_model_apply_scheme(m, &s, NULL, err);
     fprintf(stderr, "quantbench bench: quantizing to %s\n", s.name);
-    return qb_model_apply_scheme(m, &s, NULL, err);
+    return quantize_parallel(m, &s, (int)a->threads, err);
 }
 
 static enum qb_status bench_run(const struct bench_args *a, struct qb_model *m,
