@@ -6,7 +6,7 @@
  * Everything here is host code. Memory is plain cudaMalloc: the engine
  * allocates all it needs once per model (weights, KV cache, scratch), so no
  * pool is needed; the cuBLAS workspace is fixed at context creation so GEMMs
- * can be captured into graphs.
+ * can be captured into graphs. Weight upload is in weight.cu.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,6 +148,7 @@ extern "C" enum qb_status qb_cuda_ctx_create(struct qb_cuda_ctx **out, struct qb
     if (st)
         goto out;
     CUBLAS_CHECK(cublasSetWorkspace(c->blas, c->blas_workspace, c->blas_workspace_bytes));
+    CUBLAS_CHECK(cublasLtCreate(&c->lt));
     *out = c;
     c = NULL;
 out:
@@ -166,6 +167,12 @@ extern "C" void qb_cuda_ctx_free(struct qb_cuda_ctx *c)
     if (c->blas)
         cublasDestroy(c->blas);
     qb_cuda_free(c->blas_workspace);
+    qb_cuda_free(c->dequant);
+    qb_cuda_free(c->act_codes);
+    qb_cuda_free(c->act_scales);
+    qb_cuda_free(c->act_qdq);
+    if (c->lt)
+        cublasLtDestroy(c->lt);
     if (c->stream)
         cudaStreamDestroy(c->stream);
     free(c);
@@ -284,78 +291,46 @@ extern "C" void qb_cuda_graph_free(void *graph)
         cudaGraphExecDestroy((cudaGraphExec_t)graph);
 }
 
-/* ---- weights -------------------------------------------------------------------- */
-
-extern "C" int qb_cuda_wfmt_supported(enum qb_wfmt fmt)
+extern "C" enum qb_status qb_cuda_ctx_reserve_dequant(struct qb_cuda_ctx *c, size_t elems,
+                                                     struct qb_err *err)
 {
-    return fmt == QB_WFMT_F32 || fmt == QB_WFMT_F16 || fmt == QB_WFMT_BF16;
-}
-
-/* Host copy of a dtype-view linear as bf16 [rows][cols]; NULL when it already is bf16. */
-static enum qb_status to_bf16_host(const struct qb_linear *lin, const char *name,
-                                   uint16_t **out, struct qb_err *err)
-{
-    size_t n = (size_t)lin->rows * (size_t)lin->cols;
-    uint16_t *h;
-    *out = NULL;
-    if (lin->fmt == QB_WFMT_BF16)
+    enum qb_status st;
+    if (elems <= c->dequant_elems)
         return QB_OK;
-    h = (uint16_t *)qb_malloc_array(n, sizeof *h);
-    if (!h)
-        return qb_err_set(err, QB_ERR_NOMEM, "out of host memory converting %s to bf16", name);
-    for (size_t i = 0; i < n; i++) {
-        float f = lin->fmt == QB_WFMT_F32 ? ((const float *)lin->data)[i]
-                                          : qb_f16_to_f32(((const uint16_t *)lin->data)[i]);
-        h[i] = qb_f32_to_bf16(f);
-    }
-    *out = h;
-    return QB_OK;
-}
-
-extern "C" enum qb_status qb_cuda_weight_upload(const struct qb_linear *lin, const char *name,
-                                                struct qb_cuda_weight *out, struct qb_err *err)
-{
-    enum qb_status st = QB_OK;
-    uint16_t *conv = NULL;
-    memset(out, 0, sizeof *out);
-    if (!qb_cuda_wfmt_supported(lin->fmt)) {
-        st = qb_err_set(err, QB_ERR_UNSUPPORTED,
-                        "%s: weight format %s has no GPU kernel in this build; "
-                        "use --backend cpu for this scheme",
-                        name, qb_wfmt_get(lin->fmt)->name);
-        goto out;
-    }
-    out->fmt = QB_WFMT_BF16;
-    out->rows = lin->rows;
-    out->cols = lin->cols;
-    out->bytes = (size_t)lin->rows * (size_t)lin->cols * 2;
-    st = to_bf16_host(lin, name, &conv, err);
-    if (st)
-        goto out;
-    st = qb_cuda_alloc(&out->data, out->bytes, name, err);
-    if (st)
-        goto out;
-    st = qb_cuda_upload(out->data, conv ? (const void *)conv : lin->data, out->bytes, err);
-    if (st)
-        goto out;
-    if (lin->bias) {
-        st = qb_cuda_alloc((void **)&out->bias, (size_t)lin->rows * sizeof(float), name, err);
-        if (st)
-            goto out;
-        st = qb_cuda_upload(out->bias, lin->bias, (size_t)lin->rows * sizeof(float), err);
-    }
-out:
-    free(conv);
-    if (st)
-        qb_cuda_weight_free(out);
+    qb_cuda_free(c->dequant);
+    c->dequant = NULL;
+    c->dequant_elems = 0;
+    st = qb_cuda_alloc(&c->dequant, elems * 2, "the dequantized-weight scratch", err);
+    if (!st)
+        c->dequant_elems = elems;
     return st;
 }
 
-extern "C" void qb_cuda_weight_free(struct qb_cuda_weight *w)
+extern "C" enum qb_status qb_cuda_ctx_reserve_act(struct qb_cuda_ctx *c, int n_max,
+                                                 int64_t cols_max, struct qb_err *err)
 {
-    if (!w)
-        return;
-    qb_cuda_free(w->data);
-    qb_cuda_free(w->bias);
-    memset(w, 0, sizeof *w);
+    enum qb_status st;
+    int rows = (n_max + 15) / 16 * 16;
+    if (rows <= c->act_rows && cols_max <= c->act_cols)
+        return QB_OK;
+    qb_cuda_free(c->act_codes);
+    qb_cuda_free(c->act_scales);
+    qb_cuda_free(c->act_qdq);
+    c->act_codes = NULL;
+    c->act_scales = NULL;
+    c->act_qdq = NULL;
+    c->act_rows = 0;
+    c->act_cols = 0;
+    st = qb_cuda_alloc((void **)&c->act_codes, (size_t)rows * (size_t)cols_max,
+                       "FP8 activations", err);
+    if (!st)
+        st = qb_cuda_alloc((void **)&c->act_scales, (size_t)rows * 4, "FP8 activation scales",
+                           err);
+    if (!st)
+        st = qb_cuda_alloc((void **)&c->act_qdq, (size_t)cols_max * 2, "FP8 activations", err);
+    if (!st) {
+        c->act_rows = rows;
+        c->act_cols = cols_max;
+    }
+    return st;
 }

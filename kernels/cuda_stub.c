@@ -29,9 +29,10 @@ enum qb_status qb_engine_create_cuda(const struct qb_model *m, const struct qb_e
     return no_cuda(err);
 }
 
-int qb_cuda_wfmt_supported(enum qb_wfmt fmt)
+int qb_cuda_supports(enum qb_wfmt fmt, enum qb_act_mode act)
 {
     (void)fmt;
+    (void)act;
     return 0;
 }
 

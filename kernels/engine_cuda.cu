@@ -2,8 +2,8 @@
  * engine_cuda.cu - the CUDA engine: struct qb_engine over the kernels of this
  * directory, the GPU twin of core/engine_cpu.c.
  *
- * Created once per model: every weight is uploaded once (dtype views as bf16),
- * norms as f32, the f16 KV cache is sized from max_ctx, and the scratch
+ * Created once per model: every weight is uploaded once (dtype views as bf16,
+ * packed formats repacked by weight.cu), norms as f32, the f16 KV cache is sized from max_ctx, and the scratch
  * buffers from the largest pass (QB_CUDA_CHUNK tokens); nothing is allocated
  * while running, and destroy frees it all.
  *
@@ -17,7 +17,8 @@
  * runs the projections as GEMVs (q|k|v in one launch, gate|up fused with
  * SwiGLU) and replays the whole pass from a CUDA graph captured on the first
  * decode step: kernels read the position from device memory, so only the
- * token id and position are copied in before each replay.
+ * token id and position are copied in before each replay. Packed weights run
+ * the fused dequantize-GEMV in decode and dequantize-then-cuBLAS in prefill.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -343,6 +344,31 @@ static enum qb_status check_model(const struct qb_model *m, struct qb_err *err)
     return QB_OK;
 }
 
+/* Scratch for prefill over packed weights (the largest packed linear, or the
+ * f32 result of a W8A8 GEMM) and the W8A8 activation buffers. */
+static enum qb_status reserve_dequant(struct cuda_engine *e, const struct qb_model *m,
+                                      struct qb_err *err)
+{
+    size_t most = 0;
+    int64_t act_cols = 0;
+    enum qb_status st = QB_OK;
+    for (int i = 0; i < m->cfg.n_layers; i++)
+        for (int s = 0; s < QB_LIN_COUNT; s++) {
+            const struct qb_cuda_weight *w = &e->layers[i].lin[s];
+            if (w->fmt != QB_WFMT_BF16)
+                most = QB_MAX(most, (size_t)w->rows * (size_t)w->cols);
+            if (w->act == QB_ACT_FP8_E4M3) {
+                most = QB_MAX(most, (size_t)(e->chunk + 15) / 16 * 16 * (size_t)w->rows * 2);
+                act_cols = QB_MAX(act_cols, w->cols);
+            }
+        }
+    if (most)
+        st = qb_cuda_ctx_reserve_dequant(e->ctx, most, err);
+    if (!st && act_cols)
+        st = qb_cuda_ctx_reserve_act(e->ctx, e->chunk, act_cols, err);
+    return st;
+}
+
 static enum qb_status upload_model(struct cuda_engine *e, const struct qb_model *m,
                                    struct qb_err *err)
 {
@@ -358,7 +384,7 @@ static enum qb_status upload_model(struct cuda_engine *e, const struct qb_model 
         st = upload_f32(&e->final_norm, m->final_norm, e->hidden, "final norm", err);
     for (int i = 0; !st && i < m->cfg.n_layers; i++)
         st = upload_layer(e, &m->layers[i], i, err);
-    return st;
+    return st ? st : reserve_dequant(e, m, err);
 }
 
 extern "C" enum qb_status qb_engine_create_cuda(const struct qb_model *m,

@@ -21,8 +21,11 @@
  * Several matrices sharing cols (q|k|v) run as one launch with their outputs
  * concatenated; the epilogue stores, accumulates (residual add) or, for the
  * gate/up pair, applies SwiGLU and writes bf16 for the down projection.
+ * Packed formats take the same entries to the fused dequantize-GEMV of
+ * gemv_packed.cu; W8A8 weights first quantize x per token (w8a8.cu) and run
+ * the fp8 GEMV on the dequantized activations.
  */
-#include "qb_cuda_common.cuh"
+#include "packed.cuh"
 
 #define GEMV_WARPS 8
 #define GEMV_ROWS_PER_WARP 2
@@ -167,17 +170,36 @@ static cudaError_t gemv_launch(const struct gemv_args *a, int mode, cudaStream_t
     return cudaGetLastError();
 }
 
-static enum qb_status check_bf16(const struct qb_cuda_weight *w, int64_t cols,
+/* The weights of one launch share cols and format. */
+static enum qb_status check_same(const struct qb_cuda_weight *w, const struct qb_cuda_weight *w0,
                                  struct qb_err *err)
 {
-    if (w->fmt != QB_WFMT_BF16)
-        return qb_err_set(err, QB_ERR_UNSUPPORTED, "CUDA GEMV: weight format %s not supported",
-                          qb_wfmt_get(w->fmt)->name);
+    int64_t cols = w0->cols;
+    if (w->fmt != w0->fmt)
+        return qb_err_set(err, QB_ERR_INTERNAL, "CUDA GEMV: formats %s and %s in one launch",
+                          qb_wfmt_get(w->fmt)->name, qb_wfmt_get(w0->fmt)->name);
     if (w->cols != cols || cols % 8 || cols > 0x7fffffff)
         return qb_err_set(err, QB_ERR_INTERNAL,
                           "CUDA GEMV: cols %lld (must match and be a multiple of 8)",
                           (long long)w->cols);
     return QB_OK;
+}
+
+/* W8A8: replace *x by its per-token E4M3 quantize-dequantize (one row). */
+static enum qb_status w8a8_input(struct qb_cuda_ctx *c, const struct qb_cuda_weight *w,
+                                 const uint16_t **x, struct qb_err *err)
+{
+    enum qb_status st = QB_OK;
+    if (w->act != QB_ACT_FP8_E4M3)
+        return QB_OK;
+    st = qb_w8a8_check(c, 1, w->cols, err);
+    if (st)
+        return st;
+    CUDA_CHECK(qb_act_quant_launch(*x, 1, 1, (int)w->cols, c->act_codes, c->act_scales,
+                                   c->act_qdq, c->stream));
+    *x = c->act_qdq;
+out:
+    return st;
 }
 
 extern "C" enum qb_status qb_cuda_gemv(struct qb_cuda_ctx *c,
@@ -190,7 +212,7 @@ extern "C" enum qb_status qb_cuda_gemv(struct qb_cuda_ctx *c,
     if (n_w < 1 || n_w > GEMV_MAX_MATS)
         return qb_err_set(err, QB_ERR_INTERNAL, "qb_cuda_gemv: %d matrices", n_w);
     for (int i = 0; i < n_w; i++) {
-        st = check_bf16(w[i], w[0]->cols, err);
+        st = check_same(w[i], w[0], err);
         if (st)
             return st;
         a.w[i] = (const uint16_t *)w[i]->data;
@@ -202,7 +224,13 @@ extern "C" enum qb_status qb_cuda_gemv(struct qb_cuda_ctx *c,
     a.cols = (int)w[0]->cols;
     a.x = x;
     a.y = y;
-    CUDA_CHECK(gemv_launch(&a, accumulate ? GEMV_ACCUM : GEMV_STORE, c->stream));
+    st = w8a8_input(c, w[0], &x, err);
+    if (st)
+        return st;
+    if (w[0]->fmt != QB_WFMT_BF16)
+        CUDA_CHECK(qb_gemv_packed_launch(w, n_w, x, y, NULL, accumulate ? 1 : 0, c->stream));
+    else
+        CUDA_CHECK(gemv_launch(&a, accumulate ? GEMV_ACCUM : GEMV_STORE, c->stream));
 out:
     return st;
 }
@@ -214,9 +242,8 @@ extern "C" enum qb_status qb_cuda_gemv_swiglu(struct qb_cuda_ctx *c,
 {
     enum qb_status st = QB_OK;
     struct gemv_args a = {};
-    st = check_bf16(gate, gate->cols, err);
-    if (!st)
-        st = check_bf16(up, gate->cols, err);
+    const struct qb_cuda_weight *pair[2] = {gate, up};
+    st = check_same(up, gate, err);
     if (st)
         return st;
     if (gate->rows != up->rows || gate->bias || up->bias)
@@ -230,7 +257,13 @@ extern "C" enum qb_status qb_cuda_gemv_swiglu(struct qb_cuda_ctx *c,
     a.cols = (int)gate->cols;
     a.x = x;
     a.y_bf16 = out;
-    CUDA_CHECK(gemv_launch(&a, GEMV_SWIGLU, c->stream));
+    st = w8a8_input(c, gate, &x, err);
+    if (st)
+        return st;
+    if (gate->fmt != QB_WFMT_BF16)
+        CUDA_CHECK(qb_gemv_packed_launch(pair, 2, x, NULL, out, 2, c->stream));
+    else
+        CUDA_CHECK(gemv_launch(&a, GEMV_SWIGLU, c->stream));
 out:
     return st;
 }

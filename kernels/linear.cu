@@ -10,9 +10,11 @@
  *                            x a^T [cols][n] (col-major, ld cols, op N)
  *
  * accumulate = 1 is beta = 1 (the residual add folded into the GEMM); the bias,
- * when present, is a second small kernel (bias_add) over y.
+ * when present, is a second small kernel (bias_add) over y. Packed weights are
+ * first dequantized to bf16 into the context's scratch (one pass over the
+ * weight, small next to the GEMM at prefill sizes), then take the same path.
  */
-#include "qb_cuda_common.cuh"
+#include "packed.cuh"
 
 #define BIAS_THREADS 256
 
@@ -38,16 +40,24 @@ extern "C" enum qb_status qb_cuda_linear(struct qb_cuda_ctx *c, const struct qb_
 {
     enum qb_status st = QB_OK;
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    const void *wdata = w->data;
     if (n == 1)
         return qb_cuda_gemv(c, &w, 1, a, y, accumulate, err);
-    if (w->fmt != QB_WFMT_BF16)
-        return qb_err_set(err, QB_ERR_UNSUPPORTED, "CUDA linear: weight format %s not supported",
-                          qb_wfmt_get(w->fmt)->name);
+    if (w->act == QB_ACT_FP8_E4M3)
+        return qb_w8a8_linear(c, w, a, n, y, ldy, accumulate, err);
+    if (w->fmt != QB_WFMT_BF16) {
+        if ((size_t)w->rows * (size_t)w->cols > c->dequant_elems)
+            return qb_err_set(err, QB_ERR_INTERNAL, "CUDA linear: dequant scratch of %zu "
+                              "elements too small (qb_cuda_ctx_reserve_dequant)",
+                              c->dequant_elems);
+        CUDA_CHECK(qb_dequant_launch(w, (uint16_t *)c->dequant, c->stream));
+        wdata = c->dequant;
+    }
     if (n < 1 || n > 65535 || ldy < w->rows || w->rows > 0x7fffffff || w->cols > 0x7fffffff)
         return qb_err_set(err, QB_ERR_INTERNAL, "qb_cuda_linear: n=%d ldy=%d rows=%lld", n, ldy,
                           (long long)w->rows);
     CUBLAS_CHECK(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, n, (int)w->cols,
-                              &alpha, w->data, CUDA_R_16BF, (int)w->cols, a, CUDA_R_16BF,
+                              &alpha, wdata, CUDA_R_16BF, (int)w->cols, a, CUDA_R_16BF,
                               (int)w->cols, &beta, y, CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F,
                               CUBLAS_GEMM_DEFAULT));
     if (w->bias)

@@ -54,8 +54,9 @@ enum qb_status qb_cuda_device_query(struct qb_cuda_device *out, struct qb_err *e
  * the decode roofline divides by. */
 enum qb_status qb_cuda_measure_bandwidth(double *gbs, struct qb_err *err);
 
-/* 1 when the CUDA engine has kernels for weight format fmt (0 without CUDA). */
-int qb_cuda_wfmt_supported(enum qb_wfmt fmt);
+/* 1 when the CUDA engine has kernels for weight format fmt with activations
+ * act (0 without CUDA). Shapes are checked at upload. */
+int qb_cuda_supports(enum qb_wfmt fmt, enum qb_act_mode act);
 
 #ifdef QB_HAVE_CUDA
 
@@ -78,21 +79,54 @@ enum qb_status qb_cuda_download(void *dst, const void *src, size_t bytes, struct
 
 /* ---- weights on the device ------------------------------------------------ */
 
-/* One linear layer's weights in device memory, in the format the GEMV reads.
- * Dtype views (f32/f16/bf16) are stored as bf16 [rows][cols]. */
+/* One linear layer's weights in device memory, in the layout the kernels read.
+ * Dtype views (f32/f16/bf16) are stored as bf16 [rows][cols]. Packed formats
+ * are repacked at upload into the same information, split so that codes are
+ * 16-byte aligned rows (see packed.cuh for the layouts):
+ *   codes   8-bit formats [rows][cols]; 4-bit formats [rows][cols/2], element
+ *           2i in the low nibble
+ *   scales  per (row, group of `group` columns), in the format's own width
+ *   zeros   int groups only; nested: nf4-dq only */
 struct qb_cuda_weight {
-    enum qb_wfmt fmt;       /* QB_WFMT_BF16 for dtype views */
+    enum qb_wfmt fmt;
     int64_t rows, cols;
-    void *data;             /* device payload */
-    size_t bytes;           /* payload bytes (what a decode step reads) */
+    void *data;             /* bf16 values, or the codes of a packed format */
+    size_t bytes;           /* device bytes a GEMV reads (codes + scales + zeros) */
     float *bias;            /* device [rows] or NULL */
+    void *scales;           /* packed: per (row, group) scale */
+    uint8_t *zeros;         /* int groups: per (row, group) zero point */
+    float *nested;          /* nf4-dq: nested absmax per 256 blocks */
+    float *lut;             /* packed 4-bit: 16 code values (+ 256 nf4-dq dynamic map) */
+    int32_t *g_idx;         /* act-order group of each column, or NULL */
+    int group;              /* columns per scale (cols for per-row scales) */
+    float scale_mul;        /* nvfp4: 1 / global_scale; nf4-dq: absmax offset */
+    enum qb_act_mode act;   /* QB_ACT_FP8_E4M3: W8A8 (activations quantized per token) */
 };
 
-/* Upload a host linear (any dtype view). QB_ERR_UNSUPPORTED for packed
- * formats this build cannot run on the GPU. */
+/* Upload a host linear (any dtype view or a packed format the GPU supports;
+ * QB_ERR_UNSUPPORTED naming the tensor otherwise). */
 enum qb_status qb_cuda_weight_upload(const struct qb_linear *lin, const char *name,
                                      struct qb_cuda_weight *out, struct qb_err *err);
 void qb_cuda_weight_free(struct qb_cuda_weight *w); /* NULL-safe; zeroes it */
+
+/* Reserve the bf16 scratch the prefill path dequantizes packed weights into
+ * (elems = the largest rows*cols of a packed linear). Call before running. */
+enum qb_status qb_cuda_ctx_reserve_dequant(struct qb_cuda_ctx *c, size_t elems,
+                                           struct qb_err *err);
+
+/* Reserve the per-token activation buffers of W8A8 linears for up to n_max
+ * tokens of cols_max inputs. Call before running. */
+enum qb_status qb_cuda_ctx_reserve_act(struct qb_cuda_ctx *c, int n_max, int64_t cols_max,
+                                       struct qb_err *err);
+
+/* The device decode of a packed linear run on the host over the repacked
+ * layout (no GPU needed): out[rows][cols] f32. For tests of the repacking. */
+enum qb_status qb_cuda_emulate_dequant(const struct qb_linear *lin, float *out,
+                                       struct qb_err *err);
+
+/* Dequantize a packed weight to bf16 [rows][cols] (device out). */
+enum qb_status qb_cuda_dequant(struct qb_cuda_ctx *c, const struct qb_cuda_weight *w,
+                               uint16_t *out, struct qb_err *err);
 
 /* ---- kernels (device pointers; n = tokens of the call) --------------------- */
 
@@ -134,13 +168,15 @@ enum qb_status qb_cuda_swiglu(struct qb_cuda_ctx *c, const float *gu, int n, int
 
 /* y[t][0..rows) (+)= a[t] W^T (+ bias): the linear layer for any n. n = 1
  * goes through the GEMV (qb_cuda_gemv); n > 1 through cuBLAS with bf16 inputs
- * and f32 accumulation. accumulate = 1 adds to y (the residual add). */
+ * and f32 accumulation (packed weights dequantized to the reserved scratch
+ * first); W8A8 weights quantize a per token to E4M3 and, for n > 1, run the
+ * FP8 tensor cores through cuBLASLt (w8a8.cu). accumulate = 1 adds to y. */
 enum qb_status qb_cuda_linear(struct qb_cuda_ctx *c, const struct qb_cuda_weight *w,
                               const uint16_t *a, int n, float *y, int ldy, int accumulate,
                               struct qb_err *err);
 
-/* Decode GEMV over up to 3 weights sharing cols (q|k|v): y = concatenation of
- * W_i x (+ bias_i), written (accumulate = 0) or added (1). */
+/* Decode GEMV over up to 3 weights sharing cols and format (q|k|v): y =
+ * concatenation of W_i x (+ bias_i), written (accumulate = 0) or added (1). */
 enum qb_status qb_cuda_gemv(struct qb_cuda_ctx *c, const struct qb_cuda_weight *const *w,
                             int n_w, const uint16_t *x, float *y, int accumulate,
                             struct qb_err *err);

@@ -58,6 +58,14 @@ struct qb_cuda_ctx {
     void *blas_workspace;      /* fixed cuBLAS workspace (needed under graph capture) */
     size_t blas_workspace_bytes;
     cudaGraph_t capturing;     /* graph under construction between graph_begin/end */
+    void *dequant;             /* bf16 scratch for packed weights in prefill */
+    size_t dequant_elems;
+    cublasLtHandle_t lt;       /* FP8 GEMMs (W8A8) */
+    uint8_t *act_codes;        /* W8A8: E4M3 activations [act_rows][act_cols] */
+    float *act_scales;         /* W8A8: per-token scales [act_rows] */
+    uint16_t *act_qdq;         /* W8A8 decode: quantized-dequantized bf16 [act_cols] */
+    int act_rows;              /* a multiple of 16 (cuBLASLt FP8 shapes) */
+    int64_t act_cols;
 };
 
 static __device__ __forceinline__ float qb_bf16_bits_to_f32(uint16_t b)

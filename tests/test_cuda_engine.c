@@ -2,8 +2,9 @@
  * test_cuda_engine.c - the CUDA engine end to end on the demo model
  * (tests/data/ref-llama-10m) against the CPU reference engine: logits of a
  * two-chunk prefill and of graph-replayed decode steps, perplexity within
- * 0.1 %, determinism after reset, input errors, and no device-memory leak
- * over 100 create/destroy cycles. Skips cleanly without a GPU.
+ * 0.1 %, for bf16 and every packed scheme; determinism after reset, input
+ * errors, and no device-memory leak over 100 create/destroy cycles. Skips
+ * cleanly without a GPU.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -31,6 +32,7 @@
 #define N_DECODE 24
 #define N_TOTAL (N_PREFILL + N_DECODE)
 #define MAX_CTX 1024
+#define N_SCHEME_TOKENS 264
 
 static struct qb_err err;
 
@@ -79,14 +81,15 @@ static void make_ids(const struct qb_model *m, int32_t *ids, int n)
     free(row);
 }
 
-/* Logits of every position: one prefill call, then one call per decode token. */
-static float *run(struct qb_engine *e, const int32_t *ids, int vocab)
+/* Logits of every position: one prefill call of n_pre tokens, then one call per
+ * token up to n_total. */
+static float *run(struct qb_engine *e, const int32_t *ids, int n_pre, int n_total, int vocab)
 {
-    float *logits = malloc((size_t)N_TOTAL * vocab * sizeof *logits);
+    float *logits = malloc((size_t)n_total * vocab * sizeof *logits);
     cr_assert(logits);
     qb_engine_reset(e);
-    OK(qb_engine_forward(e, ids, N_PREFILL, 0, logits, &err));
-    for (int i = N_PREFILL; i < N_TOTAL; i++)
+    OK(qb_engine_forward(e, ids, n_pre, 0, logits, &err));
+    for (int i = n_pre; i < n_total; i++)
         OK(qb_engine_forward(e, ids + i, 1, 0, logits + (size_t)i * vocab, &err));
     return logits;
 }
@@ -119,22 +122,20 @@ static double perplexity(const float *logits, const int32_t *ids, int n, int voc
     return exp(nll / (n - 1));
 }
 
-Test(cuda_engine, logits_and_perplexity_match_cpu)
+/* CPU vs GPU logits of m over ids (n_pre prefill, then decode to n_total);
+ * returns the GPU logits for further checks. */
+static float *compare_engines(const struct qb_model *m, const char *label, const int32_t *ids,
+                              int n_pre, int n_total)
 {
-    if (!qb_cuda_available())
-        cr_skip_test("no CUDA GPU on this machine");
-    struct qb_model *m = load_demo();
     int vocab = m->cfg.vocab;
-    int32_t ids[N_TOTAL];
     struct qb_engine_opts o = {.max_ctx = MAX_CTX};
     struct qb_engine *cpu = NULL, *gpu = NULL;
-    make_ids(m, ids, N_TOTAL);
     OK(qb_engine_create_cpu(m, &o, &cpu, &err));
     OK(qb_engine_create_cuda(m, &o, &gpu, &err));
-    float *ref = run(cpu, ids, vocab), *got = run(gpu, ids, vocab);
+    float *ref = run(cpu, ids, n_pre, n_total, vocab), *got = run(gpu, ids, n_pre, n_total, vocab);
     double worst = 0;
     int worst_row = 0, argmax_same = 0;
-    for (int i = 0; i < N_TOTAL; i++) {
+    for (int i = 0; i < n_total; i++) {
         const float *g = got + (size_t)i * vocab, *r = ref + (size_t)i * vocab;
         double e = row_rel_err(g, r, vocab);
         int ag = 0, ar = 0;
@@ -146,19 +147,62 @@ Test(cuda_engine, logits_and_perplexity_match_cpu)
         if (e > worst)
             worst = e, worst_row = i;
     }
-    double ppl_c = perplexity(ref, ids, N_TOTAL, vocab), ppl_g = perplexity(got, ids, N_TOTAL, vocab);
-    cr_log_info("logits: worst row %d rel err %.3g (tol %.3g); argmax agrees on %d/%d rows",
-                worst_row, worst, TOL_LOGITS_REL, argmax_same, N_TOTAL);
-    cr_log_info("perplexity: cpu %.6f gpu %.6f, rel diff %.3g (tol %.3g)", ppl_c, ppl_g,
-                fabs(ppl_g / ppl_c - 1), TOL_PPL_REL);
-    cr_assert(worst <= TOL_LOGITS_REL, "row %d rel err %.3g", worst_row, worst);
-    cr_assert(fabs(ppl_g / ppl_c - 1) <= TOL_PPL_REL, "ppl cpu %.6f gpu %.6f", ppl_c, ppl_g);
-    /* reset + the same calls: bit-identical logits (graph replay included) */
-    float *again = run(gpu, ids, vocab);
-    cr_assert_eq(memcmp(again, got, (size_t)N_TOTAL * vocab * sizeof(float)), 0,
+    double ppl_c = perplexity(ref, ids, n_total, vocab), ppl_g = perplexity(got, ids, n_total, vocab);
+    cr_log_info("%-8s logits: worst row %d rel err %.3g (tol %.3g); argmax agrees %d/%d", label,
+                worst_row, worst, TOL_LOGITS_REL, argmax_same, n_total);
+    cr_log_info("%-8s perplexity: cpu %.6f gpu %.6f, rel diff %.3g (tol %.3g)", label, ppl_c,
+                ppl_g, fabs(ppl_g / ppl_c - 1), TOL_PPL_REL);
+    cr_assert(worst <= TOL_LOGITS_REL, "%s: row %d rel err %.3g", label, worst_row, worst);
+    cr_assert(fabs(ppl_g / ppl_c - 1) <= TOL_PPL_REL, "%s: ppl cpu %.6f gpu %.6f", label, ppl_c,
+              ppl_g);
+    free(ref);
+    qb_engine_free(cpu), qb_engine_free(gpu);
+    return got;
+}
+
+Test(cuda_engine, logits_and_perplexity_match_cpu)
+{
+    if (!qb_cuda_available())
+        cr_skip_test("no CUDA GPU on this machine");
+    struct qb_model *m = load_demo();
+    int vocab = m->cfg.vocab;
+    int32_t ids[N_TOTAL];
+    struct qb_engine_opts o = {.max_ctx = MAX_CTX};
+    struct qb_engine *gpu = NULL;
+    make_ids(m, ids, N_TOTAL);
+    float *got = compare_engines(m, "bf16", ids, N_PREFILL, N_TOTAL);
+    /* a fresh engine, the same calls twice with a reset: bit-identical logits */
+    OK(qb_engine_create_cuda(m, &o, &gpu, &err));
+    float *a = run(gpu, ids, N_PREFILL, N_TOTAL, vocab), *b = run(gpu, ids, N_PREFILL, N_TOTAL, vocab);
+    cr_assert_eq(memcmp(a, b, (size_t)N_TOTAL * vocab * sizeof(float)), 0,
                  "a second run after reset differs");
-    free(ref), free(got), free(again);
-    qb_engine_free(cpu), qb_engine_free(gpu), qb_model_free(m);
+    cr_assert_eq(memcmp(a, got, (size_t)N_TOTAL * vocab * sizeof(float)), 0,
+                 "two engines on the same model differ");
+    free(got), free(a), free(b);
+    qb_engine_free(gpu), qb_model_free(m);
+}
+
+/* Every packed scheme end to end: RTN-quantized demo model, CPU vs GPU. */
+Test(cuda_engine, every_scheme_matches_cpu)
+{
+    static const char *const schemes[] = {"int8", "fp8", "fp8-e5m2", "int4", "int4-sym",
+                                          "nf4", "nf4-dq", "nvfp4", "mxfp4", "fp8-w8a8"};
+    if (!qb_cuda_available())
+        cr_skip_test("no CUDA GPU on this machine");
+    int32_t ids[N_SCHEME_TOKENS];
+    for (size_t i = 0; i < QB_ARRAY_LEN(schemes); i++) {
+        struct qb_scheme s;
+        struct qb_err e = {0};
+        if (qb_scheme_parse(schemes[i], 0, &s, &e)) {
+            cr_log_warn("%s: not a scheme of this build (%s): not tested", schemes[i], e.msg);
+            continue;
+        }
+        struct qb_model *m = load_demo();
+        make_ids(m, ids, N_SCHEME_TOKENS); /* from the bf16 model, before quantizing */
+        OK(qb_model_apply_scheme(m, &s, NULL, &err));
+        free(compare_engines(m, schemes[i], ids, N_SCHEME_TOKENS - 8, N_SCHEME_TOKENS));
+        qb_model_free(m);
+    }
 }
 
 Test(cuda_engine, bad_inputs_are_errors)

@@ -351,8 +351,7 @@ static enum qb_status apply_bench_scheme(struct qb_model *m, const struct bench_
     st = qb_scheme_parse(a->scheme, (int)a->group, &s, err);
     if (st)
         return st;
-    if (qb_backend_resolve(a->backend) == QB_BACKEND_CUDA &&
-        (!qb_cuda_wfmt_supported(s.fmt) || s.qp.act != QB_ACT_F32))
+    if (qb_backend_resolve(a->backend) == QB_BACKEND_CUDA && !qb_cuda_supports(s.fmt, s.qp.act))
         return qb_err_set(err, QB_ERR_UNSUPPORTED,
                           "scheme %s: no GPU kernels for %s%s in this build; use --backend cpu",
                           s.name, qb_wfmt_get(s.fmt)->name,

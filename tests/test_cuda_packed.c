@@ -1,0 +1,340 @@
+/*
+ * test_cuda_packed.c - the packed weight formats on the GPU against the C
+ * reference of each format (core/quant_*.c): quantize random weights with
+ * qb_linear_quantize, upload (repacking), then compare
+ *   - qb_cuda_dequant (bf16)            with the reference dequant_rows,
+ *   - the fused dequantize-GEMV          with a double dot over the reference weights,
+ *   - the prefill linear (dequant+cuBLAS) the same way,
+ *   - the gate/up SwiGLU GEMV            with its reference.
+ * Every format, int4 with an act-order g_idx, and fp8-w8a8 against the CPU's
+ * per-token activation quantization. Skips without a GPU.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "dtype.h"
+#include "engine.h"
+#include "kernels/qb_cuda.h"
+#include "quant.h"
+
+#ifdef QB_HAVE_CUDA
+
+/* bf16 output of f32 math that differs from the reference only in order */
+#define TOL_DEQUANT 4e-3
+/* f32 accumulation over reference-identical weights */
+#define TOL_GEMV 1e-4
+/* cuBLAS over the bf16-rounded dequantized weights (bf16 weight rounding) */
+#define TOL_PREFILL 4e-3
+/* SwiGLU output stored as bf16 */
+#define TOL_SWIGLU 8e-3
+/* W8A8: FP8 tensor-core accumulation (prefill) and bf16 rounding of the
+ * dequantized E4M3 activations (decode) */
+#define TOL_W8A8 5e-3
+/* host emulation of the device decode vs the reference: the same formula up to
+ * operation order (s*code - s*zero vs s*(code - zero), x*(1/g) vs x/g) */
+#define TOL_EMULATED 1e-6
+
+#define ROWS 320
+#define COLS 1024
+#define NTOK 9
+
+static struct qb_err err;
+
+#define OK(expr) cr_assert_eq((expr), QB_OK, "%s: %s", #expr, err.msg)
+
+static uint64_t rng = 0x243f6a8885a308d3ull;
+
+static float frand(void)
+{
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (float)((rng >> 40) * (2.0 / 16777216.0) - 1.0);
+}
+
+static double rel_l2(const float *got, const float *ref, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i]))
+            return INFINITY;
+        num += ((double)got[i] - ref[i]) * ((double)got[i] - ref[i]);
+        den += (double)ref[i] * ref[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+static void expect_close(const char *fmt, const char *what, const float *got, const float *ref,
+                         size_t n, double tol)
+{
+    double e = rel_l2(got, ref, n);
+    cr_log_info("%-10s %-16s rel L2 error %.3g (tolerance %.3g)", fmt, what, e, tol);
+    cr_assert(e <= tol, "%s %s: rel L2 error %.3g > %.3g", fmt, what, e, tol);
+}
+
+static void *dev(const void *h, size_t bytes)
+{
+    void *d = NULL;
+    OK(qb_cuda_alloc(&d, bytes, "test buffer", &err));
+    if (h)
+        OK(qb_cuda_upload(d, h, bytes, &err));
+    return d;
+}
+
+static float *from_dev_f32(const void *d, size_t n)
+{
+    float *h = malloc(n * sizeof *h);
+    OK(qb_cuda_download(h, d, n * sizeof *h, &err));
+    return h;
+}
+
+static float *from_dev_bf16(const void *d, size_t n)
+{
+    uint16_t *b = malloc(n * 2);
+    float *f = malloc(n * sizeof *f);
+    OK(qb_cuda_download(b, d, n * 2, &err));
+    for (size_t i = 0; i < n; i++)
+        f[i] = qb_bf16_to_f32(b[i]);
+    free(b);
+    return f;
+}
+
+/* y[t][r] = sum_k w[r][k] x[t][k], double accumulation. */
+static void ref_matmul(const float *w, const float *x, int n, float *y)
+{
+    for (int t = 0; t < n; t++)
+        for (int r = 0; r < ROWS; r++) {
+            double s = 0;
+            for (int k = 0; k < COLS; k++)
+                s += (double)w[(size_t)r * COLS + k] * x[(size_t)t * COLS + k];
+            y[(size_t)t * ROWS + r] = (float)s;
+        }
+}
+
+/* A random packed weight: quantized from random values, or, with an act-order
+ * g_idx (which RTN does not take), packed from random codes, scales and zeros. */
+static void quantize_random(enum qb_wfmt fmt, const struct qb_quant_params *qp,
+                            struct qb_linear *lin)
+{
+    size_t n = (size_t)ROWS * COLS, ng = (size_t)ROWS * (COLS / (qp->group ? qp->group : 128));
+    if (qp->g_idx) {
+        uint8_t *codes = malloc(n), *zeros = malloc(ng);
+        float *scales = malloc(ng * sizeof *scales);
+        for (size_t i = 0; i < n; i++)
+            codes[i] = (uint8_t)((frand() + 1) * 7.99f);
+        for (size_t i = 0; i < ng; i++) {
+            scales[i] = 0.001f + 0.01f * (frand() + 1);
+            zeros[i] = (uint8_t)((frand() + 1) * 7.99f);
+        }
+        OK(qb_linear_pack_groups(ROWS, COLS, fmt, qp, codes, scales, zeros, "test weight", lin,
+                                 &err));
+        free(codes), free(zeros), free(scales);
+        return;
+    }
+    float *w = malloc(n * sizeof *w);
+    for (size_t i = 0; i < n; i++)
+        w[i] = frand() * 0.05f * (1 + (i % 97 == 0) * 4); /* a few outliers */
+    OK(qb_linear_quantize(w, ROWS, COLS, fmt, qp, "test weight", lin, &err));
+    free(w);
+}
+
+/* A random weight in fmt, its reference f32 values and device copy. */
+static void make(enum qb_wfmt fmt, const struct qb_quant_params *qp, struct qb_linear *lin,
+                 float **ref_w, struct qb_cuda_weight *dw)
+{
+    quantize_random(fmt, qp, lin);
+    *ref_w = malloc((size_t)ROWS * COLS * sizeof **ref_w);
+    qb_wfmt_get(fmt)->dequant_rows(lin, 0, ROWS, *ref_w);
+    OK(qb_cuda_weight_upload(lin, "test weight", dw, &err));
+}
+
+static void check_format(const char *label, enum qb_wfmt fmt, const struct qb_quant_params *qp)
+{
+    struct qb_linear lin, lin2;
+    struct qb_cuda_weight dw, dw2;
+    float *ref_w, *ref_w2, x[NTOK * COLS], ref_y[NTOK * ROWS], ref_y2[ROWS];
+    uint16_t xb[NTOK * COLS];
+    struct qb_cuda_ctx *c = NULL;
+    OK(qb_cuda_ctx_create(&c, &err));
+    make(fmt, qp, &lin, &ref_w, &dw);
+    for (int i = 0; i < NTOK * COLS; i++) {
+        xb[i] = qb_f32_to_bf16(frand());
+        x[i] = qb_bf16_to_f32(xb[i]);
+    }
+    uint16_t *d_x = dev(xb, sizeof xb), *d_w16 = dev(NULL, (size_t)ROWS * COLS * 2);
+    float *d_y = dev(NULL, sizeof ref_y);
+
+    /* dequantize */
+    OK(qb_cuda_dequant(c, &dw, d_w16, &err));
+    OK(qb_cuda_sync(c, &err));
+    float *got = from_dev_bf16(d_w16, (size_t)ROWS * COLS);
+    expect_close(label, "dequant", got, ref_w, (size_t)ROWS * COLS, TOL_DEQUANT);
+    free(got);
+
+    /* decode GEMV */
+    const struct qb_cuda_weight *ws[1] = {&dw};
+    ref_matmul(ref_w, x, NTOK, ref_y);
+    OK(qb_cuda_gemv(c, ws, 1, d_x, d_y, 0, &err));
+    OK(qb_cuda_sync(c, &err));
+    got = from_dev_f32(d_y, ROWS);
+    expect_close(label, "fused GEMV", got, ref_y, ROWS, TOL_GEMV);
+    free(got);
+
+    /* prefill linear: dequantize into the scratch, then cuBLAS */
+    OK(qb_cuda_ctx_reserve_dequant(c, (size_t)ROWS * COLS, &err));
+    OK(qb_cuda_linear(c, &dw, d_x, NTOK, d_y, ROWS, 0, &err));
+    OK(qb_cuda_sync(c, &err));
+    got = from_dev_f32(d_y, (size_t)NTOK * ROWS);
+    expect_close(label, "prefill linear", got, ref_y, (size_t)NTOK * ROWS, TOL_PREFILL);
+    free(got);
+
+    /* SwiGLU pair (the weight as gate, a second one as up) */
+    make(fmt, qp, &lin2, &ref_w2, &dw2);
+    ref_matmul(ref_w2, x, 1, ref_y2);
+    for (int r = 0; r < ROWS; r++)
+        ref_y2[r] = qb_bf16_to_f32(qb_f32_to_bf16(ref_y[r] / (1 + expf(-ref_y[r])) * ref_y2[r]));
+    OK(qb_cuda_gemv_swiglu(c, &dw, &dw2, d_x, d_w16, &err));
+    OK(qb_cuda_sync(c, &err));
+    got = from_dev_bf16(d_w16, ROWS);
+    expect_close(label, "SwiGLU GEMV", got, ref_y2, ROWS, TOL_SWIGLU);
+    free(got);
+
+    qb_cuda_weight_free(&dw), qb_cuda_weight_free(&dw2);
+    qb_linear_release(&lin), qb_linear_release(&lin2);
+    qb_cuda_free(d_x), qb_cuda_free(d_w16), qb_cuda_free(d_y);
+    qb_cuda_ctx_free(c);
+    free(ref_w), free(ref_w2);
+}
+
+#define FORMAT_TEST(name, fmt, ...)                                                           \
+    Test(cuda_packed, name)                                                                   \
+    {                                                                                         \
+        if (!qb_cuda_available())                                                             \
+            cr_skip_test("no CUDA GPU on this machine");                                      \
+        struct qb_quant_params qp = {__VA_ARGS__};                                            \
+        check_format(#name, fmt, &qp);                                                        \
+    }
+
+FORMAT_TEST(int8, QB_WFMT_INT8, 0)
+FORMAT_TEST(fp8_e4m3, QB_WFMT_FP8_E4M3, 0)
+FORMAT_TEST(fp8_e5m2, QB_WFMT_FP8_E5M2, 0)
+FORMAT_TEST(int4_g128, QB_WFMT_INT4, .group = 128)
+FORMAT_TEST(int4_g32, QB_WFMT_INT4, .group = 32)
+FORMAT_TEST(int4_sym_g64, QB_WFMT_INT4_SYM, .group = 64)
+FORMAT_TEST(uint4_g128, QB_WFMT_UINT_G, .group = 128, .bits = 4)
+FORMAT_TEST(nf4, QB_WFMT_NF4, 0)
+FORMAT_TEST(nf4_dq, QB_WFMT_NF4_DQ, 0)
+FORMAT_TEST(nvfp4, QB_WFMT_NVFP4, 0)
+FORMAT_TEST(mxfp4, QB_WFMT_MXFP4, 0)
+
+/* GPTQ act-order: column c takes the scale of group g_idx[c]. */
+Test(cuda_packed, int4_act_order_g_idx)
+{
+    if (!qb_cuda_available())
+        cr_skip_test("no CUDA GPU on this machine");
+    static int32_t g_idx[COLS];
+    for (int c = 0; c < COLS; c++)
+        g_idx[c] = ((c * 37) % COLS) / 128;
+    struct qb_quant_params qp = {.group = 128, .g_idx = g_idx};
+    check_format("int4_g_idx", QB_WFMT_INT4, &qp);
+}
+
+/* The repacking, checked on any machine: the device decode run on the host
+ * over the staged layout against each format's reference dequantization. */
+Test(cuda_packed, repacked_layout_decodes_like_the_reference)
+{
+    static int32_t g_idx[COLS];
+    struct {
+        const char *label;
+        enum qb_wfmt fmt;
+        struct qb_quant_params qp;
+    } cases[] = {
+        {"int8", QB_WFMT_INT8, {0}},           {"fp8", QB_WFMT_FP8_E4M3, {0}},
+        {"fp8-e5m2", QB_WFMT_FP8_E5M2, {0}},   {"int4 g128", QB_WFMT_INT4, {.group = 128}},
+        {"int4 g32", QB_WFMT_INT4, {.group = 32}}, {"int4-sym", QB_WFMT_INT4_SYM, {.group = 64}},
+        {"uint4 g128", QB_WFMT_UINT_G, {.group = 128, .bits = 4}}, {"nf4", QB_WFMT_NF4, {0}},
+        {"nf4-dq", QB_WFMT_NF4_DQ, {0}},       {"nvfp4", QB_WFMT_NVFP4, {0}},
+        {"mxfp4", QB_WFMT_MXFP4, {0}},
+        {"int4 g_idx", QB_WFMT_INT4, {.group = 128, .g_idx = g_idx}},
+    };
+    float *ref = malloc((size_t)ROWS * COLS * 4), *emu = malloc((size_t)ROWS * COLS * 4);
+    for (int c = 0; c < COLS; c++)
+        g_idx[c] = ((c * 37) % COLS) / 128;
+    for (size_t k = 0; k < QB_ARRAY_LEN(cases); k++) {
+        struct qb_linear lin;
+        quantize_random(cases[k].fmt, &cases[k].qp, &lin);
+        qb_wfmt_get(cases[k].fmt)->dequant_rows(&lin, 0, ROWS, ref);
+        OK(qb_cuda_emulate_dequant(&lin, emu, &err));
+        expect_close(cases[k].label, "host emulation", emu, ref, (size_t)ROWS * COLS,
+                     TOL_EMULATED);
+        qb_linear_release(&lin);
+    }
+    free(ref), free(emu);
+}
+
+/* fp8-w8a8: activations quantized per token like the CPU reference
+ * (qb_act_quantize_rows); prefill through cuBLASLt FP8, decode through the
+ * fp8 GEMV on dequantized activations. */
+Test(cuda_packed, fp8_w8a8)
+{
+    if (!qb_cuda_available())
+        cr_skip_test("no CUDA GPU on this machine");
+    struct qb_quant_params qp = {.act = QB_ACT_FP8_E4M3};
+    struct qb_linear lin;
+    struct qb_cuda_weight dw;
+    struct qb_cuda_ctx *c = NULL;
+    float *ref_w, x[NTOK * COLS], xq[NTOK * COLS], ref_y[NTOK * ROWS];
+    uint16_t xb[NTOK * COLS];
+    OK(qb_cuda_ctx_create(&c, &err));
+    make(QB_WFMT_FP8_E4M3, &qp, &lin, &ref_w, &dw);
+    for (int i = 0; i < NTOK * COLS; i++) {
+        xb[i] = qb_f32_to_bf16(frand() * (i % 50 == 0 ? 8.0f : 1.0f));
+        x[i] = qb_bf16_to_f32(xb[i]);
+    }
+    qb_act_quantize_rows(QB_ACT_FP8_E4M3, x, NTOK, COLS, xq);
+    ref_matmul(ref_w, xq, NTOK, ref_y);
+    OK(qb_cuda_ctx_reserve_dequant(c, (size_t)ROWS * COLS, &err));
+    OK(qb_cuda_ctx_reserve_act(c, NTOK, COLS, &err));
+    uint16_t *d_x = dev(xb, sizeof xb);
+    float *d_y = dev(NULL, sizeof ref_y);
+    OK(qb_cuda_linear(c, &dw, d_x, NTOK, d_y, ROWS, 0, &err));
+    OK(qb_cuda_sync(c, &err));
+    float *got = from_dev_f32(d_y, (size_t)NTOK * ROWS);
+    expect_close("fp8-w8a8", "prefill (FP8 TC)", got, ref_y, (size_t)NTOK * ROWS, TOL_W8A8);
+    free(got);
+    OK(qb_cuda_linear(c, &dw, d_x, 1, d_y, ROWS, 0, &err));
+    OK(qb_cuda_sync(c, &err));
+    got = from_dev_f32(d_y, ROWS);
+    expect_close("fp8-w8a8", "decode GEMV", got, ref_y, ROWS, TOL_W8A8);
+    free(got);
+    qb_cuda_weight_free(&dw), qb_linear_release(&lin);
+    qb_cuda_free(d_x), qb_cuda_free(d_y), qb_cuda_ctx_free(c), free(ref_w);
+}
+
+/* What the GPU cannot run is refused with a message, not run wrong. */
+Test(cuda_packed, unsupported_is_refused)
+{
+    if (!qb_cuda_available())
+        cr_skip_test("no CUDA GPU on this machine");
+    struct qb_linear lin;
+    struct qb_cuda_weight dw;
+    struct qb_quant_params qp = {.group = 128, .bits = 3};
+    struct qb_err e = {0};
+    float *w = calloc((size_t)ROWS * COLS, sizeof *w);
+    w[5] = 1;
+    OK(qb_linear_quantize(w, ROWS, COLS, QB_WFMT_UINT_G, &qp, "w3", &lin, &err));
+    cr_assert_eq(qb_cuda_weight_upload(&lin, "w3", &dw, &e), QB_ERR_UNSUPPORTED);
+    cr_assert(strstr(e.msg, "w3"), "%s", e.msg);
+    qb_linear_release(&lin);
+    free(w);
+}
+
+#else /* !QB_HAVE_CUDA */
+
+Test(cuda_packed, skipped_without_cuda)
+{
+    cr_assert_eq(qb_cuda_supports(QB_WFMT_INT4, QB_ACT_F32), 0);
+    cr_skip_test("built without CUDA (-DQUANTBENCH_CUDA=OFF)");
+}
+
+#endif
