@@ -169,7 +169,7 @@ static int first_of(size_t idx)
     return 1;
 }
 
-size_t qb_keys_help_lines(char (*lines)[QB_HELP_LINE_MAX], size_t max)
+size_t qb_keys_help_lines(char (*out)[QB_HELP_LINE_MAX], size_t max)
 {
     size_t n = 0;
     for (int ctx = 0; ctx < QB_KCTX_COUNT; ctx++) {
@@ -180,14 +180,14 @@ size_t qb_keys_help_lines(char (*lines)[QB_HELP_LINE_MAX], size_t max)
                 continue;
             if (!header) {
                 if (n < max)
-                    snprintf(lines[n], QB_HELP_LINE_MAX, "%s", qb_key_ctx_name(b->ctx));
+                    snprintf(out[n], QB_HELP_LINE_MAX, "%s", qb_key_ctx_name(b->ctx));
                 n++;
                 header = 1;
             }
             char keys[48];
             joined_labels(b->ctx, b->action, keys, sizeof keys);
             if (n < max)
-                snprintf(lines[n], QB_HELP_LINE_MAX, "  %-12s %s", keys, b->help);
+                snprintf(out[n], QB_HELP_LINE_MAX, "  %-12s %s", keys, b->help);
             n++;
         }
     }

@@ -90,6 +90,6 @@ const char *qb_action_name(enum qb_action action);  /* "run", ...; never NULL */
  * one line per action ("  Up/k         previous entry"), bindings of the same
  * action joined with '/'. Writes at most max lines; returns the total count
  * (call with max 0 to size). */
-size_t qb_keys_help_lines(char (*lines)[QB_HELP_LINE_MAX], size_t max);
+size_t qb_keys_help_lines(char (*out)[QB_HELP_LINE_MAX], size_t max);
 
 #endif /* QB_KEYS_H */
