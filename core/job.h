@@ -89,6 +89,17 @@ void qb_job_output_clear(struct qb_job_output *out); /* frees rows; NULL-safe */
 enum qb_status qb_job_run(const struct qb_job_spec *spec, struct qb_progress *progress,
                           struct qb_job_output *out, struct qb_err *err);
 
+/* Append rows to the history named by spec (results_path, "" = default),
+ * unless spec->no_record. For CLI commands that run their own loop. */
+enum qb_status qb_job_record(const struct qb_job_spec *spec, const struct qb_results *rows,
+                             struct qb_err *err);
+
+/* One history row from a compare-runner row (base = the baseline row; the
+ * model, revision, kind, options and GPU fields come from spec). */
+struct qb_compare_row;
+void qb_job_result_from_row(const struct qb_compare_row *row, const struct qb_compare_row *base,
+                            const struct qb_job_spec *spec, struct qb_result *r);
+
 /* 1 when this build can run the kind (its module is linked in). */
 int qb_job_kind_available(enum qb_job_kind kind);
 

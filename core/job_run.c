@@ -2,12 +2,12 @@
  * job_run.c - the bodies of the job kinds, run on whichever thread calls
  * qb_job_run() (the CLI's main thread or the job queue's worker).
  *
- * eval/compare: load the model, tokenize the text once, score the baseline
- * (keeping its log-probs), then for every scheme load a fresh view of the
- * checkpoint (mmap, cheap), apply the scheme and score it against the kept
- * baseline for KLD and top-1 agreement. Rows: the baseline first, then one per
- * scheme. Nothing is recorded unless every run finished (a cancel or failure
- * part-way records nothing), so the history never holds a half comparison.
+ * eval/compare: tokenize the text once, then the shared baseline-vs-scheme
+ * runner (core/compare.h: baseline scored once with its log-probs kept, each
+ * scheme loaded fresh, quantized and scored against it for KLD and top-1).
+ * Rows: the baseline first, then one per scheme. Nothing is recorded unless
+ * every run finished (a cancel or failure part-way records nothing), so the
+ * history never holds a half comparison.
  *
  * Kinds whose module is not in this build end with QB_ERR_UNSUPPORTED.
  */
@@ -16,8 +16,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "dtype.h"
-#include "eval.h"
+#include "compare.h"
 #include "fileutil.h"
 #include "model.h"
 
@@ -60,64 +59,37 @@ static const char *missing_module(enum qb_job_kind kind)
 
 /* ---- eval and compare ------------------------------------------------------- */
 
-struct eval_ctx {
-    const struct qb_job_spec *spec;
-    struct qb_progress *progress;
-    int32_t *ids;
-    size_t n_ids;
-    struct qb_eval_opts opts;
-    struct qb_eval_baseline *base;
-    struct qb_result base_row;
-    int n_runs, run;          /* for the stage line "int4 (2/3)" */
-};
-
-static void stage(struct eval_ctx *c, const char *what)
+void qb_job_result_from_row(const struct qb_compare_row *row, const struct qb_compare_row *base,
+                            const struct qb_job_spec *spec, struct qb_result *r)
 {
-    char line[64];
-    snprintf(line, sizeof line, "%s (%d/%d)", what, c->run, c->n_runs);
-    qb_progress_stage(c->progress, line);
-    qb_progress_log(c->progress, "%s: run %d of %d", what, c->run, c->n_runs);
-}
-
-static void lowercase(char *s)
-{
-    for (; *s; s++) {
-        if (*s >= 'A' && *s <= 'Z')
-            *s = (char)(*s - 'A' + 'a');
-    }
-}
-
-static void fill_row(const struct eval_ctx *c, const struct qb_model *m,
-                     const struct qb_eval_result *er, const char *scheme, struct qb_result *r)
-{
-    const struct qb_job_spec *s = c->spec;
     qb_result_init(r);
-    snprintf(r->kind, sizeof r->kind, "%s", qb_job_kind_name(s->kind));
-    snprintf(r->model, sizeof r->model, "%s", s->model);
-    snprintf(r->revision, sizeof r->revision, "%s", s->revision);
-    snprintf(r->scheme, sizeof r->scheme, "%s", scheme);
-    snprintf(r->base_dtype, sizeof r->base_dtype, "%s", qb_dtype_name(m->base_dtype));
-    lowercase(r->base_dtype);
-    if (s->group)
-        snprintf(r->options, sizeof r->options, "group=%d%s", s->group,
-                 s->act_order ? " act_order" : "");
-    r->ppl = er->ppl;
-    r->ppl_stderr = er->ppl_stderr;
-    if (er->has_kld) {
-        r->kld = er->kld_mean;
-        r->top1 = er->top1_agreement;
+    snprintf(r->kind, sizeof r->kind, "%s", qb_job_kind_name(spec->kind));
+    snprintf(r->model, sizeof r->model, "%s", spec->model);
+    snprintf(r->revision, sizeof r->revision, "%s", spec->revision);
+    snprintf(r->scheme, sizeof r->scheme, "%s", row->scheme);
+    snprintf(r->base_dtype, sizeof r->base_dtype, "%.15s", base->scheme);
+    if (spec->group && !row->is_baseline)
+        snprintf(r->options, sizeof r->options, "group=%d%s", spec->group,
+                 spec->act_order ? " act_order" : "");
+    r->baseline = row->is_baseline;
+    r->ppl = row->r.ppl;
+    r->ppl_stderr = row->r.ppl_stderr;
+    r->ppl_baseline = base->r.ppl;
+    r->delta_ppl = row->is_baseline ? 0.0 : row->delta_ppl;
+    if (row->r.has_kld) {
+        r->kld = row->r.kld_mean;
+        r->top1 = row->r.top1_agreement;
     }
-    int64_t params = qb_model_decoder_params(m);
-    if (params > 0)
-        r->bits_per_weight = 8.0 * (double)qb_model_decoder_bytes(m) / (double)params;
-    r->size_bytes = (int64_t)qb_model_weight_bytes(m);
-    r->pp_tps = er->tokens_per_s;
-    r->ctx = er->ctx;
-    r->chunks = er->chunks;
-    snprintf(r->backend, sizeof r->backend, "%s", qb_backend_name(er->backend));
-    snprintf(r->gpu, sizeof r->gpu, "%s", s->gpu);
-    snprintf(r->driver, sizeof r->driver, "%s", s->driver);
-    snprintf(r->cuda, sizeof r->cuda, "%s", s->cuda);
+    r->bits_per_weight = row->bits_per_weight;
+    r->size_bytes = (int64_t)row->weights_bytes;
+    r->baseline_bytes = (int64_t)base->weights_bytes;
+    r->pp_tps = row->r.tokens_per_s;
+    r->ctx = row->r.ctx;
+    r->chunks = row->r.chunks;
+    snprintf(r->backend, sizeof r->backend, "%s", qb_backend_name(row->r.backend));
+    snprintf(r->gpu, sizeof r->gpu, "%s", spec->gpu);
+    snprintf(r->driver, sizeof r->driver, "%s", spec->driver);
+    snprintf(r->cuda, sizeof r->cuda, "%s", spec->cuda);
 }
 
 static enum qb_status check_cancel(struct qb_progress *p, struct qb_err *err)
@@ -127,100 +99,48 @@ static enum qb_status check_cancel(struct qb_progress *p, struct qb_err *err)
     return QB_OK;
 }
 
-static enum qb_status run_baseline(struct eval_ctx *c, struct qb_job_output *out,
-                                   struct qb_err *err)
-{
-    struct qb_model *m = NULL;
-    struct qb_eval_result er;
-    enum qb_status st = qb_model_load(c->spec->model, NULL, &m, err);
-    if (st)
-        goto out;
-    c->run = 1;
-    stage(c, "baseline");
-    st = qb_eval_run(m, c->ids, c->n_ids, &c->opts, NULL, c->n_runs > 1 ? &c->base : NULL,
-                     c->progress, &er, err);
-    if (st)
-        goto out;
-    fill_row(c, m, &er, "", &c->base_row);
-    snprintf(c->base_row.scheme, sizeof c->base_row.scheme, "%s", c->base_row.base_dtype);
-    c->base_row.baseline = 1;
-    c->base_row.ppl_baseline = er.ppl;
-    c->base_row.delta_ppl = 0;
-    c->base_row.baseline_bytes = c->base_row.size_bytes;
-    if (qb_results_push(&out->rows, &c->base_row))
-        st = qb_err_set(err, QB_ERR_NOMEM, "out of memory storing a result");
-out:
-    qb_model_free(m);
-    return st;
-}
-
-static enum qb_status run_scheme(struct eval_ctx *c, const char *name, struct qb_job_output *out,
-                                 struct qb_err *err)
-{
-    struct qb_model *m = NULL;
-    struct qb_scheme scheme;
-    struct qb_eval_result er;
-    struct qb_result row;
-    enum qb_status st = qb_scheme_parse(name, c->spec->group, &scheme, err);
-    if (st)
-        goto out;
-    stage(c, name);
-    st = qb_model_load(c->spec->model, NULL, &m, err);
-    if (!st)
-        st = check_cancel(c->progress, err);
-    if (!st)
-        st = qb_model_apply_scheme(m, &scheme, c->progress, err);
-    if (!st)
-        st = check_cancel(c->progress, err);
-    if (!st)
-        st = qb_eval_run(m, c->ids, c->n_ids, &c->opts, c->base, NULL, c->progress, &er, err);
-    if (st)
-        goto out;
-    fill_row(c, m, &er, scheme.name, &row);
-    row.ppl_baseline = c->base_row.ppl;
-    row.delta_ppl = er.ppl - c->base_row.ppl;
-    row.baseline_bytes = c->base_row.size_bytes;
-    if (qb_results_push(&out->rows, &row))
-        st = qb_err_set(err, QB_ERR_NOMEM, "out of memory storing a result");
-out:
-    qb_model_free(m);
-    return st;
-}
-
-static enum qb_status tokenize_text(struct eval_ctx *c, struct qb_err *err)
+static enum qb_status tokenize_text(const struct qb_job_spec *spec, int32_t **ids, size_t *n_ids,
+                                    struct qb_err *err)
 {
     char *text = NULL;
     size_t len = 0;
     struct qb_model *m = NULL;
     enum qb_status st;
-    if (!c->spec->text_path[0])
-        return qb_err_set(err, QB_ERR_USAGE, "no evaluation text given (--text FILE)");
-    st = qb_file_read_all(c->spec->text_path, QB_JOB_TEXT_MAX, &text, &len, err);
+    if (!spec->text_path[0])
+        return qb_err_set(err, QB_ERR_USAGE, "no evaluation text given (--data FILE)");
+    st = qb_file_read_all(spec->text_path, QB_JOB_TEXT_MAX, &text, &len, err);
     if (!st)
-        st = qb_model_load(c->spec->model, NULL, &m, err);
+        st = qb_model_load(spec->model, NULL, &m, err);
     if (!st)
-        st = qb_eval_tokenize(m, text, len, &c->ids, &c->n_ids, err);
+        st = qb_eval_tokenize(m, text, len, ids, n_ids, err);
     qb_model_free(m);
     free(text);
     return st;
 }
 
-static enum qb_status eval_opts_from_spec(const struct qb_job_spec *s, struct qb_eval_opts *o,
-                                          struct qb_err *err)
+static enum qb_status compare_opts_from_spec(const struct qb_job_spec *s,
+                                             struct qb_compare_opts *o, struct qb_err *err)
 {
     memset(o, 0, sizeof *o);
-    o->ctx = s->ctx > 0 ? s->ctx : 512;
-    o->max_chunks = s->max_chunks;
-    o->n_threads = s->n_threads;
-    return qb_backend_parse(s->backend[0] ? s->backend : "auto", &o->backend, err);
+    o->model_dir = s->model;
+    o->group = s->group;
+    o->eval.ctx = s->ctx > 0 ? s->ctx : 512;
+    o->eval.max_chunks = s->max_chunks;
+    o->eval.n_threads = s->n_threads;
+    if (s->n_schemes > QB_COMPARE_MAX_SCHEMES)
+        return qb_err_set(err, QB_ERR_USAGE, "at most %d schemes at once",
+                          QB_COMPARE_MAX_SCHEMES);
+    for (int i = 0; i < s->n_schemes; i++)
+        o->schemes[o->n_schemes++] = s->schemes[i];
+    return qb_backend_parse(s->backend[0] ? s->backend : "auto", &o->eval.backend, err);
 }
 
-static enum qb_status record_rows(const struct qb_job_spec *s, const struct qb_results *rows,
-                                  struct qb_err *err)
+enum qb_status qb_job_record(const struct qb_job_spec *spec, const struct qb_results *rows,
+                             struct qb_err *err)
 {
-    if (s->no_record)
+    if (spec->no_record)
         return QB_OK;
-    const char *path = s->results_path[0] ? s->results_path : NULL;
+    const char *path = spec->results_path[0] ? spec->results_path : NULL;
     for (size_t i = 0; i < rows->n; i++) {
         enum qb_status st = qb_results_append(path, &rows->items[i], err);
         if (st)
@@ -232,32 +152,35 @@ static enum qb_status record_rows(const struct qb_job_spec *s, const struct qb_r
 static enum qb_status run_eval_like(const struct qb_job_spec *spec, struct qb_progress *progress,
                                     struct qb_job_output *out, struct qb_err *err)
 {
-    struct eval_ctx c;
-    memset(&c, 0, sizeof c);
-    c.spec = spec;
-    c.progress = progress;
-    c.n_runs = 1 + spec->n_schemes;
-    enum qb_status st = eval_opts_from_spec(spec, &c.opts, err);
+    struct qb_compare_opts o;
+    struct qb_compare_row *rows = NULL;
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    int n_rows = 0;
+    enum qb_status st = compare_opts_from_spec(spec, &o, err);
     if (!st) {
         qb_progress_stage(progress, "tokenizing");
-        st = tokenize_text(&c, err);
+        st = tokenize_text(spec, &ids, &n_ids, err);
+    }
+    if (!st)
+        st = check_cancel(progress, err);
+    if (!st) {
+        o.ids = ids;
+        o.n_ids = n_ids;
+        st = qb_compare_run(&o, progress, &rows, &n_rows, err);
+    }
+    for (int i = 0; !st && i < n_rows; i++) {
+        struct qb_result r;
+        qb_job_result_from_row(&rows[i], &rows[0], spec, &r);
+        if (qb_results_push(&out->rows, &r))
+            st = qb_err_set(err, QB_ERR_NOMEM, "out of memory storing a result");
     }
     if (!st)
         st = check_cancel(progress, err);
     if (!st)
-        st = run_baseline(&c, out, err);
-    for (int i = 0; !st && i < spec->n_schemes; i++) {
-        c.run = i + 2;
-        st = check_cancel(progress, err);
-        if (!st)
-            st = run_scheme(&c, spec->schemes[i], out, err);
-    }
-    if (!st)
-        st = check_cancel(progress, err);
-    if (!st)
-        st = record_rows(spec, &out->rows, err);
-    qb_eval_baseline_free(c.base);
-    free(c.ids);
+        st = qb_job_record(spec, &out->rows, err);
+    free(rows);
+    free(ids);
     return st;
 }
 
