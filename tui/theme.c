@@ -192,8 +192,11 @@ enum qb_status qb_theme_parse(const char *text, size_t len, const char *what, st
     memcpy(copy, text, len);
     copy[len] = '\0';
     int lineno = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    char *next = NULL;
+    for (char *line = copy; line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
         lineno++;
         char *hash = strchr(line, '#');
         if (hash)
