@@ -84,6 +84,7 @@ void qb_job_result_from_row(const struct qb_compare_row *row, const struct qb_co
     r->size_bytes = (int64_t)row->weights_bytes;
     r->baseline_bytes = (int64_t)base->weights_bytes;
     r->pp_tps = row->r.tokens_per_s;
+    r->pp_tps_baseline = base->r.tokens_per_s;
     r->ctx = row->r.ctx;
     r->chunks = row->r.chunks;
     snprintf(r->backend, sizeof r->backend, "%s", qb_backend_name(row->r.backend));

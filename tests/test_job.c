@@ -237,6 +237,10 @@ Test(job, real_compare_of_the_demo_model_is_recorded)
     cr_assert_float_eq(f32->ppl, base->ppl, 1e-3 * base->ppl);
     cr_assert(f32->kld >= -1e-6 && f32->kld < 1e-4, "kld %g", f32->kld);
     cr_assert_float_eq(f32->bits_per_weight, 32.0, 1e-9);
+    cr_assert_float_eq(f32->pp_tps_baseline, base->pp_tps, 1e-9, "speed-up is vs this run");
+    cr_assert_float_eq(f32->ppl_baseline, base->ppl, 1e-12);
+    cr_assert_eq(f32->baseline_bytes, base->size_bytes);
+    cr_assert_gt(f32->size_bytes, base->size_bytes, "f32 weights are bigger than bf16");
     qb_job_output_clear(&d.out);
     qb_jobq_free(q);
 

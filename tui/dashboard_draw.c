@@ -488,7 +488,7 @@ static void draw_gpu(struct qb_dash *d, const struct qb_rect *in)
                          g->v_power_limit ? g->power_limit_w * 1000 : 1));
 }
 
-static void result_cells(const struct qb_result *r, const struct qb_result *base, char c[9][24])
+static void result_cells(const struct qb_result *r, char c[9][24])
 {
     snprintf(c[0], 24, "%.16s%s", r->scheme, r->baseline ? " (base)" : "");
     fmt_num(r->bits_per_weight, 2, 0, "", c[1], 24);
@@ -501,7 +501,7 @@ static void result_cells(const struct qb_result *r, const struct qb_result *base
     fmt_num(r->kld, 4, 0, "", c[5], 24);
     fmt_num(r->pp_tps, 0, 0, "", c[6], 24);
     fmt_num(r->tg_tps, 1, 0, "", c[7], 24);
-    double sp = r->baseline ? NAN : qb_result_speedup(r, base);
+    double sp = r->baseline ? NAN : qb_result_speedup(r);
     fmt_num(sp, 2, 0, "x", c[8], 24);
 }
 
@@ -546,13 +546,12 @@ static void draw_results(struct qb_dash *d, const struct qb_rect *in)
             d->show_history ? "no past runs in the history yet"
                             : "no runs yet: r evaluates the selected scheme, h shows past runs");
     }
-    const struct qb_result *base = d->view_base >= 0 ? &v->items[d->view_base] : NULL;
     scroll_to(d->results_sel, rows, &d->results_top);
     for (int i = 0; i < rows && d->results_top + i < (int)v->n; i++) {
         int idx = d->results_top + i;
         const struct qb_result *r = &v->items[idx];
         char c[9][24];
-        result_cells(r, base, c);
+        result_cells(r, c);
         int sel = idx == d->results_sel && d->focus == QB_PANE_RESULTS;
         int e = sel ? QB_TH_SELECTED : r->baseline ? QB_TH_BASELINE : QB_TH_TEXT;
         if (sel)
