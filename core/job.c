@@ -34,6 +34,8 @@ struct qb_jobq {
     size_t n_done, cap_done;
     uint64_t next_id;
     uint64_t running_id;      /* 0 when idle */
+    int begun;                /* the running job's progress has begun */
+    int cancel_pending;       /* cancel asked before it began: apply after begin */
     struct qb_progress *progress;
     qb_jobq_wake_fn wake;
     void *wake_ctx;
@@ -81,13 +83,24 @@ static void run_one(struct qb_jobq *q, const struct pending *job)
     d.id = job->id;
     d.kind = job->spec.kind;
     double t0 = qb_now_seconds();
-    d.status = qb_job_run(&job->spec, q->progress, &d.out, &err);
+    /* begin resets the cancel flag: mark it begun, then replay a cancel that
+     * came in between the pop and here */
+    qb_progress_begin(q->progress, job->spec.kind, "starting");
+    pthread_mutex_lock(&q->mu);
+    q->begun = 1;
+    int cancel = q->cancel_pending;
+    q->cancel_pending = 0;
+    pthread_mutex_unlock(&q->mu);
+    if (cancel)
+        qb_progress_cancel(q->progress);
+    d.status = qb_job_run_begun(&job->spec, q->progress, &d.out, &err);
     d.seconds = qb_now_seconds() - t0;
     if (d.status)
         snprintf(d.error, sizeof d.error, "%s", err.msg[0] ? err.msg : qb_status_str(d.status));
     pthread_mutex_lock(&q->mu);
     push_done_locked(q, &d);
     q->running_id = 0;
+    q->begun = 0;
     pthread_cond_broadcast(&q->cv);
     pthread_mutex_unlock(&q->mu);
     wake_caller(q);
@@ -204,7 +217,9 @@ out:
 void qb_jobq_cancel(struct qb_jobq *q, int drop_queued)
 {
     pthread_mutex_lock(&q->mu);
-    int running = q->running_id != 0;
+    int running = q->running_id != 0 && q->begun;
+    if (q->running_id != 0 && !q->begun)
+        q->cancel_pending = 1;
     if (drop_queued) {
         for (size_t i = 0; i < q->n_pend; i++) {
             struct qb_job_done d;

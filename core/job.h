@@ -100,6 +100,11 @@ struct qb_compare_row;
 void qb_job_result_from_row(const struct qb_compare_row *row, const struct qb_compare_row *base,
                             const struct qb_job_spec *spec, struct qb_result *r);
 
+/* qb_job_run for a caller that already called qb_progress_begin (the queue
+ * does, so a cancel that arrives before the body starts is not lost). */
+enum qb_status qb_job_run_begun(const struct qb_job_spec *spec, struct qb_progress *progress,
+                                struct qb_job_output *out, struct qb_err *err);
+
 /* 1 when this build can run the kind (its module is linked in). */
 int qb_job_kind_available(enum qb_job_kind kind);
 

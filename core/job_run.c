@@ -218,6 +218,13 @@ static enum qb_status dispatch(const struct qb_job_spec *spec, struct qb_progres
 enum qb_status qb_job_run(const struct qb_job_spec *spec, struct qb_progress *progress,
                           struct qb_job_output *out, struct qb_err *err)
 {
+    qb_progress_begin(progress, spec->kind, "starting");
+    return qb_job_run_begun(spec, progress, out, err);
+}
+
+enum qb_status qb_job_run_begun(const struct qb_job_spec *spec, struct qb_progress *progress,
+                                struct qb_job_output *out, struct qb_err *err)
+{
     struct qb_job_output local;
     struct qb_err lerr = {0};
     if (!err)
@@ -225,7 +232,6 @@ enum qb_status qb_job_run(const struct qb_job_spec *spec, struct qb_progress *pr
     if (!out)
         out = &local;
     memset(out, 0, sizeof *out);
-    qb_progress_begin(progress, spec->kind, "starting");
     enum qb_status st = check_spec(spec, err);
     if (!st)
         st = dispatch(spec, progress, out, err);

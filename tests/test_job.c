@@ -152,6 +152,28 @@ Test(job, cancel_stops_the_running_job_and_drops_queued_ones)
     qb_jobq_free(q);
 }
 
+/* A cancel right after submit, racing the worker's pop, is never lost. */
+Test(job, cancel_right_after_submit_is_not_lost)
+{
+    struct trace t = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct qb_jobq *q = NULL;
+    struct qb_err err = {0};
+    cr_assert_eq(qb_jobq_create(&q, &err), QB_OK);
+    struct qb_job_spec slow = step_spec(&t, "s", 100000);
+    for (int i = 0; i < 50; i++) {
+        cr_assert_eq(qb_jobq_submit(q, &slow, NULL, &err), QB_OK);
+        if (i % 2)
+            usleep((useconds_t)(i * 7));
+        qb_jobq_cancel(q, 1);
+        cr_assert(qb_jobq_wait_idle(q, 5), "round %d: the cancel was lost", i);
+        struct qb_job_done d;
+        cr_assert(qb_jobq_take_done(q, &d));
+        cr_assert_eq(d.status, QB_ERR_CANCELLED);
+    }
+    cr_assert_str_eq(t.order, "");
+    qb_jobq_free(q);
+}
+
 Test(job, free_while_running_cancels_and_joins)
 {
     struct trace t = {.mu = PTHREAD_MUTEX_INITIALIZER};

@@ -196,6 +196,19 @@ static void print_cli_pointer(const char *why)
             why);
 }
 
+/* mkdir -p dir; failures are ignored (the log then goes to /dev/null). */
+static void mkdir_parents(char *dir)
+{
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        mkdir(dir, 0755);
+        *p = '/';
+    }
+    mkdir(dir, 0755);
+}
+
 /* Send stderr to the dashboard log while curses owns the screen. */
 static int redirect_stderr(void)
 {
@@ -205,6 +218,8 @@ static int redirect_stderr(void)
     if (qb_results_default_path(path, sizeof path, NULL) == QB_OK) {
         char *slash = strrchr(path, '/');
         if (slash && (size_t)(slash - path) + 16 < sizeof path) {
+            *slash = '\0';
+            mkdir_parents(path);
             snprintf(slash, sizeof path - (size_t)(slash - path), "/dashboard.log");
             fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         }
