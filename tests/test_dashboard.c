@@ -230,6 +230,8 @@ Test(dashboard, opens_on_the_demo_model_with_five_panes_and_quits_cleanly)
         lines += *p == '\n';
     cr_assert_geq(lines, 23, "%s", s);
     free(s);
+    tmx_keys(&t, "Enter");
+    WAIT_FOR(&t, "selected; pick a scheme", 5);
     tmx_keys(&t, "q");
     cr_assert_eq(tmx_exit_code(&t, 10), 0);
     tmx_stop(&t);
@@ -259,6 +261,16 @@ Test(dashboard, runs_an_eval_on_the_cpu_and_shows_the_results_row)
     struct stat st;
     cr_assert_eq(stat(hist, &st), 0, "the run was recorded in the history");
     cr_assert_eq(sh("grep -q '\"scheme\":\"f32\"' '%s'", hist), 0);
+    /* Results pane: sort and export */
+    tmx_keys(&t, "Tab Tab Tab");
+    tmx_keys(&t, "s");
+    WAIT_FOR(&t, "sort scheme", 5);
+    tmx_keys(&t, "x");
+    WAIT_FOR(&t, "exported 2 rows", 5);
+    cr_assert_eq(sh("ls %s/state/quantbench/export-*.csv %s/state/quantbench/export-*.json "
+                    "%s/state/quantbench/export-*.md >/dev/null", t.dir, t.dir, t.dir), 0);
+    tmx_keys(&t, "h");
+    WAIT_FOR(&t, "history, sort", 5);
     tmx_keys(&t, "q");
     cr_assert_eq(tmx_exit_code(&t, 10), 0);
     tmx_stop(&t);
@@ -284,6 +296,27 @@ Test(dashboard, help_opens_and_closes_and_zoom_toggles)
     WAIT_GONE(&t, " Results ", 2);
     tmx_keys(&t, "z");
     WAIT_FOR(&t, " Results ", 5);
+    tmx_keys(&t, "q");
+    cr_assert_eq(tmx_exit_code(&t, 10), 0);
+    tmx_stop(&t);
+}
+
+Test(dashboard, doctor_and_search_say_what_is_missing)
+{
+    struct tmx t;
+    tmx_start(&t, 80, 24, NULL, FAST_ARGS);
+    expect_panes(&t);
+    tmx_keys(&t, "d");
+    WAIT_FOR(&t, "doctor", 5);
+    tmx_keys(&t, "/");
+    WAIT_FOR(&t, "Search the Hugging Face Hub", 5);
+    tmx_keys(&t, "-l tiny");
+    WAIT_FOR(&t, "/ tiny", 5);
+    tmx_keys(&t, "BSpace");
+    WAIT_FOR(&t, "/ tin_", 5);
+    tmx_keys(&t, "Enter");
+    WAIT_GONE(&t, "Search the Hugging Face Hub", 5);
+    WAIT_FOR(&t, "tin", 10); /* a result count, or why the search could not run */
     tmx_keys(&t, "q");
     cr_assert_eq(tmx_exit_code(&t, 10), 0);
     tmx_stop(&t);

@@ -64,6 +64,8 @@ Test(keys, the_issue_keys_are_where_it_says)
     cr_assert_eq(qb_keys_lookup(QB_KCTX_MODELS, '\t'), QB_ACT_NEXT_PANE);
     cr_assert_eq(qb_keys_lookup(QB_KCTX_RESULTS, KEY_RIGHT), QB_ACT_NEXT_PANE);
     cr_assert_eq(qb_keys_lookup(QB_KCTX_MODELS, '\n'), QB_ACT_ACTIVATE);
+    cr_assert_eq(qb_keys_lookup(QB_KCTX_MODELS, '\r'), QB_ACT_ACTIVATE, "Enter under nonl()");
+    cr_assert_eq(qb_keys_lookup(QB_KCTX_SEARCH, '\r'), QB_ACT_SUBMIT);
     cr_assert_eq(qb_keys_lookup(QB_KCTX_MODELS, '/'), QB_ACT_SEARCH);
     cr_assert_eq(qb_keys_lookup(QB_KCTX_METHOD, 'r'), QB_ACT_RUN);
     cr_assert_eq(qb_keys_lookup(QB_KCTX_JOB, 'c'), QB_ACT_CANCEL);

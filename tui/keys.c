@@ -24,6 +24,7 @@ const struct qb_key_binding qb_key_table[] = {
     {KEY_NPAGE, QB_KCTX_GLOBAL, QB_ACT_PAGE_DOWN, "PgDn", "page down"},
     {KEY_HOME, QB_KCTX_GLOBAL, QB_ACT_HOME, "Home", "first entry"},
     {KEY_END, QB_KCTX_GLOBAL, QB_ACT_END, "End", "last entry"},
+    {'\r', QB_KCTX_GLOBAL, QB_ACT_ACTIVATE, "Enter", "act on the selection"},
     {'\n', QB_KCTX_GLOBAL, QB_ACT_ACTIVATE, "Enter", "act on the selection"},
     {KEY_ENTER, QB_KCTX_GLOBAL, QB_ACT_ACTIVATE, "Enter", "act on the selection"},
     {'/', QB_KCTX_GLOBAL, QB_ACT_SEARCH, "/", "search the Hugging Face Hub"},
@@ -70,6 +71,7 @@ const struct qb_key_binding qb_key_table[] = {
     {ESC, QB_KCTX_CONFIRM, QB_ACT_NO, "Esc", "no: keep working"},
 
     /* search prompt (printable characters are typed into the query) */
+    {'\r', QB_KCTX_SEARCH, QB_ACT_SUBMIT, "Enter", "search the Hub for the text"},
     {'\n', QB_KCTX_SEARCH, QB_ACT_SUBMIT, "Enter", "search the Hub for the text"},
     {KEY_ENTER, QB_KCTX_SEARCH, QB_ACT_SUBMIT, "Enter", "search the Hub for the text"},
     {ESC, QB_KCTX_SEARCH, QB_ACT_CLOSE, "Esc", "leave the search prompt"},
