@@ -435,6 +435,33 @@ Test(dashboard, themes_load_and_a_bad_theme_falls_back)
     tmx_stop(&t);
 }
 
+/* With the telemetry module and its fake NVML (built by tests/CMakeLists.txt
+ * when the telemetry room is in the tree), the GPU pane shows real values,
+ * and N/A for what the driver does not answer. Skipped otherwise. */
+Test(dashboard, gpu_pane_with_fake_nvml)
+{
+    const char *lib = QB_BUILD_DIR "/tests/libfake_nvml.so";
+    if (access(lib, R_OK) != 0)
+        cr_skip_test("no fake NVML in this build (telemetry module absent)");
+    char env[512];
+    struct tmx t;
+    snprintf(env, sizeof env, "QUANTBENCH_NVML_LIB=%s", lib);
+    tmx_start(&t, 80, 24, env, FAST_ARGS);
+    WAIT_FOR(&t, "NVIDIA H100", 10);
+    WAIT_FOR(&t, "79.6 GiB", 5);
+    WAIT_FOR(&t, " W", 5);
+    tmx_keys(&t, "q");
+    cr_assert_eq(tmx_exit_code(&t, 10), 0);
+    tmx_stop(&t);
+    snprintf(env, sizeof env, "FAKE_NVML_MODE=no_gpus QUANTBENCH_NVML_LIB=%s", lib);
+    tmx_start(&t, 80, 24, env, FAST_ARGS);
+    WAIT_FOR(&t, "no GPU", 10);
+    WAIT_FOR(&t, "util  N/A", 5);
+    tmx_keys(&t, "q");
+    cr_assert_eq(tmx_exit_code(&t, 10), 0);
+    tmx_stop(&t);
+}
+
 Test(dashboard, dumb_terminal_or_no_terminal_points_at_the_cli)
 {
     char cmd[1024];

@@ -42,7 +42,7 @@ static void gpu_start(struct qb_dash *d)
     struct qb_err err = {0};
     g->present = 1;
     if (qb_tel_create(NULL, &tel, &err) || qb_tel_start(tel, &err)) {
-        snprintf(g->notice, sizeof g->notice, "telemetry: %s", err.msg);
+        snprintf(g->notice, sizeof g->notice, "telemetry: %.170s", err.msg);
         qb_tel_free(tel);
         return;
     }
@@ -50,7 +50,7 @@ static void gpu_start(struct qb_dash *d)
     g->n_gpus = qb_tel_device_count(tel);
     if (g->n_gpus == 0) {
         const char *why = qb_tel_status(tel);
-        snprintf(g->notice, sizeof g->notice, "no GPU: %s", why ? why : "none found");
+        snprintf(g->notice, sizeof g->notice, "no GPU: %.180s", why ? why : "none found");
     }
 #else
     g->present = 0;
@@ -85,7 +85,7 @@ void dash_gpu_sample(struct qb_dash *d)
         return;
     const struct qb_tel_gpu *x = &snap.gpus[0];
     snprintf(g->name, sizeof g->name, "%s", qb_tel_has(x, QB_TEL_NAME) ? x->name : "");
-    snprintf(g->driver, sizeof g->driver, "%s",
+    snprintf(g->driver, sizeof g->driver, "%.31s",
              qb_tel_has(x, QB_TEL_DRIVER_VERSION) ? x->driver_version : "");
     if (qb_tel_has(x, QB_TEL_CUDA_DRIVER_VERSION))
         snprintf(g->cuda, sizeof g->cuda, "%d.%d", x->cuda_driver_version / 1000,

@@ -13,6 +13,7 @@
  * Numbers that are unknown or invalid are written as "N/A" or "-", never 0.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <string.h>
 #include <time.h>
 #include <wchar.h>
@@ -440,52 +441,78 @@ static void gpu_row(struct qb_dash *d, int y, const struct qb_rect *in, const ch
                     double hi)
 {
     put(d, y, in->x, 6, QB_TH_DIM, label);
-    put(d, y, in->x + 6, 16, valid ? QB_TH_TEXT : QB_TH_DIM, valid ? value : "N/A");
+    put(d, y, in->x + 6, 16, valid ? QB_TH_TEXT : QB_TH_DIM, value);
     int sw = in->w - 23;
     if (hist && sw > 3 && d->gpu.n_hist)
         sparkline(d, y, in->x + 23, sw, hist, ok, d->gpu.n_hist, 0, hi);
 }
 
+static void gpu_value(char *buf, size_t size, int valid, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void gpu_value(char *buf, size_t size, int valid, const char *fmt, ...)
+{
+    if (!valid) {
+        snprintf(buf, size, "N/A");
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, size, fmt, ap);
+    va_end(ap);
+}
+
+/* Rows, top to bottom: name (and driver/CUDA when there is room), memory,
+ * utilization, clocks, temperature, power; with only four rows left after
+ * the name, temperature and power share the last one. */
 static void draw_gpu(struct qb_dash *d, const struct qb_rect *in)
 {
     struct dash_gpu *g = &d->gpu;
-    int y = in->y;
-    if (g->n_gpus == 0)
-        y += put_wrap(d, y, in->x, in->w, 2, QB_TH_WARN,
-                      g->notice[0] ? g->notice : "no GPU");
-    else
-        putf(d, y++, in->x, in->w, QB_TH_TITLE, "%s  sm_%d%d  driver %s", g->name, g->cc_major,
-             g->cc_minor, g->driver[0] ? g->driver : "N/A");
+    int y = in->y, end = in->y + in->h;
     int have = g->n_gpus > 0;
-    char v[64];
-    snprintf(v, sizeof v, "%.1f/%.1f GiB", g->mem_used_gib, g->mem_total_gib);
-    if (y < in->y + in->h)
+    if (!have) {
+        y += put_wrap(d, y, in->x, in->w, 2, QB_TH_WARN, g->notice[0] ? g->notice : "no GPU");
+    } else {
+        if (g->cc_major > 0)
+            putf(d, y++, in->x, in->w, QB_TH_TITLE, "%s  sm_%d%d", g->name, g->cc_major,
+                 g->cc_minor);
+        else
+            put(d, y++, in->x, in->w, QB_TH_TITLE, g->name[0] ? g->name : "GPU 0");
+        if (in->h >= 8)
+            putf(d, y++, in->x, in->w, QB_TH_DIM, "driver %s  CUDA %s",
+                 g->driver[0] ? g->driver : "N/A", g->cuda[0] ? g->cuda : "N/A");
+    }
+    char v[64], w2[64];
+    gpu_value(v, sizeof v, have && g->v_mem, "%.1f/%.1f GiB", g->mem_used_gib,
+              g->mem_total_gib);
+    if (y < end)
         gpu_row(d, y++, in, "mem", have && g->v_mem, v, g->hist_mem, g->ok_mem,
                 g->mem_total_gib * (double)(1u << 30));
-    snprintf(v, sizeof v, "%u%%", g->util_pct);
-    if (y < in->y + in->h)
+    gpu_value(v, sizeof v, have && g->v_util, "%u%%", g->util_pct);
+    if (y < end)
         gpu_row(d, y++, in, "util", have && g->v_util, v, g->hist_util, g->ok_util, 100);
-    if (y < in->y + in->h) {
+    if (y < end) {
+        gpu_value(v, sizeof v, have && g->v_sm, "%u", g->sm_mhz);
+        gpu_value(w2, sizeof w2, have && g->v_memclk, "%u", g->mem_mhz);
         put(d, y, in->x, 6, QB_TH_DIM, "clock");
-        char sm[24] = "N/A", mem[24] = "N/A";
-        if (have && g->v_sm)
-            snprintf(sm, sizeof sm, "%u", g->sm_mhz);
-        if (have && g->v_memclk)
-            snprintf(mem, sizeof mem, "%u", g->mem_mhz);
         putf(d, y++, in->x + 6, in->w - 6, have ? QB_TH_TEXT : QB_TH_DIM, "SM %s  mem %s MHz",
-             sm, mem);
+             v, w2);
     }
-    snprintf(v, sizeof v, "%u C", g->temp_c);
-    if (y < in->y + in->h)
-        gpu_row(d, y++, in, "temp", have && g->v_temp, v, g->hist_temp, g->ok_temp, 100);
+    gpu_value(v, sizeof v, have && g->v_temp, "%u C", g->temp_c);
     if (g->v_power_limit)
-        snprintf(v, sizeof v, "%.0f/%.0f W", g->power_w, g->power_limit_w);
+        gpu_value(w2, sizeof w2, have && g->v_power, "%.0f/%.0f W", g->power_w,
+                  g->power_limit_w);
     else
-        snprintf(v, sizeof v, "%.0f W", g->power_w);
-    if (y < in->y + in->h)
-        gpu_row(d, y++, in, "power", have && g->v_power, v, g->hist_power, g->ok_power,
+        gpu_value(w2, sizeof w2, have && g->v_power, "%.0f W", g->power_w);
+    if (end - y >= 2) {
+        gpu_row(d, y++, in, "temp", have && g->v_temp, v, g->hist_temp, g->ok_temp, 100);
+        gpu_row(d, y++, in, "power", have && g->v_power, w2, g->hist_power, g->ok_power,
                 hist_max(g->hist_power, g->ok_power, g->n_hist,
                          g->v_power_limit ? g->power_limit_w * 1000 : 1));
+    } else if (y < end) {
+        put(d, y, in->x, 6, QB_TH_DIM, "temp");
+        putf(d, y, in->x + 6, in->w - 6, have ? QB_TH_TEXT : QB_TH_DIM, "%s  power %s", v, w2);
+    }
 }
 
 static void result_cells(const struct qb_result *r, char c[9][24])
