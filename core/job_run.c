@@ -20,6 +20,13 @@
 #include "fileutil.h"
 #include "model.h"
 
+#if defined(__has_include)
+#if __has_include("hub/hub.h")
+#include "hub/hub.h"
+#define QB_JOB_HAVE_HUB 1
+#endif
+#endif
+
 #define QB_JOB_TEXT_MAX (256u << 20)
 
 void qb_job_spec_init(struct qb_job_spec *spec, enum qb_job_kind kind)
@@ -39,6 +46,10 @@ void qb_job_output_clear(struct qb_job_output *out)
 
 int qb_job_kind_available(enum qb_job_kind kind)
 {
+#ifdef QB_JOB_HAVE_HUB
+    if (kind == QB_JOB_PULL)
+        return 1;
+#endif
     return kind == QB_JOB_EVAL || kind == QB_JOB_COMPARE;
 }
 
@@ -185,6 +196,35 @@ static enum qb_status run_eval_like(const struct qb_job_spec *spec, struct qb_pr
     return st;
 }
 
+/* ---- pull ---------------------------------------------------------------------- */
+
+#ifdef QB_JOB_HAVE_HUB
+/* spec->model is ORG/NAME[@REV]; the snapshot folder goes to out->path. */
+static enum qb_status run_pull(const struct qb_job_spec *spec, struct qb_progress *progress,
+                               struct qb_job_output *out, struct qb_err *err)
+{
+    struct qb_hub *hub = NULL;
+    char *repo = NULL, *rev = NULL, *dir = NULL;
+    struct qb_hub_pull_opts po;
+    memset(&po, 0, sizeof po);
+    po.progress = progress;
+    enum qb_status st = qb_hub_parse_repo_arg(spec->model, &repo, &rev, err);
+    if (!st)
+        st = qb_hub_open_env(&hub, err);
+    if (!st) {
+        qb_progress_stage(progress, "downloading");
+        st = qb_hub_pull(hub, repo, rev, &po, &dir, err);
+    }
+    if (!st && dir)
+        snprintf(out->path, sizeof out->path, "%s", dir);
+    free(dir);
+    free(repo);
+    free(rev);
+    qb_hub_free(hub);
+    return st;
+}
+#endif
+
 /* ---- dispatch ------------------------------------------------------------------ */
 
 static enum qb_status check_spec(const struct qb_job_spec *s, struct qb_err *err)
@@ -211,6 +251,10 @@ static enum qb_status dispatch(const struct qb_job_spec *spec, struct qb_progres
         return spec->custom(spec, progress, out, err);
     if (spec->kind == QB_JOB_EVAL || spec->kind == QB_JOB_COMPARE)
         return run_eval_like(spec, progress, out, err);
+#ifdef QB_JOB_HAVE_HUB
+    if (spec->kind == QB_JOB_PULL)
+        return run_pull(spec, progress, out, err);
+#endif
     return qb_err_set(err, QB_ERR_UNSUPPORTED, "%s is not available: %s is not in this build",
                       qb_job_kind_name(spec->kind), missing_module(spec->kind));
 }

@@ -389,6 +389,17 @@ Test(dashboard, quit_while_a_job_runs_asks_first)
     expect_panes(&t);
     tmx_keys(&t, "r");
     WAIT_FOR(&t, "[running]", 10);
+    /* keys are answered while the worker computes (100 ms in the loop; the
+     * bound here allows for tmux and the capture polling) */
+    for (int i = 0; i < 3; i++) {
+        double t0 = qb_now_seconds();
+        tmx_keys(&t, "?");
+        WAIT_FOR(&t, "Help: keys", 5);
+        cr_assert_lt(qb_now_seconds() - t0, 0.5, "help took %.3f s during a job",
+                     qb_now_seconds() - t0);
+        tmx_keys(&t, "Escape");
+        WAIT_GONE(&t, "Help: keys", 5);
+    }
     tmx_keys(&t, "q");
     WAIT_FOR(&t, "Cancel it and quit?", 5);
     tmx_keys(&t, "n");

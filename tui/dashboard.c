@@ -364,7 +364,7 @@ static int make_pipe(int fds[2])
 
 static void dash_free(struct qb_dash *d)
 {
-    free(d->models);
+    dash_models_free(d);
     qb_results_clear(&d->session);
     qb_results_clear(&d->history);
     qb_results_clear(&d->view);

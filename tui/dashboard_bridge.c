@@ -50,7 +50,10 @@ static void gpu_start(struct qb_dash *d)
     g->n_gpus = qb_tel_device_count(tel);
     if (g->n_gpus == 0) {
         const char *why = qb_tel_status(tel);
-        snprintf(g->notice, sizeof g->notice, "no GPU: %.180s", why ? why : "none found");
+        if (why && strncmp(why, "no NVIDIA driver", 16) == 0)
+            snprintf(g->notice, sizeof g->notice, "no GPU (no NVIDIA driver found)");
+        else
+            snprintf(g->notice, sizeof g->notice, "no GPU: %.180s", why ? why : "none found");
     }
 #else
     g->present = 0;
@@ -278,13 +281,13 @@ static int is_baseline_scheme(const struct dash_model *m, const struct dash_sche
     return s->s.method == QB_METHOD_NONE && strcmp(s->s.name, m->dtype) == 0;
 }
 
-static void submit(struct qb_dash *d, const struct qb_job_spec *s, const char *title)
+uint64_t dash_submit(struct qb_dash *d, const struct qb_job_spec *s, const char *title)
 {
     struct qb_err err = {0};
     int busy = qb_jobq_busy(d->jobq);
     if (qb_jobq_submit(d->jobq, s, &d->job_id, &err)) {
         dash_status(d, QB_TH_BAD, "%s", err.msg);
-        return;
+        return 0;
     }
     d->cancel_requested = 0;
     snprintf(d->job_title, sizeof d->job_title, "%s", title);
@@ -292,6 +295,7 @@ static void submit(struct qb_dash *d, const struct qb_job_spec *s, const char *t
         dash_status(d, QB_TH_TEXT, "queued: %s (runs after the current job)", title);
     else
         dash_status(d, QB_TH_TEXT, "started: %s", title);
+    return d->job_id;
 }
 
 void dash_submit_eval(struct qb_dash *d, int compare)
@@ -320,7 +324,7 @@ void dash_submit_eval(struct qb_dash *d, int compare)
         snprintf(title, sizeof title, "compare %d schemes", s.n_schemes);
     else
         snprintf(title, sizeof title, "eval %.40s", s.n_schemes ? s.schemes[0] : "baseline");
-    submit(d, &s, title);
+    dash_submit(d, &s, title);
 }
 
 void dash_submit_doctor(struct qb_dash *d)
@@ -337,7 +341,7 @@ void dash_submit_doctor(struct qb_dash *d)
         dash_status(d, QB_TH_WARN, "%s", d->doctor_verdict);
         return;
     }
-    submit(d, &s, "doctor");
+    dash_submit(d, &s, "doctor");
 }
 
 void dash_cancel_job(struct qb_dash *d)
@@ -362,6 +366,10 @@ static void take_rows(struct qb_dash *d, const struct qb_results *rows)
 
 static void finish_job(struct qb_dash *d, struct qb_job_done *done)
 {
+    if (dash_models_job_done(d, done)) {
+        qb_job_output_clear(&done->out);
+        return;
+    }
     if (done->status == QB_OK) {
         take_rows(d, &done->out.rows);
         if (done->kind == QB_JOB_DOCTOR)

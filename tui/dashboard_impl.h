@@ -115,6 +115,10 @@ struct qb_dash {
     int scheme_sel, scheme_top;
     int group_idx, act_order, calib_idx, chunks_idx;
 
+    /* hub: a search and a pull run as jobs; their ids tell their done records apart */
+    struct dash_search *search_req;  /* owned; filled by the worker, read after done */
+    uint64_t search_job_id, pull_job_id;
+
     /* job */
     struct qb_jobq *jobq;
     struct qb_progress_snapshot snap;
@@ -161,6 +165,10 @@ enum qb_key_ctx dash_key_context(const struct qb_dash *d);
 /* dashboard_models.c */
 void dash_models_scan(struct qb_dash *d);
 void dash_models_search(struct qb_dash *d, const char *query);
+void dash_models_pull(struct qb_dash *d);
+/* A finished search/pull job: 1 when the record was one of them (consumed). */
+int dash_models_job_done(struct qb_dash *d, const struct qb_job_done *done);
+void dash_models_free(struct qb_dash *d);
 const struct dash_model *dash_model_selected(const struct qb_dash *d);
 const struct dash_model *dash_model_active(const struct qb_dash *d);
 
@@ -183,6 +191,8 @@ void dash_bridge_stop(struct qb_dash *d);
 int dash_bridge_poll(struct qb_dash *d);
 void dash_submit_eval(struct qb_dash *d, int compare);
 void dash_submit_doctor(struct qb_dash *d);
+/* Queue spec with a Job-pane title; returns the job id, 0 on failure (status set). */
+uint64_t dash_submit(struct qb_dash *d, const struct qb_job_spec *spec, const char *title);
 void dash_cancel_job(struct qb_dash *d);
 int dash_job_running(const struct qb_dash *d);
 void dash_gpu_sample(struct qb_dash *d);

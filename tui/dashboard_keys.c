@@ -63,11 +63,13 @@ static void activate(struct qb_dash *d)
         const struct dash_model *m = dash_model_selected(d);
         if (!m)
             return;
+        if (!m->path[0]) {
+            dash_models_pull(d);
+            return;
+        }
         d->model_active = d->model_sel;
         dash_results_resort(d);
-        dash_status(d, m->path[0] ? QB_TH_GOOD : QB_TH_WARN, "%s%s", m->id,
-                    m->path[0] ? ": selected; pick a scheme and press r"
-                               : ": not downloaded (quantbench pull ID)");
+        dash_status(d, QB_TH_GOOD, "%s: selected; pick a scheme and press r", m->id);
         d->focus = QB_PANE_METHOD;
         break;
     }
@@ -114,8 +116,6 @@ static void dispatch_overlay_action(struct qb_dash *d, enum qb_action a)
     case QB_ACT_SUBMIT:
         d->overlay = DASH_OV_NONE;
         if (d->search_len) {
-            dash_status(d, QB_TH_TEXT, "searching the Hub for '%s'...", d->search);
-            dash_draw(d);
             dash_models_search(d, d->search);
         }
         break;

@@ -218,46 +218,158 @@ void dash_models_scan(struct qb_dash *d)
     d->model_active = -1;
 }
 
-void dash_models_search(struct qb_dash *d, const char *query)
+/* ---- Hub search and pull, as jobs on the worker ------------------------------- */
+
+struct dash_search {
+    char query[96];
+#ifdef DASH_HAVE_HUB
+    struct qb_hub_search_result res;
+#endif
+};
+
+void dash_models_free(struct qb_dash *d)
 {
 #ifdef DASH_HAVE_HUB
+    if (d->search_req)
+        qb_hub_search_result_clear(&d->search_req->res);
+#endif
+    free(d->search_req);
+    d->search_req = NULL;
+    free(d->models);
+    d->models = NULL;
+}
+
+#ifdef DASH_HAVE_HUB
+/* Runs on the worker: the request is the dashboard's, untouched by the UI
+ * until the job's done record arrives. */
+static enum qb_status search_body(const struct qb_job_spec *spec, struct qb_progress *progress,
+                                  struct qb_job_output *out, struct qb_err *err)
+{
+    struct dash_search *req = spec->user;
     struct qb_hub *hub = NULL;
-    struct qb_hub_search_result res = {0};
-    struct qb_err err = {0};
-    struct qb_hub_search_query q = {.text = query, .sort = QB_HUB_SORT_DOWNLOADS, .limit = 30};
-    if (qb_hub_open_env(&hub, &err) || qb_hub_search(hub, &q, &res, &err)) {
-        dash_status(d, QB_TH_BAD, "Hub search: %s", err.msg);
-        qb_hub_free(hub);
-        return;
-    }
-    /* drop the previous search hits, keep local models */
+    struct qb_hub_search_query q = {.text = req->query, .sort = QB_HUB_SORT_DOWNLOADS,
+                                    .limit = 30};
+    (void)out;
+    qb_progress_stage(progress, "searching the Hub");
+    enum qb_status st = qb_hub_open_env(&hub, err);
+    if (!st)
+        st = qb_hub_search(hub, &q, &req->res, err);
+    qb_hub_free(hub);
+    return st;
+}
+
+static void apply_search(struct qb_dash *d, const struct dash_search *req)
+{
     size_t keep = 0;
-    for (size_t i = 0; i < d->n_models; i++) {
-        if (strcmp(d->models[i].source, "hub") != 0)
+    for (size_t i = 0; i < d->n_models; i++) { /* drop the previous hits */
+        if (strcmp(d->models[i].source, "hub") != 0 || d->models[i].path[0])
             d->models[keep++] = d->models[i];
     }
     d->n_models = keep;
     int first = (int)d->n_models;
-    for (size_t i = 0; i < res.n; i++) {
-        const struct qb_hub_model_summary *s = &res.items[i];
-        if (!s->id)
+    for (size_t i = 0; i < req->res.n; i++) {
+        const struct qb_hub_model_summary *h = &req->res.items[i];
+        if (!h->id)
             continue;
         struct dash_model *m = add_model(d);
-        snprintf(m->id, sizeof m->id, "%s", s->id);
+        snprintf(m->id, sizeof m->id, "%.255s", h->id);
         snprintf(m->source, sizeof m->source, "hub");
-        m->params = s->parameters;
-        snprintf(m->note, sizeof m->note, "%lld downloads, %lld likes%s",
-                 (long long)s->downloads, (long long)s->likes,
-                 s->gated && strcmp(s->gated, "false") ? ", gated" : "");
+        m->params = h->parameters;
+        snprintf(m->note, sizeof m->note, "%lld downloads, %lld likes%s; Enter pulls it",
+                 (long long)h->downloads, (long long)h->likes,
+                 h->gated && strcmp(h->gated, "false") ? ", gated" : "");
     }
-    dash_status(d, QB_TH_GOOD, "Hub: %zu models for '%s'", res.n, query);
-    if (res.n)
+    if (req->res.n)
         d->model_sel = first;
-    qb_hub_search_result_clear(&res);
-    qb_hub_free(hub);
+    d->model_active = -1;
+    dash_status(d, QB_TH_GOOD, "Hub: %zu models for '%s'", req->res.n, req->query);
+}
+#endif
+
+void dash_models_search(struct qb_dash *d, const char *query)
+{
+#ifdef DASH_HAVE_HUB
+    if (d->search_req) {
+        dash_status(d, QB_TH_WARN, "a Hub search is already running");
+        return;
+    }
+    struct dash_search *req = calloc(1, sizeof *req);
+    if (!req)
+        dash_fatal_oom(d);
+    snprintf(req->query, sizeof req->query, "%s", query);
+    struct qb_job_spec spec;
+    qb_job_spec_init(&spec, QB_JOB_PULL);
+    spec.custom = search_body;
+    spec.user = req;
+    spec.no_record = 1;
+    char title[128];
+    snprintf(title, sizeof title, "search '%.80s'", query);
+    d->search_req = req;
+    d->search_job_id = dash_submit(d, &spec, title);
+    if (!d->search_job_id) {
+        free(req);
+        d->search_req = NULL;
+    }
 #else
     dash_status(d, QB_TH_WARN, "Hub search for '%s': the Hub client is not in this build", query);
 #endif
+}
+
+void dash_models_pull(struct qb_dash *d)
+{
+    const struct dash_model *m = dash_model_selected(d);
+    if (!m)
+        return;
+    if (!qb_job_kind_available(QB_JOB_PULL)) {
+        dash_status(d, QB_TH_WARN, "%.60s is not downloaded, and the Hub client is not in this "
+                    "build", m->id);
+        return;
+    }
+    struct qb_job_spec spec;
+    qb_job_spec_init(&spec, QB_JOB_PULL);
+    snprintf(spec.model, sizeof spec.model, "%s", m->id);
+    char title[128];
+    snprintf(title, sizeof title, "pull %.100s", m->id);
+    d->pull_job_id = dash_submit(d, &spec, title);
+}
+
+static void pull_done(struct qb_dash *d, const struct qb_job_done *done)
+{
+    if (done->status) {
+        dash_status(d, done->status == QB_ERR_CANCELLED ? QB_TH_WARN : QB_TH_BAD,
+                    "pull: %s", done->error);
+        return;
+    }
+    dash_models_scan(d);
+    for (size_t i = 0; i < d->n_models; i++) {
+        char real[PATH_MAX];
+        if (realpath(done->out.path, real) && strcmp(d->models[i].path, real) == 0)
+            d->model_sel = (int)i;
+    }
+    dash_schemes_init(d);
+    dash_status(d, QB_TH_GOOD, "pulled into %s", done->out.path);
+}
+
+int dash_models_job_done(struct qb_dash *d, const struct qb_job_done *done)
+{
+    if (d->pull_job_id && done->id == d->pull_job_id) {
+        d->pull_job_id = 0;
+        pull_done(d, done);
+        return 1;
+    }
+    if (!d->search_job_id || done->id != d->search_job_id)
+        return 0;
+    d->search_job_id = 0;
+#ifdef DASH_HAVE_HUB
+    if (done->status == QB_OK)
+        apply_search(d, d->search_req);
+    else
+        dash_status(d, QB_TH_BAD, "Hub search: %s", done->error);
+    qb_hub_search_result_clear(&d->search_req->res);
+#endif
+    free(d->search_req);
+    d->search_req = NULL;
+    return 1;
 }
 
 const struct dash_model *dash_model_selected(const struct qb_dash *d)
