@@ -26,6 +26,9 @@
 
 #define DEMO QB_TEST_DATA "/ref-llama-10m"
 #define FAST_ARGS "--backend cpu --ctx 128 --chunks 2"
+/* every chunk of the demo text: minutes, so there is always time to cancel;
+ * short chunks keep the cancel check (between chunks) frequent */
+#define LONG_ARGS "--backend cpu --ctx 128 --chunks 0"
 
 struct tmx {
     char sock[64];
@@ -214,7 +217,13 @@ static void expect_panes(struct tmx *t)
     }
 }
 
-TestSuite(dashboard, .timeout = 240);
+static void need_tmux(void)
+{
+    cr_assert_eq(system("command -v tmux >/dev/null 2>&1"), 0,
+                 "tmux not found: these end-to-end tests need it (apt-get install tmux)");
+}
+
+TestSuite(dashboard, .init = need_tmux, .timeout = 240);
 
 Test(dashboard, opens_on_the_demo_model_with_five_panes_and_quits_cleanly)
 {
@@ -344,7 +353,7 @@ Test(dashboard, resize_down_to_too_small_and_back_up)
 Test(dashboard, cancel_a_long_eval_records_nothing)
 {
     struct tmx t;
-    tmx_start(&t, 80, 24, NULL, "--backend cpu --ctx 512 --chunks 0");
+    tmx_start(&t, 80, 24, NULL, LONG_ARGS);
     expect_panes(&t);
     tmx_keys(&t, "r");
     WAIT_FOR(&t, "[running]", 10);
@@ -371,7 +380,7 @@ Test(dashboard, cancel_a_long_eval_records_nothing)
 Test(dashboard, ctrl_c_cancels_first_and_quits_second)
 {
     struct tmx t;
-    tmx_start(&t, 80, 24, NULL, "--backend cpu --ctx 512 --chunks 0");
+    tmx_start(&t, 80, 24, NULL, LONG_ARGS);
     expect_panes(&t);
     tmx_keys(&t, "r");
     WAIT_FOR(&t, "[running]", 10);
@@ -385,7 +394,7 @@ Test(dashboard, ctrl_c_cancels_first_and_quits_second)
 Test(dashboard, quit_while_a_job_runs_asks_first)
 {
     struct tmx t;
-    tmx_start(&t, 80, 24, NULL, "--backend cpu --ctx 512 --chunks 0");
+    tmx_start(&t, 80, 24, NULL, LONG_ARGS);
     expect_panes(&t);
     tmx_keys(&t, "r");
     WAIT_FOR(&t, "[running]", 10);
