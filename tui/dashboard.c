@@ -112,6 +112,7 @@ static void usage(FILE *f)
             "                      (default: `theme = NAME` in $XDG_CONFIG_HOME/quantbench/config)\n"
             "  --models-dir DIR    also list every checkpoint folder under DIR\n"
             "  --text FILE         evaluation text (default: the bundled Gutenberg sample)\n"
+            "  --calib FILE        calibration text for GPTQ/AWQ (default: the bundled sample)\n"
             "  --ctx N             evaluation tokens per chunk (default 512)\n"
             "  --chunks N          evaluation chunks per run (0 = all; default: the pane's)\n"
             "  --backend B         auto, cpu or cuda (default auto)\n"
@@ -127,7 +128,7 @@ static int parse_args(struct qb_dash *d, const char *model, int argc, char **arg
         {"theme", required_argument, NULL, 't'}, {"models-dir", required_argument, NULL, 'm'},
         {"text", required_argument, NULL, 'x'},  {"backend", required_argument, NULL, 'b'},
         {"ctx", required_argument, NULL, 'c'},   {"ascii", no_argument, NULL, 'a'},
-        {"chunks", required_argument, NULL, 'k'},
+        {"chunks", required_argument, NULL, 'k'}, {"calib", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
     };
     struct dash_opts *o = &d->opt;
@@ -145,6 +146,7 @@ static int parse_args(struct qb_dash *d, const char *model, int argc, char **arg
         case 'm': snprintf(o->models_dir, sizeof o->models_dir, "%s", optarg); break;
         case 'x': snprintf(o->text_path, sizeof o->text_path, "%s", optarg); break;
         case 'a': o->ascii = 1; break;
+        case 'C': snprintf(o->calib_path, sizeof o->calib_path, "%s", optarg); break;
         case 'b':
             if (strcmp(optarg, "auto") && strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
                 return qb_cli_usage_error("dashboard", "--backend must be auto, cpu or cuda");

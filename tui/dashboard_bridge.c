@@ -270,6 +270,7 @@ static int fill_common(struct qb_dash *d, struct qb_job_spec *s, enum qb_job_kin
     s->group = dash_group_size(d);
     s->act_order = d->act_order;
     s->calib_samples = dash_calib_samples(d);
+    dash_calib_path(d, s->calib_path, sizeof s->calib_path);
     snprintf(s->gpu, sizeof s->gpu, "%s", d->gpu.name);
     snprintf(s->driver, sizeof s->driver, "%s", d->gpu.driver);
     snprintf(s->cuda, sizeof s->cuda, "%s", d->gpu.cuda);

@@ -333,6 +333,18 @@ static void draw_models(struct qb_dash *d, const struct qb_rect *in)
     }
 }
 
+static const char *method_name(enum qb_method m)
+{
+    switch (m) {
+    case QB_METHOD_NONE: return "baseline";
+    case QB_METHOD_RTN: return "RTN";
+    case QB_METHOD_GPTQ: return "GPTQ";
+    case QB_METHOD_AWQ: return "AWQ";
+    case QB_METHOD_GGUF: return "GGUF mix";
+    }
+    return "?";
+}
+
 static void draw_method(struct qb_dash *d, const struct qb_rect *in)
 {
     const struct dash_model *m = dash_model_selected(d);
@@ -350,26 +362,41 @@ static void draw_method(struct qb_dash *d, const struct qb_rect *in)
         char bpw[16], size[24];
         fmt_num(s->bpw, 2, 0, "", bpw, sizeof bpw);
         dash_fmt_bytes(dash_expected_bytes(m, s), size, sizeof size);
-        const char *method = s->s.method == QB_METHOD_NONE ? "baseline"
-                             : s->s.needs_calibration     ? "calibrated"
-                                                          : "round-to-nearest";
+        const char *method = method_name(s->s.method);
         if (sel)
             fill(d, in->y + 1 + i, in->x, in->w, e, " ");
-        putf(d, in->y + 1 + i, in->x, in->w, e, "%s %-14s %6s %9s  %s",
-             s->marked ? glyphs(d)->mark : " ", s->s.name, bpw, size, method);
+        int x = putf(d, in->y + 1 + i, in->x, in->w, e, "%s %-14s %6s %9s  %-9s",
+                     s->marked ? glyphs(d)->mark : " ", s->s.name, bpw, size, method);
+        if (in->w - x >= 30) { /* wide: each row's hardware support */
+            char hw[160];
+            dash_hw_support(d, s, hw, sizeof hw);
+            const char *colon = strstr(hw, ": ");
+            char *paren = strstr(hw, " (no GPU");
+            if (paren)
+                *paren = '\0';
+            put(d, in->y + 1 + i, in->x + x + 1, in->w - x - 1, sel ? e : QB_TH_DIM,
+                colon ? colon + 2 : hw);
+        }
     }
     if (d->n_schemes == 0)
         return;
     char hw[160];
     dash_hw_support(d, &d->schemes[d->scheme_sel], hw, sizeof hw);
     put(d, in->y + in->h - 2, in->x, in->w, QB_TH_WARN, hw);
-    char group[16], chunks[16];
-    int gs = dash_group_size(d), ch = dash_eval_chunks(d);
+    /* the options that matter for the selected scheme */
+    const struct dash_scheme *sel = &d->schemes[d->scheme_sel];
+    char group[16], calib[32];
+    int gs = dash_group_size(d);
     snprintf(group, sizeof group, gs ? "%d" : "default", gs);
-    snprintf(chunks, sizeof chunks, ch ? "%d" : "all", ch);
-    putf(d, in->y + in->h - 1, in->x, in->w, QB_TH_DIM,
-         "group=%s act-order=%s calib=%d chunks=%s", group, d->act_order ? "on" : "off",
-         dash_calib_samples(d), chunks);
+    dash_calib_name(d, calib, sizeof calib);
+    if (sel->s.needs_calibration)
+        putf(d, in->y + in->h - 1, in->x, in->w, QB_TH_DIM, "group=%s act-order=%s calib=%s:%d",
+             group, d->act_order ? "on" : "off", calib, dash_calib_samples(d));
+    else if (sel->s.method == QB_METHOD_NONE)
+        put(d, in->y + in->h - 1, in->x, in->w, QB_TH_DIM, "no options: the reference dtype");
+    else
+        putf(d, in->y + in->h - 1, in->x, in->w, QB_TH_DIM, "group=%s  (no calibration: %s)",
+             group, method_name(sel->s.method));
 }
 
 static void fmt_eta(double s, char *buf, size_t size)
@@ -387,9 +414,15 @@ static void draw_job(struct qb_dash *d, const struct qb_rect *in)
     const struct qb_progress_snapshot *s = &d->snap;
     int y = in->y;
     if (!s->running && !s->finished) {
+        int ch = dash_eval_chunks(d);
+        char chunks[16];
+        snprintf(chunks, sizeof chunks, ch ? "%d" : "all", ch);
         put(d, y, in->x, in->w, QB_TH_DIM, "idle: r evaluates the selected scheme");
+        putf(d, y + 1, in->x, in->w, QB_TH_DIM, "eval: %s chunks of %d tokens, %s backend",
+             chunks, d->opt.ctx ? d->opt.ctx : 512, d->opt.backend);
+        y++;
         if (d->doctor_verdict[0])
-            put(d, y + 1, in->x, in->w, QB_TH_WARN, d->doctor_verdict);
+            put_wrap(d, y + 1, in->x, in->w, 2, QB_TH_WARN, d->doctor_verdict);
         return;
     }
     const char *state = s->running ? (d->cancel_requested ? "cancelling" : "running")

@@ -81,6 +81,7 @@ struct dash_opts {
     char theme[256];
     char models_dir[1024];
     char text_path[1024];
+    char calib_path[1024]; /* calibration text for GPTQ/AWQ ("" = the bundled sample) */
     char backend[8];
     char model_arg[1024];  /* MODEL given on the command line */
     int ascii;             /* force ASCII borders/sparklines */
@@ -176,6 +177,9 @@ const struct dash_model *dash_model_active(const struct qb_dash *d);
 void dash_schemes_init(struct qb_dash *d);
 int dash_group_size(const struct qb_dash *d);
 int dash_calib_samples(const struct qb_dash *d);
+/* The calibration text in use (path) and a short name for it ("calib-gutenberg"). */
+void dash_calib_path(const struct qb_dash *d, char *buf, size_t size);
+void dash_calib_name(const struct qb_dash *d, char *buf, size_t size);
 int dash_eval_chunks(const struct qb_dash *d);
 /* Expected bytes of the model's weights in scheme s (-1 unknown). */
 double dash_expected_bytes(const struct dash_model *m, const struct dash_scheme *s);

@@ -5,6 +5,7 @@
  * expected size of the selected model in it, the hardware-support line, and
  * the options (group size, act-order, calibration samples, eval chunks).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "tui/dashboard_impl.h"
@@ -28,6 +29,26 @@ int dash_eval_chunks(const struct qb_dash *d)
     if (d->opt.chunks >= 0 && d->chunks_idx == 0)
         return d->opt.chunks;
     return chunk_choices[d->chunks_idx % (int)QB_ARRAY_LEN(chunk_choices)];
+}
+
+void dash_calib_path(const struct qb_dash *d, char *buf, size_t size)
+{
+    const char *env = getenv("QB_SOURCE_DIR");
+    if (d->opt.calib_path[0])
+        snprintf(buf, size, "%s", d->opt.calib_path);
+    else
+        snprintf(buf, size, "%s/tests/data/calib-gutenberg.txt",
+                 env && env[0] ? env : QB_SOURCE_DIR);
+}
+
+void dash_calib_name(const struct qb_dash *d, char *buf, size_t size)
+{
+    char path[1024];
+    dash_calib_path(d, path, sizeof path);
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strcspn(base, ".");
+    snprintf(buf, size, "%.*s", (int)QB_MIN(n, 24), base);
 }
 
 static double scheme_bpw(const struct qb_scheme *s, int64_t dim)
@@ -88,39 +109,39 @@ void dash_hw_support(const struct qb_dash *d, const struct dash_scheme *s, char 
                      size_t size)
 {
     int sm = gpu_sm(d);
+    const char *name = s->s.name;
     const char *gpu = sm ? "" : " (no GPU: CPU reference)";
     switch (s->s.fmt) {
     case QB_WFMT_F32:
     case QB_WFMT_F16:
     case QB_WFMT_BF16:
-        snprintf(buf, size, "%s: native on every GPU and the CPU", s->s.name);
+        snprintf(buf, size, "%s: native on every GPU and the CPU", name);
         return;
     case QB_WFMT_FP8_E4M3:
     case QB_WFMT_FP8_E5M2:
-        snprintf(buf, size, "FP8: native on Ada/Hopper/Blackwell (sm_89+), %s%s",
+        snprintf(buf, size, "%s: native on Ada/Hopper/Blackwell (sm_89+), %s%s", name,
                  here(sm >= 89), gpu);
         return;
     case QB_WFMT_NVFP4:
-        snprintf(buf, size, "NVFP4: native on Blackwell (sm_100+), %s%s", here(sm >= 100), gpu);
-        return;
     case QB_WFMT_MXFP4:
-        snprintf(buf, size, "MXFP4: native on Blackwell (sm_100+), %s%s", here(sm >= 100), gpu);
+        snprintf(buf, size, "%s: native on Blackwell (sm_100+), %s%s", name, here(sm >= 100),
+                 gpu);
         return;
     case QB_WFMT_INT8:
-        snprintf(buf, size, "INT8 weights: dequantized in the matmul on every GPU%s", gpu);
+        snprintf(buf, size, "%s: int8 weights dequantized in the matmul%s", name, gpu);
         return;
     case QB_WFMT_INT4:
     case QB_WFMT_INT4_SYM:
     case QB_WFMT_UINT_G:
     case QB_WFMT_NF4:
     case QB_WFMT_NF4_DQ:
-        snprintf(buf, size, "weight-only: dequantized on the fly on every GPU%s", gpu);
+        snprintf(buf, size, "%s: weight-only, dequantized on the fly%s", name, gpu);
         return;
     case QB_WFMT_GGML:
-        snprintf(buf, size, "GGUF block format: llama.cpp-compatible kernels%s", gpu);
+        snprintf(buf, size, "%s: GGUF blocks, llama.cpp-compatible kernels%s", name, gpu);
         return;
     case QB_WFMT_COUNT:
         break;
     }
-    snprintf(buf, size, "%s", s->s.name);
+    snprintf(buf, size, "%s", name);
 }
