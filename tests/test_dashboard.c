@@ -264,6 +264,13 @@ Test(dashboard, runs_an_eval_on_the_cpu_and_shows_the_results_row)
     cr_assert_eq(sscanf(row + 3, "f32 %lf %15s %7s %lf", &bpw, size, unit, &ppl), 4, "%s", row);
     cr_assert_float_eq(bpw, 32.0, 1e-9);
     cr_assert(ppl > 1.0 && ppl < 1e5, "ppl %g", ppl);
+    /* f32 holds the bf16 weights exactly: the same perplexity as the baseline */
+    char *base = strstr(s, "bf16 (base)");
+    double base_bpw = 0, base_ppl = 0;
+    cr_assert_eq(sscanf(base, "bf16 (base) %lf %15s %7s %lf", &base_bpw, size, unit, &base_ppl),
+                 4, "%s", base);
+    cr_assert_float_eq(base_bpw, 16.0, 1e-9);
+    cr_assert_float_eq(ppl, base_ppl, 1e-3);
     free(s);
     char hist[256];
     snprintf(hist, sizeof hist, "%s/state/quantbench/results.jsonl", t.dir);

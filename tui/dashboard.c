@@ -270,6 +270,8 @@ static int start_curses(struct qb_dash *d)
     keypad(stdscr, TRUE);
     nodelay(stdscr, TRUE);
     curs_set(0);
+    mousemask(BUTTON1_CLICKED, NULL);
+    mouseinterval(0);
     dash_apply_theme(d);
     return 0;
 }

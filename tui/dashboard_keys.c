@@ -220,6 +220,15 @@ void dash_handle_key(struct qb_dash *d, int key)
         clearok(curscr, TRUE);
         return;
     }
+    if (key == KEY_MOUSE) { /* optional: a click focuses the pane under it */
+        MEVENT ev;
+        if (getmouse(&ev) == OK && d->overlay == DASH_OV_NONE) {
+            int p = qb_layout_hit(&d->layout, ev.x, ev.y);
+            if (p >= 0)
+                d->focus = p;
+        }
+        return;
+    }
     enum qb_key_ctx ctx = dash_key_context(d);
     enum qb_action a = qb_keys_lookup(ctx, key);
     if (d->overlay != DASH_OV_NONE) {
