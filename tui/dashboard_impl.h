@@ -155,7 +155,7 @@ void dash_fatal_oom(struct qb_dash *d) __attribute__((noreturn));
 /* dashboard_draw.c */
 void dash_draw(struct qb_dash *d);
 void dash_apply_theme(struct qb_dash *d);
-/* Format helpers, shared with the tests through the binary only. */
+/* "21.0 MB" (decimal units) and "10.5M"; "-" when negative/unknown. */
 void dash_fmt_bytes(double bytes, char *buf, size_t size);
 void dash_fmt_count(double n, char *buf, size_t size);
 

@@ -136,9 +136,10 @@ static void cycle_option(struct qb_dash *d, enum qb_action a)
     switch (a) {
     case QB_ACT_GROUP:
         d->group_idx = (d->group_idx + 1) % 4;
-        dash_status(d, QB_TH_TEXT, "group size: %s", dash_group_size(d) ? "" : "scheme default");
         if (dash_group_size(d))
             dash_status(d, QB_TH_TEXT, "group size: %d", dash_group_size(d));
+        else
+            dash_status(d, QB_TH_TEXT, "group size: the scheme's default");
         break;
     case QB_ACT_ACT_ORDER:
         d->act_order = !d->act_order;
@@ -150,6 +151,10 @@ static void cycle_option(struct qb_dash *d, enum qb_action a)
         break;
     case QB_ACT_CHUNKS:
         d->chunks_idx = (d->chunks_idx + 1) % 4;
+        if (dash_eval_chunks(d))
+            dash_status(d, QB_TH_TEXT, "eval chunks: %d", dash_eval_chunks(d));
+        else
+            dash_status(d, QB_TH_TEXT, "eval chunks: all");
         break;
     case QB_ACT_BACKEND: {
         static const char *const order[] = {"auto", "cpu", "cuda"};
