@@ -111,7 +111,7 @@ static void usage(FILE *f)
             "  --theme NAME        default, light, high-contrast, monochrome, or a .theme path\n"
             "                      (default: `theme = NAME` in $XDG_CONFIG_HOME/quantbench/config)\n"
             "  --models-dir DIR    also list every checkpoint folder under DIR\n"
-            "  --text FILE         evaluation text (default: the bundled Gutenberg sample)\n"
+            "  --data FILE         evaluation text (default: the bundled Gutenberg sample)\n"
             "  --calib FILE        calibration text for GPTQ/AWQ (default: the bundled sample)\n"
             "  --ctx N             evaluation tokens per chunk (default 512)\n"
             "  --chunks N          evaluation chunks per run (0 = all; default: the pane's)\n"
@@ -122,11 +122,25 @@ static void usage(FILE *f)
             "commands (quantbench --help).\n");
 }
 
+/* "quantbench: MSG" and the help pointer on stderr; returns 2 (usage). */
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("quantbench: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\ntry 'quantbench MODEL --help' (dashboard) or 'quantbench --help'\n", stderr);
+    return 2;
+}
+
 static int parse_args(struct qb_dash *d, const char *model, int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"theme", required_argument, NULL, 't'}, {"models-dir", required_argument, NULL, 'm'},
-        {"text", required_argument, NULL, 'x'},  {"backend", required_argument, NULL, 'b'},
+        {"data", required_argument, NULL, 'x'},  {"backend", required_argument, NULL, 'b'},
         {"ctx", required_argument, NULL, 'c'},   {"ascii", no_argument, NULL, 'a'},
         {"chunks", required_argument, NULL, 'k'}, {"calib", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
@@ -149,28 +163,28 @@ static int parse_args(struct qb_dash *d, const char *model, int argc, char **arg
         case 'C': snprintf(o->calib_path, sizeof o->calib_path, "%s", optarg); break;
         case 'b':
             if (strcmp(optarg, "auto") && strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
-                return qb_cli_usage_error("dashboard", "--backend must be auto, cpu or cuda");
+                return usage_error("--backend must be auto, cpu or cuda");
             snprintf(o->backend, sizeof o->backend, "%s", optarg);
             break;
         case 'c':
             if (qb_cli_parse_int(optarg, 8, 1 << 20, &v))
-                return qb_cli_usage_error("dashboard", "--ctx must be a number >= 8");
+                return usage_error("--ctx must be a number >= 8");
             o->ctx = (int)v;
             break;
         case 'k':
             if (qb_cli_parse_int(optarg, 0, 1 << 20, &v))
-                return qb_cli_usage_error("dashboard", "--chunks must be a number (0 = all)");
+                return usage_error("--chunks must be a number (0 = all)");
             o->chunks = (int)v;
             break;
         case 'h': usage(stdout); return 0;
-        case ':': return qb_cli_usage_error("dashboard", "%s needs a value", argv[optind - 1]);
-        default: return qb_cli_usage_error("dashboard", "unknown option '%s'", argv[optind - 1]);
+        case ':': return usage_error("%s needs a value", argv[optind - 1]);
+        default: return usage_error("unknown option '%s'", argv[optind - 1]);
         }
     }
     if (optind < argc && !o->model_arg[0])
         snprintf(o->model_arg, sizeof o->model_arg, "%s", argv[optind++]);
     if (optind < argc)
-        return qb_cli_usage_error("dashboard", "unexpected argument '%s'", argv[optind]);
+        return usage_error("unexpected argument '%s'", argv[optind]);
     return -1;
 }
 
@@ -191,8 +205,8 @@ static void print_cli_pointer(const char *why)
     fprintf(stderr,
             "quantbench: the dashboard needs a terminal (%s)\n"
             "use the CLI commands instead, for example:\n"
-            "  quantbench eval MODEL --text FILE        perplexity\n"
-            "  quantbench compare MODEL --schemes int8,int4\n"
+            "  quantbench eval MODEL --data FILE        perplexity\n"
+            "  quantbench compare MODEL --data FILE --schemes int8,int4\n"
             "  quantbench gpu | doctor | search | pull | list\n"
             "see quantbench --help\n",
             why);
