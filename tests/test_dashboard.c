@@ -50,12 +50,23 @@ static int sh(const char *fmt, ...)
 }
 
 /* Start the dashboard in a detached tmux session of cols x rows. env is put in
- * front of the command (e.g. "NO_COLOR=1"), args after it. */
-static void tmx_start(struct tmx *t, int cols, int rows, const char *env, const char *args)
+ * front of the command (e.g. "NO_COLOR=1"), args after it; config (may be
+ * NULL) becomes $XDG_CONFIG_HOME/quantbench/config. */
+static void tmx_start_cfg(struct tmx *t, int cols, int rows, const char *env, const char *args,
+                          const char *config)
 {
     snprintf(t->sock, sizeof t->sock, "qbtest%d_%d", (int)getpid(), tmx_counter++);
     snprintf(t->dir, sizeof t->dir, "/tmp/qb_dash_XXXXXX");
     cr_assert_not_null(mkdtemp(t->dir));
+    if (config) {
+        char cfg[256];
+        cr_assert_eq(sh("mkdir -p '%s/config/quantbench'", t->dir), 0);
+        snprintf(cfg, sizeof cfg, "%s/config/quantbench/config", t->dir);
+        FILE *c = fopen(cfg, "w");
+        cr_assert_not_null(c);
+        fputs(config, c);
+        fclose(c);
+    }
     char conf[256];
     snprintf(conf, sizeof conf, "%s/tmux.conf", t->dir);
     FILE *f = fopen(conf, "w");
@@ -70,6 +81,11 @@ static void tmx_start(struct tmx *t, int cols, int rows, const char *env, const 
                 t->sock, conf, cols, rows, t->dir, t->dir, t->dir, t->dir, env ? env : "",
                 QB_BINARY, DEMO, args ? args : "", t->dir, t->dir, t->dir);
     cr_assert_eq(rc, 0, "tmux new-session failed");
+}
+
+static void tmx_start(struct tmx *t, int cols, int rows, const char *env, const char *args)
+{
+    tmx_start_cfg(t, cols, rows, env, args, NULL);
 }
 
 static void tmx_stop(struct tmx *t)
@@ -450,6 +466,14 @@ Test(dashboard, themes_load_and_a_bad_theme_falls_back)
     expect_panes(&t);
     char *s = tmx_capture(&t, 1);
     cr_assert(has_colour_sgr(s), "colours with a colour theme");
+    free(s);
+    tmx_keys(&t, "q");
+    cr_assert_eq(tmx_exit_code(&t, 10), 0);
+    tmx_stop(&t);
+    tmx_start_cfg(&t, 80, 24, NULL, FAST_ARGS, "# user settings\ntheme = monochrome\n");
+    expect_panes(&t);
+    s = tmx_capture(&t, 1);
+    cr_assert_not(has_colour_sgr(s), "`theme = monochrome` in the config: no colours");
     free(s);
     tmx_keys(&t, "q");
     cr_assert_eq(tmx_exit_code(&t, 10), 0);
