@@ -10,12 +10,21 @@
  *
  * Lock order: q->mu is never held while calling into a job, the progress
  * object or the wake function.
+ *
+ * The worker runs at nice +5 (and so do the threads its jobs start), so the
+ * thread that submits jobs (the dashboard's UI) wins the CPU when it needs it.
  */
 #include "job.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
+
+#define QB_JOBQ_NICE 5
 
 struct pending {
     uint64_t id;
@@ -109,6 +118,11 @@ static void run_one(struct qb_jobq *q, const struct pending *job)
 static void *worker_main(void *arg)
 {
     struct qb_jobq *q = arg;
+    /* Linux nice values are per thread and inherited by the threads a job
+     * creates (the engine's pool): lowering ours keeps the submitting UI
+     * thread responsive while a job saturates every core. Best effort. */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), QB_JOBQ_NICE) != 0)
+        errno = 0;
     for (;;) {
         pthread_mutex_lock(&q->mu);
         while (!q->stopping && q->n_pend == 0)

@@ -35,6 +35,10 @@ struct tmx {
     char dir[128];
 };
 
+/* Sessions this test process started, so .fini can remove them even when an
+ * assertion ended the test early (each test runs in its own process). */
+#define TMX_MAX 16
+static struct tmx tmx_started[TMX_MAX];
 static int tmx_counter;
 
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -55,9 +59,11 @@ static int sh(const char *fmt, ...)
 static void tmx_start_cfg(struct tmx *t, int cols, int rows, const char *env, const char *args,
                           const char *config)
 {
-    snprintf(t->sock, sizeof t->sock, "qbtest%d_%d", (int)getpid(), tmx_counter++);
+    cr_assert_lt(tmx_counter, TMX_MAX);
+    snprintf(t->sock, sizeof t->sock, "qbtest%d_%d", (int)getpid(), tmx_counter);
     snprintf(t->dir, sizeof t->dir, "/tmp/qb_dash_XXXXXX");
     cr_assert_not_null(mkdtemp(t->dir));
+    tmx_started[tmx_counter++] = *t;
     if (config) {
         char cfg[256];
         cr_assert_eq(sh("mkdir -p '%s/config/quantbench'", t->dir), 0);
@@ -88,9 +94,12 @@ static void tmx_start(struct tmx *t, int cols, int rows, const char *env, const 
     tmx_start_cfg(t, cols, rows, env, args, NULL);
 }
 
+/* Kill the server, then remove its socket (tmux leaves it behind) and folder. */
 static void tmx_stop(struct tmx *t)
 {
+    const char *tmpdir = getenv("TMUX_TMPDIR");
     sh("tmux -L %s kill-server >/dev/null 2>&1", t->sock);
+    sh("rm -f '%s/tmux-%d/%s'", tmpdir && tmpdir[0] ? tmpdir : "/tmp", (int)getuid(), t->sock);
     sh("rm -rf '%s'", t->dir);
 }
 
@@ -239,7 +248,15 @@ static void need_tmux(void)
                  "tmux not found: these end-to-end tests need it (apt-get install tmux)");
 }
 
-TestSuite(dashboard, .init = need_tmux, .timeout = 240);
+/* Kill every tmux server this test started (the dashboard inside gets
+ * SIGHUP and quits) and remove its folder; harmless when already done. */
+static void cleanup_sessions(void)
+{
+    for (int i = 0; i < tmx_counter; i++)
+        tmx_stop(&tmx_started[i]);
+}
+
+TestSuite(dashboard, .init = need_tmux, .fini = cleanup_sessions, .timeout = 240);
 
 Test(dashboard, opens_on_the_demo_model_with_five_panes_and_quits_cleanly)
 {
