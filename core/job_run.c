@@ -281,8 +281,6 @@ enum qb_status qb_job_run_begun(const struct qb_job_spec *spec, struct qb_progre
         st = dispatch(spec, progress, out, err);
     if (st == QB_ERR_CANCELLED)
         qb_progress_log(progress, "cancelled; nothing recorded");
-    else if (st)
-        qb_progress_log(progress, "failed: %s", err->msg);
     qb_progress_finish(progress, st, err);
     if (st || out == &local)
         qb_job_output_clear(out);

@@ -12,7 +12,9 @@
  * resize down to "terminal too small" and back, cancelling a long eval (with
  * c and with Ctrl-C), quitting with and without a running job (exit 0),
  * NO_COLOR, the ASCII fallback, and TERM=dumb / no terminal falling back to a
- * message with exit 1.
+ * message with exit 1; against the loopback Hub (tests/hub_server.py): a
+ * search from the `/` prompt, and pulling a model with Enter then evaluating
+ * the pulled copy.
  */
 #include <criterion/criterion.h>
 #include <stdarg.h>
@@ -23,6 +25,7 @@
 #include <unistd.h>
 
 #include "core/qb_common.h"
+#include "test_hub_fixture.h"
 
 #define DEMO QB_TEST_DATA "/ref-llama-10m"
 #define FAST_ARGS "--backend cpu --ctx 128 --chunks 2"
@@ -55,9 +58,9 @@ static int sh(const char *fmt, ...)
 
 /* Start the dashboard in a detached tmux session of cols x rows. env is put in
  * front of the command (e.g. "NO_COLOR=1"), args after it; config (may be
- * NULL) becomes $XDG_CONFIG_HOME/quantbench/config. */
-static void tmx_start_cfg(struct tmx *t, int cols, int rows, const char *env, const char *args,
-                          const char *config)
+ * NULL) becomes $XDG_CONFIG_HOME/quantbench/config; model NULL is the demo. */
+static void tmx_start_cfg(struct tmx *t, int cols, int rows, const char *env, const char *model,
+                          const char *args, const char *config)
 {
     cr_assert_lt(tmx_counter, TMX_MAX);
     snprintf(t->sock, sizeof t->sock, "qbtest%d_%d", (int)getpid(), tmx_counter);
@@ -85,13 +88,13 @@ static void tmx_start_cfg(struct tmx *t, int cols, int rows, const char *env, co
                 "XDG_CACHE_HOME=%s/cache HF_HUB_OFFLINE=1 LANG=C.UTF-8 %s '%s' '%s' %s; "
                 "echo \\$? > %s/rc.tmp; mv %s/rc.tmp %s/rc; sleep 60\"",
                 t->sock, conf, cols, rows, t->dir, t->dir, t->dir, t->dir, env ? env : "",
-                QB_BINARY, DEMO, args ? args : "", t->dir, t->dir, t->dir);
+                QB_BINARY, model ? model : DEMO, args ? args : "", t->dir, t->dir, t->dir);
     cr_assert_eq(rc, 0, "tmux new-session failed");
 }
 
 static void tmx_start(struct tmx *t, int cols, int rows, const char *env, const char *args)
 {
-    tmx_start_cfg(t, cols, rows, env, args, NULL);
+    tmx_start_cfg(t, cols, rows, env, NULL, args, NULL);
 }
 
 /* Kill the server, then remove its socket (tmux leaves it behind) and folder. */
@@ -487,7 +490,7 @@ Test(dashboard, themes_load_and_a_bad_theme_falls_back)
     tmx_keys(&t, "q");
     cr_assert_eq(tmx_exit_code(&t, 10), 0);
     tmx_stop(&t);
-    tmx_start_cfg(&t, 80, 24, NULL, FAST_ARGS, "# user settings\ntheme = monochrome\n");
+    tmx_start_cfg(&t, 80, 24, NULL, NULL, FAST_ARGS, "# user settings\ntheme = monochrome\n");
     expect_panes(&t);
     s = tmx_capture(&t, 1);
     cr_assert_not(has_colour_sgr(s), "`theme = monochrome` in the config: no colours");
@@ -547,5 +550,69 @@ Test(dashboard, dumb_terminal_or_no_terminal_points_at_the_cli)
     tmx_start(&t, 80, 24, "TERM=dumb", FAST_ARGS);
     cr_assert_eq(tmx_exit_code(&t, 10), 1);
     WAIT_FOR(&t, "TERM=dumb", 5);
+    tmx_stop(&t);
+}
+
+/* ---- against the loopback Hub (tests/hub_server.py) --------------------------------- */
+
+static void hub_suite_fini(void)
+{
+    cleanup_sessions();
+    hub_srv_stop();
+}
+
+TestSuite(dashboard_hub, .init = need_tmux, .fini = hub_suite_fini, .timeout = 240);
+
+static void hub_env(char *buf, size_t size)
+{
+    snprintf(buf, size,
+             "HF_HUB_OFFLINE=0 HF_ENDPOINT=%s HF_HUB_CACHE=%s QUANTBENCH_HUB_RETRIES=1 "
+             "QUANTBENCH_HUB_BACKOFF_S=0.02",
+             srv.endpoint, srv.cache);
+}
+
+Test(dashboard_hub, search_lists_hub_models)
+{
+    hub_srv_start();
+    char env[512];
+    hub_env(env, sizeof env);
+    struct tmx t;
+    tmx_start(&t, 80, 24, env, FAST_ARGS);
+    expect_panes(&t);
+    tmx_keys(&t, "/");
+    WAIT_FOR(&t, "Search the Hugging Face Hub", 5);
+    tmx_keys(&t, "-l qwen3");
+    tmx_keys(&t, "Enter");
+    WAIT_FOR(&t, "Hub: 2 models for 'qwen3'", 20);
+    WAIT_FOR(&t, "Qwen/Qwen3-8B", 5);
+    WAIT_FOR(&t, "Qwen/Qwen3-0.6B", 5);
+    WAIT_FOR(&t, "downloads", 5); /* the selected hit's details */
+    tmx_keys(&t, "q");
+    cr_assert_eq(tmx_exit_code(&t, 10), 0);
+    tmx_stop(&t);
+}
+
+Test(dashboard_hub, enter_pulls_a_model_then_r_evaluates_it)
+{
+    hub_srv_start();
+    char env[512];
+    hub_env(env, sizeof env);
+    struct tmx t;
+    /* the MODEL argument, not in the cache yet: listed first, marked for pulling */
+    tmx_start_cfg(&t, 80, 24, env, "qb-test/ref-llama-10m", FAST_ARGS, NULL);
+    expect_panes(&t);
+    WAIT_FOR(&t, "not in the local cache", 5);
+    tmx_keys(&t, "Enter");
+    WAIT_FOR(&t, "pulled into", 60);
+    cr_assert(hub_path_exists("%s/models--qb-test--ref-llama-10m/snapshots", srv.cache));
+    WAIT_FOR(&t, "llama, 8 layers", 5); /* details read from the pulled copy */
+    tmx_keys(&t, "r");
+    WAIT_FOR(&t, "bf16 (base)", 120);
+    char hist[256];
+    snprintf(hist, sizeof hist, "%s/state/quantbench/results.jsonl", t.dir);
+    cr_assert_eq(sh("grep -q 'models--qb-test--ref-llama-10m' '%s'", hist), 0,
+                 "the history names the pulled snapshot");
+    tmx_keys(&t, "q");
+    cr_assert_eq(tmx_exit_code(&t, 10), 0);
     tmx_stop(&t);
 }

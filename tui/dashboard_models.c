@@ -196,10 +196,24 @@ static void add_model_arg(struct qb_dash *d, const char *arg)
         add_local(d, arg, "dir", base_name(arg));
         return;
     }
+#ifdef DASH_HAVE_HUB
+    struct qb_hub *hub = NULL;
+    struct qb_err err = {0};
+    char *dir = NULL;
+    if (qb_hub_open_env(&hub, &err) == QB_OK &&
+        qb_hub_resolve_model(hub, arg, 0, NULL, &dir, &err) == QB_OK && dir) {
+        add_local(d, dir, "cache", arg);
+        free(dir);
+        qb_hub_free(hub);
+        return;
+    }
+    free(dir);
+    qb_hub_free(hub);
+#endif
     struct dash_model *m = add_model(d);
     snprintf(m->id, sizeof m->id, "%.255s", arg);
     snprintf(m->source, sizeof m->source, "hub");
-    snprintf(m->note, sizeof m->note, "not in the local cache: quantbench pull %.80s", arg);
+    snprintf(m->note, sizeof m->note, "not in the local cache: Enter pulls it");
 }
 
 void dash_models_scan(struct qb_dash *d)
