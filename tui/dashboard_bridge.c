@@ -130,11 +130,22 @@ enum qb_status dash_bridge_start(struct qb_dash *d, int wake_fd, struct qb_err *
     return QB_OK;
 }
 
+/* Cancel everything and join the worker. A job stuck in a call that does not
+ * poll the cancel flag (a Hub request waiting on its timeout) is left to the
+ * process exit after a few seconds rather than holding the user's shell:
+ * pulls keep only resumable .incomplete parts, evals write nothing. */
 void dash_bridge_stop(struct qb_dash *d)
 {
     if (d->jobq) {
         qb_jobq_set_wake(d->jobq, NULL, NULL);
-        qb_jobq_free(d->jobq);
+        qb_jobq_cancel(d->jobq, 1);
+        if (qb_jobq_wait_idle(d->jobq, 5.0)) {
+            qb_jobq_free(d->jobq);
+        } else {
+            fprintf(stderr, "quantbench: the running job did not stop within 5 s; "
+                            "leaving it to the process exit\n");
+            d->search_req = NULL; /* the worker may still write into it */
+        }
         d->jobq = NULL;
     }
     gpu_stop(d);
