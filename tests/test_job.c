@@ -231,16 +231,18 @@ static struct qb_job_spec demo_spec(enum qb_job_kind kind, const char *results)
     return s;
 }
 
-/* The real thing: compare f32 against the bf16 baseline of the demo model on
- * the CPU backend through the worker; f32 holds bf16 values exactly, so its
- * perplexity equals the baseline's and the KLD is ~0. */
+/* The real thing: compare f32 and int8 against the bf16 baseline of the demo
+ * model on the CPU backend through the worker. f32 holds bf16 values exactly,
+ * so its perplexity equals the baseline's and the KLD is ~0; int8 (per-row
+ * scales) is smaller and close but not identical. */
 Test(job, real_compare_of_the_demo_model_is_recorded)
 {
     char results[512];
     snprintf(results, sizeof results, "%s/state/results.jsonl", tmpdir);
     struct qb_job_spec s = demo_spec(QB_JOB_COMPARE, results);
     snprintf(s.schemes[0], sizeof s.schemes[0], "f32");
-    s.n_schemes = 1;
+    snprintf(s.schemes[1], sizeof s.schemes[1], "int8");
+    s.n_schemes = 2;
     struct qb_jobq *q = NULL;
     struct qb_err err = {0};
     cr_assert_eq(qb_jobq_create(&q, &err), QB_OK);
@@ -249,8 +251,16 @@ Test(job, real_compare_of_the_demo_model_is_recorded)
     struct qb_job_done d;
     cr_assert(qb_jobq_take_done(q, &d));
     cr_assert_eq(d.status, QB_OK, "%s", d.error);
-    cr_assert_eq(d.out.rows.n, 2);
+    cr_assert_eq(d.out.rows.n, 3);
     const struct qb_result *base = &d.out.rows.items[0], *f32 = &d.out.rows.items[1];
+    const struct qb_result *i8 = &d.out.rows.items[2];
+    cr_assert_str_eq(i8->scheme, "int8");
+    cr_assert(i8->bits_per_weight > 8.0 && i8->bits_per_weight < 8.5, "%g", i8->bits_per_weight);
+    cr_assert_lt(i8->size_bytes, base->size_bytes);
+    cr_assert(i8->kld > 0 && i8->kld < 0.05, "int8 kld %g", i8->kld);
+    cr_assert(fabs(i8->delta_ppl) < 0.02 * base->ppl, "int8 dppl %g", i8->delta_ppl);
+    cr_assert_float_eq(i8->delta_ppl, i8->ppl - base->ppl, 1e-9);
+    cr_assert(i8->top1 > 0.9 && i8->top1 <= 1.0, "top1 %g", i8->top1);
     cr_assert(base->baseline);
     cr_assert_str_eq(base->scheme, base->base_dtype);
     cr_assert(isfinite(base->ppl) && base->ppl > 1.0, "ppl %g", base->ppl);
@@ -268,8 +278,9 @@ Test(job, real_compare_of_the_demo_model_is_recorded)
 
     struct qb_results rs;
     cr_assert_eq(qb_results_load(results, &rs, &err), QB_OK, "%s", err.msg);
-    cr_assert_eq(rs.n, 2);
+    cr_assert_eq(rs.n, 3);
     cr_assert_str_eq(rs.items[1].kind, "compare");
+    cr_assert_str_eq(rs.items[2].scheme, "int8");
     cr_assert_str_eq(rs.items[1].backend, "cpu");
     qb_results_clear(&rs);
 }
