@@ -270,13 +270,16 @@ static void progress_bar(struct qb_dash *d, int y, int x, int w, double fraction
 
 /* ---- panes ------------------------------------------------------------------------ */
 
-/* Keep sel visible in a list of `rows` lines starting at *top. */
-static void scroll_to(int sel, int rows, int *top)
+/* Keep sel visible in a list of n entries shown `rows` lines at a time from
+ * *top, and the view full when the list is long enough (after a resize). */
+static void scroll_to(int sel, int n, int rows, int *top)
 {
     if (sel < *top)
         *top = sel;
     if (sel >= *top + rows)
         *top = sel - rows + 1;
+    if (*top > n - rows)
+        *top = n - rows;
     if (*top < 0)
         *top = 0;
 }
@@ -297,7 +300,7 @@ static void draw_models(struct qb_dash *d, const struct qb_rect *in)
         put(d, in->y, in->x, in->w, QB_TH_DIM, "no local models; / searches the Hub");
         return;
     }
-    scroll_to(d->model_sel, rows, &d->model_top);
+    scroll_to(d->model_sel, (int)d->n_models, rows, &d->model_top);
     for (int i = 0; i < rows && d->model_top + i < (int)d->n_models; i++) {
         int idx = d->model_top + i;
         const struct dash_model *m = &d->models[idx];
@@ -353,7 +356,7 @@ static void draw_method(struct qb_dash *d, const struct qb_rect *in)
          "exp. size", "method");
     if (rows < 1)
         rows = 1;
-    scroll_to(d->scheme_sel, rows, &d->scheme_top);
+    scroll_to(d->scheme_sel, d->n_schemes, rows, &d->scheme_top);
     for (int i = 0; i < rows && d->scheme_top + i < d->n_schemes; i++) {
         int idx = d->scheme_top + i;
         const struct dash_scheme *s = &d->schemes[idx];
@@ -606,7 +609,7 @@ static void draw_results(struct qb_dash *d, const struct qb_rect *in)
             d->show_history ? "no past runs in the history yet"
                             : "no runs yet: r evaluates the selected scheme, h shows past runs");
     }
-    scroll_to(d->results_sel, rows, &d->results_top);
+    scroll_to(d->results_sel, (int)v->n, rows, &d->results_top);
     for (int i = 0; i < rows && d->results_top + i < (int)v->n; i++) {
         int idx = d->results_top + i;
         const struct qb_result *r = &v->items[idx];
