@@ -161,6 +161,104 @@ enum qb_status qb_job_record(const struct qb_job_spec *spec, const struct qb_res
     return QB_OK;
 }
 
+/*
+ * The compare runner reports each run (baseline, then every scheme) as its
+ * own 0..1. A private progress object sits between it and the job's: this
+ * listener (on the worker thread) counts runs (a new run starts when the
+ * fraction falls, or when the stage changes after a run completed), and
+ * republishes stage "int4 3/5 scoring vs baseline"-style, a fraction of the
+ * whole comparison (never decreasing), layer, done/total, metric and new log
+ * lines. Cancel travels the other way: the job's flag is copied onto the
+ * private object at every publish, where the runner checks it.
+ */
+struct run_relay {
+    struct qb_progress *outer;
+    int run, n_runs;
+    double last_f, overall;
+    char last_stage[64];
+    char last_log[QB_PROGRESS_LINE_MAX];
+};
+
+static void relay_logs(struct run_relay *r, const struct qb_progress_snapshot *s)
+{
+    int start = 0;
+    for (int i = s->n_log - 1; i >= 0 && r->last_log[0]; i--) {
+        if (strcmp(s->log[i], r->last_log) == 0) {
+            start = i + 1;
+            break;
+        }
+    }
+    for (int i = start; i < s->n_log; i++)
+        qb_progress_log(r->outer, "%s", s->log[i]);
+    if (s->n_log > 0)
+        snprintf(r->last_log, sizeof r->last_log, "%s", s->log[s->n_log - 1]);
+}
+
+static void relay_publish(void *ctx, const struct qb_progress *inner)
+{
+    struct run_relay *r = ctx;
+    struct qb_progress_snapshot s;
+    if (qb_progress_cancelled(r->outer))
+        qb_progress_cancel((struct qb_progress *)inner);
+    qb_progress_read(inner, &s);
+    int stage_changed = strcmp(s.stage, r->last_stage) != 0;
+    if (s.fraction + 1e-9 < r->last_f || (stage_changed && r->last_f >= 1.0 - 1e-9)) {
+        if (r->run + 1 < r->n_runs)
+            r->run++;
+        r->last_f = 0;
+    }
+    if (s.fraction > r->last_f)
+        r->last_f = s.fraction;
+    snprintf(r->last_stage, sizeof r->last_stage, "%s", s.stage);
+    double overall = (r->run + r->last_f) / r->n_runs;
+    if (overall > r->overall)
+        r->overall = overall;
+    char stage[64];
+    snprintf(stage, sizeof stage, "%d/%d %.40s", r->run + 1, r->n_runs, s.stage);
+    qb_progress_stage(r->outer, stage);
+    qb_progress_layer(r->outer, s.layer, s.n_layers);
+    qb_progress_update(r->outer, r->overall, s.done, s.total, s.unit[0] ? s.unit : NULL);
+    if (s.metric_valid)
+        qb_progress_metric(r->outer, s.metric_name, s.metric);
+    relay_logs(r, &s);
+}
+
+/* n_runs: the baseline plus every scheme that is not the baseline's dtype
+ * (the runner reports those once, as the baseline). */
+static int count_runs(const struct qb_job_spec *spec)
+{
+    int n = 1;
+    for (int i = 0; i < spec->n_schemes; i++) {
+        struct qb_scheme s;
+        if (qb_scheme_parse(spec->schemes[i], 0, &s, NULL) || s.method != QB_METHOD_NONE)
+            n++;
+    }
+    return n;
+}
+
+static enum qb_status compare_with_relay(const struct qb_job_spec *spec,
+                                         const struct qb_compare_opts *o,
+                                         struct qb_progress *progress,
+                                         struct qb_compare_row **rows, int *n_rows,
+                                         struct qb_err *err)
+{
+    struct run_relay relay;
+    memset(&relay, 0, sizeof relay);
+    relay.outer = progress;
+    relay.n_runs = count_runs(spec);
+    struct qb_progress *inner = progress ? qb_progress_create() : NULL;
+    if (!inner)
+        return qb_compare_run(o, progress, rows, n_rows, err);
+    qb_progress_begin(inner, spec->kind, "starting");
+    qb_progress_set_listener(inner, relay_publish, &relay);
+    if (qb_progress_cancelled(progress))
+        qb_progress_cancel(inner);
+    enum qb_status st = qb_compare_run(o, inner, rows, n_rows, err);
+    qb_progress_set_listener(inner, NULL, NULL);
+    qb_progress_free(inner);
+    return st;
+}
+
 static enum qb_status run_eval_like(const struct qb_job_spec *spec, struct qb_progress *progress,
                                     struct qb_job_output *out, struct qb_err *err)
 {
@@ -179,7 +277,7 @@ static enum qb_status run_eval_like(const struct qb_job_spec *spec, struct qb_pr
     if (!st) {
         o.ids = ids;
         o.n_ids = n_ids;
-        st = qb_compare_run(&o, progress, &rows, &n_rows, err);
+        st = compare_with_relay(spec, &o, progress, &rows, &n_rows, err);
     }
     for (int i = 0; !st && i < n_rows; i++) {
         struct qb_result r;

@@ -285,6 +285,55 @@ Test(job, real_compare_of_the_demo_model_is_recorded)
     qb_results_clear(&rs);
 }
 
+/* The job's progress covers the whole comparison: the fraction never goes
+ * back, each run shows up as "k/N ..." in the stage, and the log carries the
+ * runner's lines. */
+Test(job, compare_progress_spans_every_run)
+{
+    char results[512];
+    snprintf(results, sizeof results, "%s/p.jsonl", tmpdir);
+    struct qb_job_spec s = demo_spec(QB_JOB_COMPARE, results);
+    s.max_chunks = 3;
+    snprintf(s.schemes[0], sizeof s.schemes[0], "int8");
+    snprintf(s.schemes[1], sizeof s.schemes[1], "bf16"); /* the baseline: not a run */
+    snprintf(s.schemes[2], sizeof s.schemes[2], "int4");
+    s.n_schemes = 3;
+    struct qb_jobq *q = NULL;
+    struct qb_err err = {0};
+    cr_assert_eq(qb_jobq_create(&q, &err), QB_OK);
+    cr_assert_eq(qb_jobq_submit(q, &s, NULL, &err), QB_OK);
+    int seen[4] = {0};
+    double last = 0;
+    uint64_t seq = 0;
+    while (qb_jobq_busy(q)) {
+        struct qb_progress_snapshot snap;
+        qb_progress_read(qb_jobq_progress(q), &snap);
+        if (snap.seq != seq && snap.running) {
+            seq = snap.seq;
+            cr_assert_geq(snap.fraction, last - 1e-12, "fraction went back: %g after %g",
+                          snap.fraction, last);
+            last = snap.fraction;
+            int k = 0, n = 0;
+            if (sscanf(snap.stage, "%d/%d", &k, &n) == 2) {
+                cr_assert_eq(n, 3, "runs: baseline, int8, int4 (%s)", snap.stage);
+                cr_assert(k >= 1 && k <= 3);
+                seen[k] = 1;
+            }
+        }
+        usleep(200);
+    }
+    cr_assert(seen[1] && seen[2] && seen[3], "runs seen: %d %d %d", seen[1], seen[2], seen[3]);
+    struct qb_progress_snapshot snap;
+    qb_progress_read(qb_jobq_progress(q), &snap);
+    cr_assert_eq(snap.status, QB_OK, "%s", snap.error);
+    cr_assert_float_eq(snap.fraction, 1.0, 1e-12);
+    int quantizing = 0;
+    for (int i = 0; i < snap.n_log; i++)
+        quantizing += strncmp(snap.log[i], "quantizing ", 11) == 0;
+    cr_assert_eq(quantizing, 2, "the runner's log lines are relayed");
+    qb_jobq_free(q);
+}
+
 Test(job, cancelled_eval_records_nothing)
 {
     char results[512];
