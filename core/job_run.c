@@ -174,6 +174,8 @@ enum qb_status qb_job_record(const struct qb_job_spec *spec, const struct qb_res
 struct run_relay {
     struct qb_progress *outer;
     int run, n_runs;
+    int fresh;                /* the current run has published a fraction of its own */
+    double base_f;            /* the inner fraction left over when the run began */
     double last_f, overall;
     char last_stage[64];
     char last_log[QB_PROGRESS_LINE_MAX];
@@ -202,13 +204,23 @@ static void relay_publish(void *ctx, const struct qb_progress *inner)
         qb_progress_cancel((struct qb_progress *)inner);
     qb_progress_read(inner, &s);
     int stage_changed = strcmp(s.stage, r->last_stage) != 0;
-    if (s.fraction + 1e-9 < r->last_f || (stage_changed && r->last_f >= 1.0 - 1e-9)) {
-        if (r->run + 1 < r->n_runs)
-            r->run++;
-        r->last_f = 0;
-    }
-    if (s.fraction > r->last_f)
+    if (r->fresh && s.fraction + 1e-9 < r->last_f) {
+        /* the fraction fell: this is the next run's first update */
+        r->run += r->run + 1 < r->n_runs;
         r->last_f = s.fraction;
+    } else if (r->fresh && stage_changed && r->last_f >= 1.0 - 1e-9) {
+        /* a new stage after a complete run: the next run began (quantizing);
+         * the inner fraction still holds the old run's 1.0 until it scores */
+        r->run += r->run + 1 < r->n_runs;
+        r->fresh = 0;
+        r->base_f = s.fraction;
+        r->last_f = 0;
+    } else if (!r->fresh && fabs(s.fraction - r->base_f) > 1e-12) {
+        r->fresh = 1;
+        r->last_f = s.fraction;
+    } else if (r->fresh && s.fraction > r->last_f) {
+        r->last_f = s.fraction;
+    }
     snprintf(r->last_stage, sizeof r->last_stage, "%s", s.stage);
     double overall = (r->run + r->last_f) / r->n_runs;
     if (overall > r->overall)

@@ -318,6 +318,18 @@ Test(job, compare_progress_spans_every_run)
                 cr_assert_eq(n, 3, "runs: baseline, int8, int4 (%s)", snap.stage);
                 cr_assert(k >= 1 && k <= 3);
                 seen[k] = 1;
+                /* run k is the scheme the runner said it is quantizing */
+                const char *quant = NULL;
+                for (int i = 0; i < snap.n_log; i++) {
+                    if (strncmp(snap.log[i], "quantizing ", 11) == 0)
+                        quant = snap.log[i] + 11;
+                }
+                static const char *const want[4] = {NULL, NULL, "int8", "int4"};
+                if (k == 1)
+                    cr_assert_null(quant, "run 1 is the baseline, not %s", quant);
+                else
+                    cr_assert(quant && strcmp(quant, want[k]) == 0, "run %d is %s, not %s", k,
+                              want[k], quant ? quant : "(none)");
             }
         }
         usleep(200);
