@@ -229,7 +229,9 @@ static void relay_publish(void *ctx, const struct qb_progress *inner)
     snprintf(stage, sizeof stage, "%d/%d %.40s", r->run + 1, r->n_runs, s.stage);
     qb_progress_stage(r->outer, stage);
     qb_progress_layer(r->outer, s.layer, s.n_layers);
-    qb_progress_update(r->outer, r->overall, s.done, s.total, s.unit[0] ? s.unit : NULL);
+    /* before the run scores, done/total are the previous run's: hide them */
+    qb_progress_update(r->outer, r->overall, r->fresh ? s.done : 0, r->fresh ? s.total : 0,
+                       s.unit[0] ? s.unit : NULL);
     if (s.metric_valid)
         qb_progress_metric(r->outer, s.metric_name, s.metric);
     relay_logs(r, &s);

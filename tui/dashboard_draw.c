@@ -444,7 +444,7 @@ static void draw_job(struct qb_dash *d, const struct qb_rect *in)
     progress_bar(d, y++, in->x, in->w, s->fraction);
     char eta[24], where[96] = "";
     fmt_eta(s->eta_s, eta, sizeof eta);
-    if (s->n_layers > 0)
+    if (s->n_layers > 0 && s->total <= 0) /* layers while quantizing, then units */
         snprintf(where, sizeof where, "  layer %d/%d", s->layer, s->n_layers);
     if (s->total > 0) {
         size_t n = strlen(where);
