@@ -13,6 +13,8 @@
  */
 #include "job.h"
 
+#include "doctor.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -50,7 +52,7 @@ int qb_job_kind_available(enum qb_job_kind kind)
     if (kind == QB_JOB_PULL)
         return 1;
 #endif
-    return kind == QB_JOB_EVAL || kind == QB_JOB_COMPARE;
+    return kind == QB_JOB_EVAL || kind == QB_JOB_COMPARE || kind == QB_JOB_DOCTOR;
 }
 
 static const char *missing_module(enum qb_job_kind kind)
@@ -337,6 +339,70 @@ static enum qb_status run_pull(const struct qb_job_spec *spec, struct qb_progres
 }
 #endif
 
+/* ---- doctor ------------------------------------------------------------------------ */
+
+static void doctor_rows(const struct qb_job_spec *spec, const struct qb_doctor_report *r,
+                        struct qb_job_output *out, struct qb_err *err)
+{
+    for (int i = 0; i < r->n_schemes; i++) {
+        const struct qb_doctor_scheme *s = &r->schemes[i];
+        struct qb_result row;
+        qb_result_init(&row);
+        snprintf(row.kind, sizeof row.kind, "doctor");
+        snprintf(row.model, sizeof row.model, "%s", spec->model[0] ? spec->model : "demo");
+        snprintf(row.scheme, sizeof row.scheme, "%s", s->scheme);
+        snprintf(row.options, sizeof row.options, "self-test %s",
+                 s->error[0] ? "not run" : s->selftest_ok ? "ok" : "FAILED");
+        row.baseline = i == 0;
+        row.ppl = s->error[0] ? NAN : s->ppl;
+        row.ppl_baseline = r->schemes[0].ppl;
+        row.delta_ppl = row.ppl - row.ppl_baseline;
+        row.kld = i == 0 ? NAN : s->kld;
+        row.bits_per_weight = s->bits_per_weight;
+        row.pp_tps = s->pp_tok_s;
+        row.tg_tps = s->tg_tok_s;
+        row.pp_tps_baseline = r->schemes[0].pp_tok_s;
+        snprintf(row.backend, sizeof row.backend, "%s", r->backend);
+        snprintf(row.gpu, sizeof row.gpu, "%s", r->gpu_name);
+        snprintf(row.driver, sizeof row.driver, "%.31s", r->driver_version);
+        if (qb_results_push(&out->rows, &row)) {
+            qb_err_set(err, QB_ERR_NOMEM, "out of memory");
+            return;
+        }
+    }
+}
+
+/* The driver-update check; its verdict line and one row per scheme. */
+static enum qb_status run_doctor(const struct qb_job_spec *spec, struct qb_progress *progress,
+                                 struct qb_job_output *out, struct qb_err *err)
+{
+    struct qb_doctor_opts o = {.model_dir = spec->model[0] ? spec->model : NULL,
+                               .data_path = spec->text_path[0] ? spec->text_path : NULL,
+                               .chunks = spec->max_chunks, .n_threads = spec->n_threads};
+    enum qb_status st = qb_backend_parse(spec->backend[0] ? spec->backend : "auto", &o.backend,
+                                         err);
+    struct qb_doctor_report *r = calloc(1, sizeof *r);
+    if (!st && !r)
+        st = qb_err_set(err, QB_ERR_NOMEM, "out of memory");
+    if (!st)
+        st = qb_doctor_run(&o, progress, r, err);
+    if (!st && out) {
+        char lines[4][160];
+        int bad = qb_doctor_compare(r, r, lines, 4);
+        if (bad)
+            snprintf(out->verdict, sizeof out->verdict, "%d problem%s: %.200s", bad,
+                     bad > 1 ? "s" : "", lines[0]);
+        else
+            snprintf(out->verdict, sizeof out->verdict,
+                     "ok: %d schemes self-tested on %s%s%s, %.0f GB/s, %.0f s", r->n_schemes,
+                     r->backend, r->gpu_name[0] ? " " : "", r->gpu_name, r->bandwidth_gbs,
+                     r->seconds);
+        doctor_rows(spec, r, out, err);
+    }
+    free(r);
+    return st;
+}
+
 /* ---- dispatch ------------------------------------------------------------------ */
 
 static enum qb_status check_spec(const struct qb_job_spec *s, struct qb_err *err)
@@ -363,6 +429,8 @@ static enum qb_status dispatch(const struct qb_job_spec *spec, struct qb_progres
         return spec->custom(spec, progress, out, err);
     if (spec->kind == QB_JOB_EVAL || spec->kind == QB_JOB_COMPARE)
         return run_eval_like(spec, progress, out, err);
+    if (spec->kind == QB_JOB_DOCTOR)
+        return run_doctor(spec, progress, out, err);
 #ifdef QB_JOB_HAVE_HUB
     if (spec->kind == QB_JOB_PULL)
         return run_pull(spec, progress, out, err);

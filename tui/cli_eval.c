@@ -17,6 +17,7 @@
 #include "compare.h"
 #include "fileutil.h"
 #include "hub/hub.h"
+#include "job.h"
 
 #define DATA_MAX_BYTES ((size_t)1 << 30)
 #define DEFAULT_SCHEMES "bf16,int8,int4,nf4,fp8,nvfp4,mxfp4"
@@ -359,6 +360,27 @@ static void print_compare_table(const struct eval_args *a, const struct qb_compa
     }
 }
 
+/* Append the rows to the results history; a failure there is a warning only. */
+static void record_history(const struct eval_args *a, int is_compare,
+                           const struct qb_compare_row *rows, int n)
+{
+    struct qb_job_spec spec;
+    struct qb_results rs = {0};
+    struct qb_result r;
+    struct qb_err err = {0};
+    qb_job_spec_init(&spec, is_compare ? QB_JOB_COMPARE : QB_JOB_EVAL);
+    snprintf(spec.model, sizeof spec.model, "%s", a->model);
+    spec.group = (int)a->group;
+    for (int i = 0; i < n; i++) {
+        qb_job_result_from_row(&rows[i], &rows[0], &spec, &r);
+        if (qb_results_push(&rs, &r))
+            break;
+    }
+    if (qb_job_record(&spec, &rs, &err))
+        fprintf(stderr, "quantbench: warning: results not saved to the history: %s\n", err.msg);
+    qb_results_clear(&rs);
+}
+
 static int run(int argc, char **argv, int is_compare)
 {
     struct eval_args a;
@@ -406,6 +428,8 @@ static int run(int argc, char **argv, int is_compare)
     qb_progress_finish(progress, st, &err);
     if (progress)
         qb_cli_progress_clear(&bar);
+    if (!st)
+        record_history(&a, is_compare, rows, n_rows);
     if (st) {
         qb_err_print(&err);
     } else if (is_compare) {

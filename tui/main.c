@@ -39,6 +39,19 @@ static int looks_like_repo_id(const char *s)
     return 1;
 }
 
+/* Dashboard options that may come without a MODEL (`quantbench --theme light`). */
+static int is_dashboard_option(const char *arg)
+{
+    static const char *const opts[] = {"--theme", "--models-dir", "--data", "--calib", "--ctx",
+                                       "--chunks", "--backend", "--ascii"};
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        size_t n = strlen(opts[i]);
+        if (strncmp(arg, opts[i], n) == 0 && (arg[n] == '\0' || arg[n] == '='))
+            return 1;
+    }
+    return 0;
+}
+
 static int is_directory(const char *path)
 {
     struct stat st;
@@ -64,6 +77,8 @@ int main(int argc, char **argv)
     }
     if (first[0] != '-' && (is_directory(first) || looks_like_repo_id(first)))
         return qb_dashboard_main(first, argc - 1, argv + 1);
+    if (is_dashboard_option(first))
+        return qb_dashboard_main(NULL, argc, argv);
     fprintf(stderr, "quantbench: '%s' is not a command, a model directory or ORG/NAME\n"
                     "try 'quantbench --help'\n", first);
     return 2;
