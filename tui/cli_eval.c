@@ -56,7 +56,8 @@ static void eval_usage(void)
            "  --word-ppl         lm-eval-harness wikitext word perplexity instead: whole\n"
            "                     documents (wikitext2 pages, or FILE split at blank-blank\n"
            "                     lines \"\\n\\n\\n\"), rolling windows of the model's context\n"
-           "                     (or --ctx), word/byte perplexity and bits per byte\n"
+           "                     (or --ctx), word/byte perplexity and bits per byte;\n"
+           "                     --chunks N scores the first N documents\n"
            "  --backend B        auto (default), cpu or cuda\n"
            "  --threads N        CPU threads (default: all cores)\n"
            "  --json             print one JSON object on stdout\n"
@@ -310,7 +311,8 @@ static int run_word_ppl(struct eval_args *a)
     struct qb_hub *hub = NULL;
     struct qb_wordppl_docs docs = {0};
     struct qb_wordppl_result r;
-    struct qb_wordppl_opts o = {a->ctx_given ? (int)a->ctx : 0, 0, (int)a->threads, a->backend};
+    struct qb_wordppl_opts o = {a->ctx_given ? (int)a->ctx : 0, (int)a->chunks, (int)a->threads,
+                                a->backend};
     struct qb_cli_progress bar;
     struct qb_progress *progress = qb_progress_create();
     enum qb_status st = progress ? QB_OK : qb_err_set(&err, QB_ERR_NOMEM, "out of memory");
