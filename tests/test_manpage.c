@@ -7,8 +7,9 @@
  * 2. Every command listed by `quantbench --help` has its own `.SS "quantbench CMD`
  *    section, and every long option (--xxx) printed by `quantbench CMD --help`
  *    appears in the page as a whole option (source text with \- read as -), so
- *    the page cannot silently fall behind a new command or flag. A command whose
- *    --help exits non-zero (a placeholder not built yet) only needs its section.
+ *    the page cannot silently fall behind a new command or flag; so must the
+ *    dashboard's (`quantbench MODEL --help`). A command whose --help exits
+ *    non-zero (a placeholder not built yet) only needs its section.
  */
 #include <criterion/criterion.h>
 #include <ctype.h>
@@ -83,12 +84,10 @@ static int has_option(const char *text, const char *opt)
     return 0;
 }
 
-static void check_command(const char *page, const char *cmd)
+/* Every long option `quantbench ARG --help` prints must be in the page. */
+static void check_options(const char *page, const char *arg, const char *cmd)
 {
-    char heading[128];
-    snprintf(heading, sizeof heading, ".SS \"quantbench %s", cmd);
-    cr_expect(strstr(page, heading) != NULL, "the man page has no section for `%s`", cmd);
-    const char *argv[] = {QB_BINARY, cmd, "--help", NULL};
+    const char *argv[] = {QB_BINARY, arg, "--help", NULL};
     struct qbt_run r;
     qbt_run(argv, NULL, 30, &r);
     if (r.exit_code == 0) {
@@ -105,6 +104,14 @@ static void check_command(const char *page, const char *cmd)
         }
     }
     qbt_run_free(&r);
+}
+
+static void check_command(const char *page, const char *cmd)
+{
+    char heading[128];
+    snprintf(heading, sizeof heading, ".SS \"quantbench %s", cmd);
+    cr_expect(strstr(page, heading) != NULL, "the man page has no section for `%s`", cmd);
+    check_options(page, cmd, cmd);
 }
 
 Test(manpage, every_command_and_long_option_is_documented)
@@ -124,6 +131,8 @@ Test(manpage, every_command_and_long_option_is_documented)
         n++;
     }
     cr_assert_geq(n, 12, "expected at least the 12 commands of issue 9, got %d", n);
+    check_options(page, QB_DEMO_MODEL, "MODEL (the dashboard)");
+    cr_expect(has_option(page, "--version"), "the man page does not mention --version");
     qbt_run_free(&r);
     free(page);
 }
