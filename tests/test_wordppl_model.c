@@ -243,3 +243,57 @@ Test(wordppl_model, cli_json_fields_and_errors)
     qbt_rmtree(dir);
     free(dir);
 }
+
+/* `--data wikitext2` offline: rows shaped like Salesforce/wikitext in our data-set
+ * cache; the CLI must rebuild the same pages and print what qb_wordppl_run gives. */
+Test(wordppl_model, cli_wikitext2_rows_from_the_cache, .init = load_model, .fini = free_model)
+{
+    static const char *const rows[] = {
+        "", " = First Page = \n", "", " The first page has a sentence , and another one . \n",
+        "", " = = A section = = \n", "", " More text about ( something ) here . \n",
+        "", " = Second Page = \n", "", " It cost 1 @,@ 000 dollars in the 1990s . \n", "",
+    };
+    size_t n_rows = sizeof rows / sizeof rows[0];
+    char *dir = qbt_tempdir();
+    cJSON *cache = cJSON_CreateObject();
+    cJSON_AddStringToObject(cache, "dataset", "Salesforce/wikitext");
+    cJSON_AddStringToObject(cache, "config", "wikitext-2-raw-v1");
+    cJSON_AddStringToObject(cache, "split", "test");
+    cJSON_AddStringToObject(cache, "column", "text");
+    cJSON_AddItemToObject(cache, "rows", cJSON_CreateStringArray(rows, (int)n_rows));
+    char *json = cJSON_PrintUnformatted(cache);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/cache/quantbench/datasets'", dir);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s/cache/quantbench/datasets", dir);
+    qbt_write_file(cmd, "wikitext2-test.json", json, strlen(json));
+    snprintf(cmd, sizeof cmd, "HOME='%s' XDG_CACHE_HOME='%s/cache' HF_HUB_OFFLINE=1 '%s' eval "
+             "'%s' --data wikitext2 --word-ppl --ctx 16 --threads 2 --json", dir, dir,
+             QB_BINARY, QB_DEMO_MODEL);
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    struct qbt_run run;
+    qbt_run(argv, NULL, 120, &run);
+    cr_assert_eq(run.exit_code, 0, "%s", run.err);
+    cJSON *j = cJSON_Parse(run.out);
+    cr_assert_not_null(j, "%s", run.out);
+
+    struct qb_err err = {0};
+    struct qb_wordppl_docs docs;
+    cr_assert_eq(qb_wordppl_docs_from_rows(rows, n_rows, &docs, &err), QB_OK);
+    cr_assert_eq(docs.n, 2);
+    struct qb_wordppl_opts o = {.max_length = 16, .n_threads = 2};
+    struct qb_wordppl_result r;
+    cr_assert_eq(qb_wordppl_run(model, &docs, &o, NULL, &r, &err), QB_OK, "%s", err.msg);
+    cr_assert_eq(cJSON_GetObjectItem(j, "documents")->valueint, 2);
+    cr_assert_eq(cJSON_GetObjectItem(j, "words")->valuedouble, (double)r.words);
+    cr_assert_eq(cJSON_GetObjectItem(j, "bytes")->valuedouble, (double)r.bytes);
+    double wp = cJSON_GetObjectItem(j, "word_perplexity")->valuedouble;
+    cr_assert(fabs(wp / r.word_perplexity - 1) < 1e-6, "%f vs %f", wp, r.word_perplexity);
+    qb_wordppl_docs_clear(&docs);
+    cJSON_Delete(j);
+    cJSON_Delete(cache);
+    free(json);
+    qbt_run_free(&run);
+    qbt_rmtree(dir);
+    free(dir);
+}
