@@ -18,6 +18,7 @@
 #include "fileutil.h"
 #include "hub/hub.h"
 #include "job.h"
+#include "wordppl.h"
 
 #define DATA_MAX_BYTES ((size_t)1 << 30)
 #define DEFAULT_SCHEMES "bf16,int8,int4,nf4,fp8,nvfp4,mxfp4"
@@ -30,6 +31,7 @@ struct eval_args {
     char *model_dir;         /* resolved directory (malloced) */
     const char *data;        /* a text file or a Hub data set name (wikitext2, c4, pileval) */
     int pull;                /* allow pulling MODEL from the Hub */
+    int word_ppl, ctx_given; /* eval --word-ppl; --ctx given explicitly */
     const char *scheme;      /* eval */
     char *schemes;           /* compare (malloced copy) */
     long ctx, chunks, threads, group;
@@ -52,6 +54,11 @@ static void eval_usage(void)
            "  --scheme S         quantize in memory first and compare with the baseline\n"
            "                     (%s)\n"
            "  --group N          group size for grouped schemes (32, 64 or 128)\n"
+           "  --word-ppl         lm-eval-harness wikitext word perplexity instead: whole\n"
+           "                     documents (wikitext2 pages, or FILE split at blank-blank\n"
+           "                     lines \"\\n\\n\\n\"), rolling windows of the model's context\n"
+           "                     (or --ctx), word/byte perplexity and bits per byte;\n"
+           "                     --chunks N scores the first N documents\n"
            "  --backend B        auto (default), cpu or cuda\n"
            "  --threads N        CPU threads (default: all cores)\n"
            "  --json             print one JSON object on stdout\n"
@@ -82,7 +89,7 @@ static void compare_usage(void)
 }
 
 enum { OPT_DATA = 256, OPT_CTX, OPT_CHUNKS, OPT_SCHEME, OPT_SCHEMES, OPT_GROUP, OPT_BACKEND,
-       OPT_THREADS, OPT_JSON, OPT_CSV, OPT_MD, OPT_PROGRESS_JSON, OPT_PULL };
+       OPT_THREADS, OPT_JSON, OPT_CSV, OPT_MD, OPT_PROGRESS_JSON, OPT_PULL, OPT_WORD_PPL };
 
 static const struct option eval_options[] = {
     {"data", required_argument, NULL, OPT_DATA},
@@ -98,6 +105,7 @@ static const struct option eval_options[] = {
     {"md", no_argument, NULL, OPT_MD},
     {"progress-json", no_argument, NULL, OPT_PROGRESS_JSON},
     {"pull", no_argument, NULL, OPT_PULL},
+    {"word-ppl", no_argument, NULL, OPT_WORD_PPL},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -117,7 +125,10 @@ static int handle_option(struct eval_args *a, int c, int is_compare)
     int rc = 0;
     switch (c) {
     case OPT_DATA: a->data = optarg; break;
-    case OPT_CTX: rc = parse_number(a, "--ctx", 4, 1 << 20, &a->ctx); break;
+    case OPT_CTX:
+        a->ctx_given = 1;
+        rc = parse_number(a, "--ctx", 4, 1 << 20, &a->ctx);
+        break;
     case OPT_CHUNKS: rc = parse_number(a, "--chunks", 0, 1 << 30, &a->chunks); break;
     case OPT_GROUP: rc = parse_number(a, "--group", 1, 1 << 16, &a->group); break;
     case OPT_THREADS: rc = parse_number(a, "--threads", 0, 4096, &a->threads); break;
@@ -141,6 +152,11 @@ static int handle_option(struct eval_args *a, int c, int is_compare)
     case OPT_MD: a->format = is_compare ? OUT_MD : OUT_TEXT; break;
     case OPT_PROGRESS_JSON: a->progress = QB_CLI_PROGRESS_JSON; break;
     case OPT_PULL: a->pull = 1; break;
+    case OPT_WORD_PPL:
+        if (is_compare)
+            return qb_cli_usage_error(a->cmd, "--word-ppl belongs to eval");
+        a->word_ppl = 1;
+        break;
     case 'h':
         if (is_compare)
             compare_usage();
@@ -260,6 +276,79 @@ static void print_json(cJSON *root)
     if (s)
         printf("%s\n", s);
     free(s);
+}
+
+/* --word-ppl documents: wikitext2's pages rebuilt from its rows, or a file's
+ * "\n\n\n"-separated pieces (see wordppl.h). */
+static enum qb_status read_docs(const struct eval_args *a, struct qb_hub **hub,
+                                struct qb_wordppl_docs *docs, struct qb_err *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    struct qb_hub_text_rows rows = {0};
+    enum qb_status st;
+    if (qb_path_exists(a->data) || !qb_hub_dataset_known(a->data)) {
+        st = qb_file_read_all(a->data, DATA_MAX_BYTES, &text, &len, err);
+        if (!st)
+            st = qb_wordppl_docs_from_text(text, len, docs, err);
+    } else if (strcmp(a->data, "wikitext2") != 0) {
+        st = qb_err_set(err, QB_ERR_USAGE, "--word-ppl takes wikitext2 or a text file, not %s",
+                        a->data);
+    } else {
+        st = *hub ? QB_OK : qb_hub_open_env(hub, err);
+        if (!st)
+            st = qb_hub_dataset_text(*hub, a->data, NULL, &text, &len, &rows, err);
+        if (!st)
+            st = qb_wordppl_docs_from_rows((const char *const *)rows.rows, rows.n, docs, err);
+    }
+    free(text);
+    qb_hub_text_rows_clear(&rows);
+    return st;
+}
+
+static int run_word_ppl(struct eval_args *a)
+{
+    struct qb_err err = {0};
+    struct qb_hub *hub = NULL;
+    struct qb_wordppl_docs docs = {0};
+    struct qb_wordppl_result r;
+    struct qb_wordppl_opts o = {a->ctx_given ? (int)a->ctx : 0, (int)a->chunks, (int)a->threads,
+                                a->backend};
+    struct qb_cli_progress bar;
+    struct qb_progress *progress = qb_progress_create();
+    enum qb_status st = progress ? QB_OK : qb_err_set(&err, QB_ERR_NOMEM, "out of memory");
+    if (!st) {
+        qb_cli_progress_attach(&bar, a->progress, progress);
+        qb_progress_begin(progress, QB_JOB_EVAL, "loading");
+        st = resolve_model(a, &hub, progress, &err);
+    }
+    if (!st)
+        st = read_docs(a, &hub, &docs, &err);
+    if (!st)
+        st = qb_wordppl_run_dir(a->model_dir, a->scheme, (int)a->group, &docs, &o, progress, &r,
+                                &err);
+    qb_progress_finish(progress, st, &err);
+    if (progress)
+        qb_cli_progress_clear(&bar);
+    if (st) {
+        qb_err_print(&err);
+    } else if (a->format == OUT_JSON) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "model", a->model);
+        cJSON_AddStringToObject(j, "data", a->data);
+        cJSON_AddStringToObject(j, "scheme", a->scheme ? a->scheme : "baseline");
+        qb_wordppl_add_json(j, &r);
+        print_json(j);
+        cJSON_Delete(j);
+    } else {
+        printf("model     %s%s%s\ndata      %s\n", a->model, a->scheme ? " as " : "",
+               a->scheme ? a->scheme : "", a->data);
+        qb_wordppl_print(stdout, &r);
+    }
+    qb_progress_free(progress);
+    qb_wordppl_docs_clear(&docs);
+    qb_hub_free(hub);
+    return qb_status_exit_code(st);
 }
 
 static void print_eval_json(const struct eval_args *a, const struct qb_compare_row *rows, int n)
@@ -389,6 +478,11 @@ static int run(int argc, char **argv, int is_compare)
         free(a.schemes);
         free(a.model_dir);
         return rc == -2 ? 0 : rc;
+    }
+    if (a.word_ppl) {
+        rc = run_word_ppl(&a);
+        free(a.model_dir);
+        return rc;
     }
     struct qb_err err = {0};
     struct qb_compare_opts co = {.group = (int)a.group};
