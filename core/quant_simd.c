@@ -15,6 +15,8 @@
 
 #include "fp_formats.h"
 
+#include <pthread.h>
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define QB_X86_SIMD 1
 #include <cpuid.h>
@@ -24,15 +26,27 @@
 #include <arm_neon.h>
 #endif
 
-enum qb_simd_level qb_simd_level(void)
-{
 #if QB_X86_SIMD
+/* The CPU's features never change while we run: probe once. CPUID traps to the
+ * hypervisor in a VM (microseconds), far too slow for a per-call check. */
+static pthread_once_t simd_once = PTHREAD_ONCE_INIT;
+static enum qb_simd_level simd_detected = QB_SIMD_SCALAR;
+
+static void simd_detect(void)
+{
     unsigned a, b, c, d;
     /* F16C is CPUID.1:ECX bit 29 (clang's __builtin_cpu_supports lacks "f16c") */
     int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
     if (f16c && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return QB_SIMD_AVX2;
-    return QB_SIMD_SCALAR;
+        simd_detected = QB_SIMD_AVX2;
+}
+#endif
+
+enum qb_simd_level qb_simd_level(void)
+{
+#if QB_X86_SIMD
+    pthread_once(&simd_once, simd_detect);
+    return simd_detected;
 #elif QB_NEON_SIMD
     return QB_SIMD_NEON;
 #else
