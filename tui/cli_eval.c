@@ -16,6 +16,7 @@
 #include "cli_progress.h"
 #include "compare.h"
 #include "fileutil.h"
+#include "gguf_model.h"
 #include "hub/hub.h"
 #include "job.h"
 
@@ -196,7 +197,7 @@ static enum qb_status read_data(const struct eval_args *a, struct qb_hub **hub, 
 static enum qb_status resolve_model(struct eval_args *a, struct qb_hub **hub,
                                     struct qb_progress *progress, struct qb_err *err)
 {
-    if (qb_path_is_dir(a->model)) {
+    if (qb_path_is_dir(a->model) || qb_gguf_is_model_path(a->model)) {
         a->model_dir = qb_strdup(a->model);
         return a->model_dir ? QB_OK : qb_err_set(err, QB_ERR_NOMEM, "out of memory");
     }
