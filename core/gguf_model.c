@@ -283,6 +283,7 @@ static enum qb_status check_config(const char *path, const struct qb_config *c,
     int ok = c->n_layers > 0 && c->n_layers <= 4096 && c->hidden > 0 && c->hidden <= max_dim &&
              c->intermediate > 0 && c->intermediate <= max_dim && c->n_heads > 0 &&
              c->n_kv_heads > 0 && c->n_heads % c->n_kv_heads == 0 && c->head_dim > 0 &&
+             c->hidden % c->n_heads == 0 &&
              c->head_dim % 2 == 0 && (int64_t)c->n_heads * c->head_dim <= max_dim &&
              c->vocab > 0 && c->max_ctx > 0;
     if (!ok)
@@ -322,8 +323,11 @@ static enum qb_status read_config(const struct loader *L, struct qb_config *c, s
 {
     struct qb_gguf_llama_hparams hp;
     enum qb_status st = qb_gguf_llama_read_hparams(L->g, &hp, err);
-    if (st)
-        return qb_err_set(err, st, "%s: %s", L->path, err ? err->msg : "bad llama metadata");
+    if (st) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err ? err->msg : "bad llama metadata");
+        return qb_err_set(err, st, "%s: %s", L->path, msg);
+    }
     memset(c, 0, sizeof *c);
     c->arch = QB_ARCH_LLAMA;
     snprintf(c->model_type, sizeof c->model_type, "llama");
