@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ggml_quants.h"
 #include "gguf.h"
 #include "gguf_export.h"
 #include "gguf_model.h"
@@ -331,4 +332,53 @@ Test(gguf_model, not_a_gguf_file)
     cr_assert_neq(qb_model_load(path, NULL, &m, &err), QB_OK);
     cr_assert_not_null(strstr(err.msg, "junk.gguf"), "%s", err.msg);
     free(path);
+}
+
+/* ---- QB_WFMT_GGML traits -------------------------------------------------------- */
+
+Test(gguf_model, ggml_linear_dot_simd_matches_reference_and_dequant)
+{
+    static const int types[] = {QB_GGML_F16,  QB_GGML_Q8_0, QB_GGML_Q4_0, QB_GGML_Q2_K,
+                                QB_GGML_Q3_K, QB_GGML_Q4_K, QB_GGML_Q5_K, QB_GGML_Q6_K,
+                                QB_GGML_IQ4_NL};
+    enum { ROWS = 8, COLS = 512 };
+    static float w[ROWS * COLS], x[COLS], deq[ROWS * COLS];
+    for (int i = 0; i < ROWS * COLS; i++)
+        w[i] = tiny_value("w", i) * 0.1f;
+    for (int i = 0; i < COLS; i++)
+        x[i] = tiny_value("x", i);
+    for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
+        struct qb_quant_params qp = {.ggml_type = types[t]};
+        struct qb_linear lin;
+        struct qb_err err = {0};
+        cr_assert_eq(qb_linear_quantize(w, ROWS, COLS, QB_WFMT_GGML, &qp, "w", &lin, &err), QB_OK,
+                     "%s", err.msg);
+        cr_assert_eq(lin.data_bytes, ROWS * qb_ggml_row_bytes(types[t], COLS));
+        const struct qb_wfmt_traits *tr = qb_wfmt_get(QB_WFMT_GGML);
+        tr->dequant_rows(&lin, 0, ROWS, deq);
+        for (int r = 0; r < ROWS; r++) {
+            double ref_dot = 0, mag = 0;
+            for (int c = 0; c < COLS; c++) {
+                ref_dot += (double)deq[r * COLS + c] * x[c];
+                mag += fabs((double)deq[r * COLS + c] * x[c]);
+            }
+            float simd = tr->vec_dot(&lin, r, x), ref = tr->vec_dot_ref(&lin, r, x);
+            cr_assert_leq(fabs(simd - ref), QB_GGML_DOT_REL_TOL * mag + 1e-30,
+                          "type %d row %d: simd %g ref %g", types[t], r, simd, ref);
+            cr_assert_leq(fabs(ref - ref_dot), 1e-5 * mag, "type %d row %d: ref %g dequant %g",
+                          types[t], r, ref, ref_dot);
+        }
+        qb_linear_release(&lin);
+    }
+}
+
+Test(gguf_model, ggml_linear_rejects_rows_off_the_block)
+{
+    static float w[4 * 128];
+    struct qb_quant_params qp = {.ggml_type = QB_GGML_Q4_K};
+    struct qb_linear lin;
+    struct qb_err err = {0};
+    cr_assert_eq(qb_linear_quantize(w, 4, 128, QB_WFMT_GGML, &qp, "w", &lin, &err),
+                 QB_ERR_UNSUPPORTED);
+    cr_assert_not_null(strstr(err.msg, "block of 256"), "%s", err.msg);
 }
