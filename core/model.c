@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "fileutil.h"
+#include "gguf_model.h"
 
 static const char *const slot_names[QB_LIN_COUNT] = {
     [QB_LIN_Q] = "q_proj",       [QB_LIN_K] = "k_proj",   [QB_LIN_V] = "v_proj",
@@ -210,6 +211,8 @@ enum qb_status qb_model_load(const char *dir, const struct qb_model_load_opts *o
     enum qb_status st;
     char *cfg_path = NULL;
     *out = NULL;
+    if (qb_gguf_is_model_path(dir))
+        return qb_gguf_model_load(dir, opts, out, err);
     if (!qb_path_is_dir(dir))
         return qb_err_set(err, QB_ERR_IO, "model '%s' is not a directory", dir);
     struct qb_model *m = calloc(1, sizeof *m);
@@ -310,6 +313,8 @@ enum qb_status qb_model_apply_scheme(struct qb_model *m, const struct qb_scheme 
         m->scheme = *scheme;
         return QB_OK;
     }
+    if (scheme->method == QB_METHOD_GGUF)
+        return qb_gguf_model_apply_scheme(m, scheme, progress, err);
     qb_progress_stage(progress, "quantizing");
     int n_layers = m->cfg.n_layers;
     for (int i = 0; i < n_layers; i++) {

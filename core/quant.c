@@ -13,6 +13,7 @@
 
 #include "dtype.h"
 #include "fp_formats.h"
+#include "ggml_quants.h"
 #include "quant_blocks.h"
 #include "quant_impl.h"
 
@@ -148,6 +149,7 @@ static const struct qb_wfmt_traits traits_table[QB_WFMT_COUNT] = {
     [QB_WFMT_FP8_E5M2] = {"fp8-e5m2", 1, 8.0 + 32.0 / 4096, QB_TRAITS(fp8)},
     [QB_WFMT_NVFP4] = {"nvfp4", QB_NVFP4_BLOCK, 4.5, QB_TRAITS(nvfp4)},
     [QB_WFMT_MXFP4] = {"mxfp4", QB_MXFP4_BLOCK, 4.25, QB_TRAITS(mxfp4)},
+    [QB_WFMT_GGML] = {"ggml", 1, 0.0, QB_TRAITS(ggmlw)}, /* block and bits: per ggml type */
 };
 
 const struct qb_wfmt_traits *qb_wfmt_get(enum qb_wfmt fmt)
@@ -195,6 +197,20 @@ static enum qb_status check_group_params(enum qb_wfmt fmt, int64_t cols,
     return QB_OK;
 }
 
+static enum qb_status check_ggml_params(int64_t cols, const struct qb_quant_params *p,
+                                        const char *name, struct qb_err *err)
+{
+    const struct qb_ggml_type_info *ti = qb_ggml_type_info(p ? p->ggml_type : QB_GGML_F32);
+    if (!ti || !ti->can_dequantize)
+        return qb_err_set(err, QB_ERR_UNSUPPORTED, "tensor '%s': ggml type %d is not supported",
+                          name, p ? p->ggml_type : 0);
+    if (cols % ti->block)
+        return qb_err_set(err, QB_ERR_UNSUPPORTED, "tensor '%s' has %lld input columns, not a "
+                          "multiple of the %s block of %d", name, (long long)cols, ti->name,
+                          ti->block);
+    return QB_OK;
+}
+
 enum qb_status qb_wfmt_check_shape(enum qb_wfmt fmt, int64_t rows, int64_t cols,
                                    const struct qb_quant_params *p, const char *name,
                                    struct qb_err *err)
@@ -208,6 +224,8 @@ enum qb_status qb_wfmt_check_shape(enum qb_wfmt fmt, int64_t rows, int64_t cols,
                           name, (long long)rows, (long long)cols);
     if (is_group_fmt(fmt))
         return check_group_params(fmt, cols, p, name, err);
+    if (fmt == QB_WFMT_GGML)
+        return check_ggml_params(cols, p, name, err);
     int block = fmt == QB_WFMT_NVFP4 ? QB_NVFP4_BLOCK : fmt == QB_WFMT_MXFP4 ? QB_MXFP4_BLOCK : 1;
     if (cols % block)
         return qb_err_set(err, QB_ERR_UNSUPPORTED,
@@ -311,13 +329,26 @@ static const struct scheme_entry scheme_table[] = {
     {"gptq-int8", QB_METHOD_GPTQ, QB_WFMT_UINT_G, 8, QB_ACT_F32},
     {"gptq-int2", QB_METHOD_GPTQ, QB_WFMT_UINT_G, 2, QB_ACT_F32},
     {"awq-int4", QB_METHOD_AWQ, QB_WFMT_INT4, 4, QB_ACT_F32},
+    /* llama.cpp mixes: per-tensor ggml types chosen by gguf_model.c (gguf_mix.c rules) */
+    {"gguf-f16", QB_METHOD_GGUF, QB_WFMT_GGML, 0, QB_ACT_F32},
+    {"gguf-q8_0", QB_METHOD_GGUF, QB_WFMT_GGML, 0, QB_ACT_F32},
+    {"gguf-q6_k", QB_METHOD_GGUF, QB_WFMT_GGML, 0, QB_ACT_F32},
+    {"gguf-q5_k_m", QB_METHOD_GGUF, QB_WFMT_GGML, 0, QB_ACT_F32},
+    {"gguf-q5_k_s", QB_METHOD_GGUF, QB_WFMT_GGML, 0, QB_ACT_F32},
+    {"gguf-q4_k_m", QB_METHOD_GGUF, QB_WFMT_GGML, 0, QB_ACT_F32},
+    {"gguf-q4_k_s", QB_METHOD_GGUF, QB_WFMT_GGML, 0, QB_ACT_F32},
+    {"gguf-q4_0", QB_METHOD_GGUF, QB_WFMT_GGML, 0, QB_ACT_F32},
+    {"gguf-q3_k_m", QB_METHOD_GGUF, QB_WFMT_GGML, 0, QB_ACT_F32},
+    {"gguf-q3_k_s", QB_METHOD_GGUF, QB_WFMT_GGML, 0, QB_ACT_F32},
+    {"gguf-q2_k", QB_METHOD_GGUF, QB_WFMT_GGML, 0, QB_ACT_F32},
 };
 
 const char *qb_scheme_names(void)
 {
     return "bf16, fp16, f32, int8, int4, int4-sym, nf4, nf4-dq, fp8, fp8-e5m2, nvfp4, mxfp4, "
            "nvfp4-w4a4, mxfp4-w4a4, fp8-w8a8, gptq-int4, gptq-int3, gptq-int8, gptq-int2, "
-           "awq-int4";
+           "awq-int4, gguf-f16, gguf-q8_0, gguf-q6_k, gguf-q5_k_m, gguf-q5_k_s, gguf-q4_k_m, "
+           "gguf-q4_k_s, gguf-q4_0, gguf-q3_k_m, gguf-q3_k_s, gguf-q2_k";
 }
 
 /* The block a --group override must match for formats with a fixed block, 0 when

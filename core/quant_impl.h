@@ -29,6 +29,7 @@ QB_DECLARE_WFMT_FNS(nf4dq);     /* quant_nf4.c */
 QB_DECLARE_WFMT_FNS(fp8);       /* quant_fp8.c: E4M3 and E5M2 (by w->fmt) */
 QB_DECLARE_WFMT_FNS(nvfp4);     /* quant_fp4.c */
 QB_DECLARE_WFMT_FNS(mxfp4);     /* quant_fp4.c */
+QB_DECLARE_WFMT_FNS(ggmlw);     /* quant_ggml.c: QB_WFMT_GGML (type in qp.ggml_type) */
 
 /* QB_ERR_NUMERIC naming the tensor and the (row, col) of the first NaN/Inf. */
 enum qb_status qb_check_finite(const float *w, int64_t rows, int64_t cols, const char *name,

@@ -16,6 +16,7 @@
 #include "cli_progress.h"
 #include "compare.h"
 #include "fileutil.h"
+#include "gguf_model.h"
 #include "hub/hub.h"
 #include "job.h"
 #include "wordppl.h"
@@ -65,7 +66,8 @@ static void eval_usage(void)
            "  --progress-json    progress as JSON lines on stderr\n"
            "  -h, --help         this help\n\n"
            "MODEL is a Hugging Face checkpoint directory (config.json, tokenizer.json,\n"
-           "safetensors) or ORG/NAME[@REV] from the Hugging Face cache.\n", qb_scheme_names());
+           "safetensors), ORG/NAME[@REV] from the Hugging Face cache, or a llama GGUF\n"
+           "file (FILE.gguf, ours or llama.cpp's).\n", qb_scheme_names());
 }
 
 static void compare_usage(void)
@@ -208,11 +210,11 @@ static enum qb_status read_data(const struct eval_args *a, struct qb_hub **hub, 
     return qb_hub_dataset_text(*hub, a->data, NULL, text, len, NULL, err);
 }
 
-/* A directory as given, else ORG/NAME[@REV] resolved in the Hub cache. */
+/* A directory or FILE.gguf as given, else ORG/NAME[@REV] resolved in the Hub cache. */
 static enum qb_status resolve_model(struct eval_args *a, struct qb_hub **hub,
                                     struct qb_progress *progress, struct qb_err *err)
 {
-    if (qb_path_is_dir(a->model)) {
+    if (qb_path_is_dir(a->model) || qb_gguf_is_model_path(a->model)) {
         a->model_dir = qb_strdup(a->model);
         return a->model_dir ? QB_OK : qb_err_set(err, QB_ERR_NOMEM, "out of memory");
     }

@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "qb_common.h"
+#include "gguf_vocab.h"
 #include "tokenizer.h"
 
 #define STDIN_MAX_BYTES ((size_t)1 << 32)
@@ -26,7 +27,8 @@ static void print_help(void)
 {
     printf("usage: quantbench tokenize MODEL [--json] [--bos] [--decode]\n\n"
            "Token ids of stdin, exactly as Hugging Face `tokenizers` computes them.\n\n"
-           "  MODEL       checkpoint directory with tokenizer.json, or a tokenizer.json file\n"
+           "  MODEL       checkpoint directory with tokenizer.json, a tokenizer.json file\n"
+           "              or a GGUF file (its tokenizer.ggml.* metadata)\n"
            "  --bos       add the special tokens the post-processor adds (BOS)\n"
            "  --decode    read whitespace-separated ids from stdin and print their text\n"
            "  --json      print {\"ids\": [...]} (or {\"text\": ...} with --decode)\n"
@@ -77,6 +79,9 @@ static enum qb_status load_tokenizer(const char *model, struct qb_tokenizer **to
         free(path);
         return st;
     }
+    size_t n = strlen(model);
+    if (n > 5 && strcmp(model + n - 5, ".gguf") == 0)
+        return qb_gguf_vocab_load_file(model, tok, err);
     return qb_tok_load_hf(model, tok, err);
 }
 
