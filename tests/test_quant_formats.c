@@ -530,7 +530,7 @@ Test(schemes, every_listed_name_parses)
         cr_assert_neq(strlen(qb_scheme_hw_support(&s)), 0);
         n++;
     }
-    cr_assert_eq(n, 20);
+    cr_assert_eq(n, 31);
 }
 
 Test(schemes, table_entries)
