@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "kernels/qb_cuda.h"
 
 struct qb_eval_baseline {
     FILE *f;
@@ -94,12 +95,31 @@ enum qb_status qb_eval_tokenize(const struct qb_model *m, const char *text, size
     return QB_OK;
 }
 
+/* 1 when the CUDA engine has kernels for every weight of m. */
+static int cuda_runs_model(const struct qb_model *m)
+{
+    if (!qb_cuda_supports(m->embed.fmt, m->embed.qp.act) ||
+        !qb_cuda_supports(m->lm_head.fmt, m->lm_head.qp.act))
+        return 0;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        for (int s = 0; s < QB_LIN_COUNT; s++) {
+            const struct qb_linear *lin = &m->layers[l].lin[s];
+            if (!qb_cuda_supports(lin->fmt, lin->qp.act))
+                return 0;
+        }
+    }
+    return 1;
+}
+
 static enum qb_status make_engine(const struct qb_model *m, const struct qb_eval_opts *o,
                                   enum qb_backend *used, struct qb_engine **eng,
                                   struct qb_err *err)
 {
     struct qb_engine_opts eo = {o->ctx, o->n_threads};
     *used = qb_backend_resolve(o->backend);
+    /* auto: a format the GPU has no kernel for runs on the CPU reference */
+    if (*used == QB_BACKEND_CUDA && o->backend == QB_BACKEND_AUTO && !cuda_runs_model(m))
+        *used = QB_BACKEND_CPU;
     if (*used == QB_BACKEND_CUDA)
         return qb_engine_create_cuda(m, &eo, eng, err);
     return qb_engine_create_cpu(m, &eo, eng, err);
