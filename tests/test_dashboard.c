@@ -353,13 +353,15 @@ Test(dashboard, help_opens_and_closes_and_zoom_toggles)
     tmx_stop(&t);
 }
 
-Test(dashboard, doctor_and_search_say_what_is_missing)
+Test(dashboard, doctor_starts_and_cancels_then_search_answers)
 {
     struct tmx t;
     tmx_start(&t, 80, 24, NULL, FAST_ARGS);
     expect_panes(&t);
     tmx_keys(&t, "d");
     WAIT_FOR(&t, "doctor", 5);
+    tmx_keys(&t, "c");
+    WAIT_FOR(&t, "cancelled", 30);
     tmx_keys(&t, "/");
     WAIT_FOR(&t, "Search the Hugging Face Hub", 5);
     tmx_keys(&t, "-l tiny");
