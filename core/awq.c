@@ -19,7 +19,11 @@ void qb_awq_weight_mean(const float *const *w, const int64_t *rows, int n_lin, i
                         int group, float *w_mean)
 {
     double *acc = calloc((size_t)cols, sizeof(double));
-    CHECK(acc != NULL);
+    if (!acc) { /* fall back to no weight statistics (plain activation scaling) */
+        for (int64_t c = 0; c < cols; c++)
+            w_mean[c] = 1;
+        return;
+    }
     int64_t total_rows = 0;
     for (int k = 0; k < n_lin; k++) {
         for (int64_t r = 0; r < rows[k]; r++) {
@@ -174,15 +178,19 @@ struct clip_ctx {
     int64_t cols, n;
     int group, maxq;
     float *max_val;
+    int oom;
 };
 
 static void clip_rows(void *p, int64_t b, int64_t e)
 {
-    const struct clip_ctx *c = p;
+    struct clip_ctx *c = p;
     int64_t ng = c->cols / c->group;
     int G = c->group;
     float *buf = malloc((size_t)G * 2 * sizeof(float));
-    CHECK(buf != NULL);
+    if (!buf) {
+        __atomic_store_n(&c->oom, 1, __ATOMIC_RELAXED);
+        return;
+    }
     float *cur = buf, *diff = buf + G;
     for (int64_t r = b; r < e; r++) {
         for (int64_t g = 0; g < ng; g++) {
@@ -226,8 +234,10 @@ enum qb_status qb_awq_clip_search(const float *w, int64_t rows, int64_t cols, in
 {
     if (n <= 0)
         return qb_err_set(err, QB_ERR_INTERNAL, "AWQ clip search without input tokens");
-    struct clip_ctx c = {w, x, cols, n, group, (1 << bits) - 1, max_val};
+    struct clip_ctx c = {w, x, cols, n, group, (1 << bits) - 1, max_val, 0};
     qb_pool_for(pool, rows, 4, clip_rows, &c);
+    if (c.oom)
+        return qb_err_set(err, QB_ERR_NOMEM, "out of memory in the AWQ clip search");
     return QB_OK;
 }
 

@@ -338,6 +338,7 @@ struct gptq_ctx {
     int64_t cols;
     struct qb_qresult *r;
     float *deq;
+    int oom;               /* a worker could not allocate its scratch */
 };
 
 static void gptq_row(const struct gptq_ctx *c, int64_t row, float *w, float *w1, float *errs)
@@ -397,9 +398,12 @@ static void gptq_row(const struct gptq_ctx *c, int64_t row, float *w, float *w1,
 
 static void gptq_rows(void *p, int64_t b, int64_t e)
 {
-    const struct gptq_ctx *c = p;
+    struct gptq_ctx *c = p;
     float *buf = malloc(((size_t)c->cols * 2 + QB_GPTQ_BLOCK) * sizeof(float));
-    CHECK(buf != NULL); /* a few KB per thread */
+    if (!buf) {
+        __atomic_store_n(&c->oom, 1, __ATOMIC_RELAXED);
+        return;
+    }
     for (int64_t row = b; row < e; row++)
         gptq_row(c, row, buf, buf + c->cols, buf + 2 * c->cols);
     free(buf);
@@ -513,8 +517,10 @@ enum qb_status qb_gptq_quantize(const float *w, int64_t rows, int64_t cols, cons
         for (int64_t j = 0; j < cols; j++)
             out->g_idx[perm[j]] = (int32_t)(j / o->group);
     struct gptq_opts_i oi = {(1 << o->bits) - 1, o->group, o->sym, o->static_groups};
-    struct gptq_ctx c = {wz, u, perm, &oi, cols, out, deq};
+    struct gptq_ctx c = {wz, u, perm, &oi, cols, out, deq, 0};
     qb_pool_for(pool, rows, 4, gptq_rows, &c);
+    if (c.oom)
+        st = qb_err_set(err, QB_ERR_NOMEM, "out of memory in GPTQ");
 out:
     free(perm);
     free(u);
@@ -538,7 +544,11 @@ static void recon_rows(void *p, int64_t b, int64_t e)
     struct recon_ctx *c = p;
     int64_t n = c->cols;
     double *d = malloc((size_t)n * sizeof(double));
-    CHECK(d != NULL);
+    if (!d) {
+        for (int64_t r = b; r < e; r++)
+            c->row_err[r] = NAN; /* reported as NaN rather than aborting */
+        return;
+    }
     for (int64_t r = b; r < e; r++) {
         for (int64_t j = 0; j < n; j++)
             d[j] = (double)c->w[r * n + j] - (double)c->deq[r * n + j];

@@ -93,7 +93,7 @@ struct pipe {
     int S, L, H;                  /* samples, seqlen, hidden */
     float *x;                     /* [S][L][H] current layer inputs */
     float *work;                  /* [L][H] */
-    int layer, n_steps;
+    int layer, step, n_steps;
 };
 
 static size_t act_elems(const struct pipe *P)
@@ -107,6 +107,7 @@ static void progress_step(struct pipe *P, int step, const char *stage)
     qb_progress_stage(P->progress, stage);
     qb_progress_layer(P->progress, P->layer + 1, N);
     qb_progress_step(P->progress, step + 1, P->n_steps);
+    P->step = step;
     double f = ((double)P->layer + (double)step / P->n_steps) / N;
     qb_progress_update(P->progress, f, 0, P->S, "samples");
 }
@@ -223,8 +224,11 @@ static enum qb_status forward_samples(struct pipe *P, int n_samples, int in_plac
             st = c->st;
         if (st)
             return st;
-        if (n_samples == P->S)
-            qb_progress_update(P->progress, -1, s + 1, P->S, "samples");
+        if (n_samples == P->S) {
+            double f = ((double)P->layer + (P->step + (double)(s + 1) / P->S) / P->n_steps) /
+                       P->m->cfg.n_layers;
+            qb_progress_update(P->progress, f, s + 1, P->S, "samples");
+        }
     }
     return QB_OK;
 }
