@@ -541,7 +541,7 @@ static enum qb_status awq_capture(struct awq_layer *A, struct qb_err *err)
         c.keep[s] = A->keep[g];
     }
     if (!st)
-        st = forward_samples(P, P->S, 1, &c, err);
+        st = forward_samples(P, P->S, 0, &c, err);
     for (int g = 0; g < AG_COUNT; g++) {
         int64_t cols = A->Lr->lin[awq_input_slot[g]].cols;
         if (!st) {
@@ -747,34 +747,16 @@ static enum qb_status awq_layer(struct pipe *P, struct qb_err *err)
 {
     struct awq_layer A = {.P = P, .Lr = &P->m->layers[P->layer], .err = err};
     A.Ss = QB_MAX(1, QB_MIN(P->S, QB_AWQ_SEARCH_TOKENS / P->L));
-    P->n_steps = 6;
-    float *search_in = NULL;
+    P->n_steps = 7;
     enum qb_status st = awq_alloc(&A, err);
     if (st)
         goto out;
-    /* the search re-runs the layer on the first Ss samples' inputs: keep them */
-    search_in = qb_malloc_array((size_t)A.Ss * act_elems(P), sizeof(float));
-    if (!search_in) {
-        st = qb_err_set(err, QB_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    memcpy(search_in, P->x, (size_t)A.Ss * act_elems(P) * sizeof(float));
     progress_step(P, 0, "awq capture");
     st = awq_capture(&A, err);
     if (st)
         goto out;
-    /* swap the kept inputs in for the q/k/v search, which runs the whole layer */
-    float *outputs = qb_malloc_array((size_t)A.Ss * act_elems(P), sizeof(float));
-    if (!outputs) {
-        st = qb_err_set(err, QB_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    memcpy(outputs, P->x, (size_t)A.Ss * act_elems(P) * sizeof(float));
-    memcpy(P->x, search_in, (size_t)A.Ss * act_elems(P) * sizeof(float));
     progress_step(P, 1, "awq search");
     st = awq_search_group(&A, AG_QKV, err);
-    memcpy(P->x, outputs, (size_t)A.Ss * act_elems(P) * sizeof(float));
-    free(outputs);
     if (st)
         goto out;
     progress_step(P, 2, "awq search");
@@ -798,8 +780,11 @@ static enum qb_status awq_layer(struct pipe *P, struct qb_err *err)
     progress_step(P, 5, "awq quantize");
     for (int s = 0; s < QB_LIN_COUNT && !st; s++)
         st = awq_quantize_linear(&A, s, err);
+    if (st)
+        goto out;
+    progress_step(P, 6, "propagating");
+    st = forward_samples(P, P->S, 1, NULL, err);
 out:
-    free(search_in);
     awq_free(&A);
     return st;
 }

@@ -14,13 +14,16 @@
  * quantize q,k,v; re-run the layer -> o; re-run -> gate,up; re-run -> down;
  * re-run the quantized layer to produce the next layer's inputs.
  * AWQ (as AutoAWQ): one pass with the layer in full precision captures input
- * statistics (and is the next layer's input); scale search per group (q/k/v
+ * statistics; scale search per group (q/k/v
  * with the input norm inspecting self-attention's output, o with v only when
  * v's output dim equals o's input dim, gate/up with the post-attention norm
  * inspecting the MLP output, down with up), scales folded into the previous
  * op, clip search (not on q/k), then int4 quantization. The searches run on the
  * first QB_AWQ_SEARCH_TOKENS tokens' worth of whole samples; the statistics
- * use every token.
+ * use every token. Unlike AutoAWQ (which passes the full-precision layer's
+ * output on), the quantized layer's output feeds the next layer, as for GPTQ:
+ * on the demo model this measured 67 % instead of 71 % of RTN's perplexity
+ * increase (8192 search tokens: no gain).
  *
  * Result in the model: each decoder linear is replaced by its dequantized
  * weights (f32, bit-exact to scale * (code - zero)); the integer codes, scales,
