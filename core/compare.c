@@ -59,11 +59,6 @@ static enum qb_status run_calibrated(const struct qb_compare_opts *o, const stru
         st = qb_qpipe_run(m, &po, progress, &rep, err);
     if (st)
         return st;
-    fill_sizes(m, row);
-    row->decoder_bytes = rep.packed_bytes;
-    row->weights_bytes = row->weights_bytes - qb_model_decoder_bytes(m) + rep.packed_bytes;
-    int64_t params = qb_model_decoder_params(m);
-    row->bits_per_weight = params ? 8.0 * (double)rep.packed_bytes / (double)params : 0;
     row->peak_rss_kb = rep.peak_rss_kb;
     qb_qpipe_report_free(&rep);
     return QB_OK;
@@ -89,8 +84,7 @@ static enum qb_status run_scheme(const struct qb_compare_opts *o, const struct q
         st = qb_model_apply_scheme(m, s, progress, err);
     row->quantize_seconds = qb_now_seconds() - t0;
     if (!st) {
-        if (!s->needs_calibration)
-            fill_sizes(m, row);
+        fill_sizes(m, row);
         st = qb_eval_run(m, o->ids, o->n_ids, &o->eval, base, NULL, progress, &row->r, err);
     }
     if (!st) {

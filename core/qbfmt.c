@@ -28,6 +28,11 @@ static void linear_prefix(int layer, enum qb_linear_slot s, char *buf, size_t si
              qb_linear_slot_name(s));
 }
 
+enum qb_wfmt qb_qbfmt_wfmt(int bits, int sym)
+{
+    return bits == 4 ? (sym ? QB_WFMT_INT4_SYM : QB_WFMT_INT4) : QB_WFMT_UINT_G;
+}
+
 const char *qb_qbfmt_wfmt_name(int bits, int sym)
 {
     return bits == 4 ? (sym ? "int4-sym" : "int4") : "uint-g";
@@ -201,7 +206,7 @@ enum qb_status qb_qbfmt_unpack(const uint8_t *payload, size_t bytes, int64_t row
                                   "corrupt (bits %u, zero %u, scale %g)", name, (long long)r,
                                   (long long)g, p[3], p[2], (double)s);
         }
-        for (int64_t c = 0; c < cols; c++) {
+        for (int64_t c = 0; out && c < cols; c++) {
             const uint8_t *code_rec = row + (size_t)(c / group) * rec;
             const uint8_t *par = row + (size_t)(g_idx ? g_idx[c] : c / group) * rec;
             float s = qb_f16_to_f32((uint16_t)(par[0] | par[1] << 8));
@@ -306,30 +311,38 @@ static enum qb_status load_linear(struct qb_model *m, const struct qb_qbfmt_meta
             return st;
     }
     memset(lin, 0, sizeof *lin);
-    int32_t *g_idx = NULL;
-    float *w = qb_aligned_alloc((size_t)rows * (size_t)cols * sizeof(float));
-    if (gt)
-        g_idx = qb_malloc_array((size_t)cols, sizeof(int32_t));
-    if (!w || (gt && !g_idx)) {
-        free(w);
+    size_t bytes = qb_st_tensor_bytes(t);
+    uint8_t *payload = qb_aligned_alloc(bytes);
+    int32_t *g_idx = gt ? qb_malloc_array((size_t)cols, sizeof(int32_t)) : NULL;
+    if (!payload || (gt && !g_idx)) {
+        free(payload);
+        free(g_idx);
         return qb_err_set(err, QB_ERR_NOMEM, "out of memory loading '%s'", prefix);
     }
+    memcpy(payload, t->data, bytes); /* aligned copy; the file's pages are released */
     if (gt)
         memcpy(g_idx, gt->data, (size_t)cols * sizeof(int32_t));
     snprintf(name, sizeof name, "%s.qweight", prefix);
-    st = qb_qbfmt_unpack(t->data, qb_st_tensor_bytes(t), rows, cols, meta->bits, meta->group,
-                         g_idx, w, name, err);
-    free(g_idx);
+    st = qb_qbfmt_unpack(payload, bytes, rows, cols, meta->bits, meta->group, g_idx, NULL, name,
+                         err);
     if (st) {
-        free(w);
+        free(payload);
+        free(g_idx);
         return st;
     }
     qb_ckpt_release(m->ckpt, t);
-    lin->fmt = QB_WFMT_F32;
+    lin->fmt = qb_qbfmt_wfmt(meta->bits, meta->sym);
     lin->rows = rows;
     lin->cols = cols;
-    lin->data = lin->owned = w;
-    lin->data_bytes = (size_t)rows * (size_t)cols * sizeof(float);
+    lin->data = lin->owned = payload;
+    lin->data_bytes = bytes;
+    lin->qp.group = meta->group;
+    lin->qp.bits = meta->bits;
+    lin->qp.sym = meta->sym;
+    lin->qp.g_idx = lin->owned_g_idx = g_idx;
+    if (qb_wfmt_get(lin->fmt)->packed_bytes(rows, cols, &lin->qp) != bytes)
+        return qb_err_set(err, QB_ERR_FORMAT, "%s: payload size does not match the %s layout",
+                          name, qb_wfmt_get(lin->fmt)->name);
     if (!slot_has_bias(&m->cfg, s))
         return QB_OK;
     snprintf(name, sizeof name, "%s.bias", prefix);
@@ -406,7 +419,7 @@ enum qb_status qb_qbfmt_load_weights(struct qb_model *m, struct qb_err *err)
     memset(&m->scheme, 0, sizeof m->scheme);
     snprintf(m->scheme.name, sizeof m->scheme.name, "%s", meta.scheme);
     m->scheme.method = meta.method;
-    m->scheme.fmt = QB_WFMT_F32;
+    m->scheme.fmt = qb_qbfmt_wfmt(meta.bits, meta.sym);
     m->scheme.qp.bits = meta.bits;
     m->scheme.qp.group = meta.group;
     m->scheme.qp.sym = meta.sym;

@@ -52,6 +52,7 @@
 #include "gptq.h"
 #include "model.h"
 #include "qb_common.h"
+#include "quant.h"
 
 #define QB_QBFMT_META "quantbench.json"
 #define QB_QBFMT_VERSION 1
@@ -65,7 +66,9 @@ struct qb_qbfmt_meta {
     double damp;
 };
 
-/* Name of the weight format for (bits, sym): "int4", "int4-sym", "uint-g". */
+/* The weight format for (bits, sym): INT4, INT4_SYM or UINT_G, and its name
+ * ("int4", "int4-sym", "uint-g"). */
+enum qb_wfmt qb_qbfmt_wfmt(int bits, int sym);
 const char *qb_qbfmt_wfmt_name(int bits, int sym);
 
 /* Parse and check quantbench.json (len bytes); origin names it in errors. */
@@ -76,8 +79,8 @@ enum qb_status qb_qbfmt_parse_meta(const char *json, size_t len, const char *ori
 size_t qb_qbfmt_record_bytes(int bits, int group);
 /* Pack a result into out (rows * cols/G * R bytes). */
 void qb_qbfmt_pack(const struct qb_qresult *q, uint8_t *out);
-/* Check and dequantize a payload (bytes long) into out[rows][cols]; g_idx may be
- * NULL. name is the tensor's name for errors. */
+/* Check and dequantize a payload (bytes long) into out[rows][cols] (out NULL:
+ * check only); g_idx may be NULL. name is the tensor's name for errors. */
 enum qb_status qb_qbfmt_unpack(const uint8_t *payload, size_t bytes, int64_t rows, int64_t cols,
                                int bits, int group, const int32_t *g_idx, float *out,
                                const char *name, struct qb_err *err);
@@ -87,8 +90,8 @@ int qb_qbfmt_is_dir(const char *dir);
 
 /* Called by qb_model_load for such a directory, after config.json and the
  * safetensors are open (m->cfg, m->ckpt, m->dir set): fills embed, lm_head,
- * norms, the decoder linears (dequantized to f32 in memory until the packed
- * formats run in the engines) and m->scheme. */
+ * norms, the decoder linears (packed INT4 / INT4_SYM / UINT_G linears holding a
+ * checked, aligned copy of the payload) and m->scheme. */
 enum qb_status qb_qbfmt_load_weights(struct qb_model *m, struct qb_err *err);
 
 /* ---- writer ---- */

@@ -144,6 +144,31 @@ static void install_f32(struct qb_linear *lin, float *w)
     *lin = q;
 }
 
+/* The packed format that holds a result: INT4, INT4_SYM or UINT_G. */
+static enum qb_wfmt result_fmt(int bits, int sym)
+{
+    return bits == 4 ? (sym ? QB_WFMT_INT4_SYM : QB_WFMT_INT4) : QB_WFMT_UINT_G;
+}
+
+/* Replace lin by the packed linear of q (bit-exact to qb_qresult_dequant); keeps the bias. */
+static enum qb_status install_packed(struct qb_linear *lin, const struct qb_qresult *q,
+                                     const char *name, struct qb_err *err)
+{
+    struct qb_linear p;
+    struct qb_quant_params qp = {.group = q->group, .bits = q->bits, .sym = q->sym,
+                                 .g_idx = q->g_idx};
+    enum qb_status st = qb_linear_pack_groups(q->rows, q->cols, result_fmt(q->bits, q->sym), &qp,
+                                              q->codes, q->scales, q->zeros, name, &p, err);
+    if (st)
+        return st;
+    p.bias = lin->bias;
+    p.owned_bias = lin->owned_bias;
+    lin->owned_bias = NULL;
+    qb_linear_release(lin);
+    *lin = p;
+    return QB_OK;
+}
+
 static void release_layer_pages(const struct qb_model *m, int layer)
 {
     for (int s = 0; s < QB_LIN_COUNT; s++) {
@@ -294,8 +319,7 @@ static enum qb_status gptq_linear(struct pipe *P, enum qb_linear_slot slot, cons
     if (st)
         goto out;
     log_linear(P, slot);
-    install_f32(lin, deq);
-    deq = NULL;
+    st = install_packed(lin, &q, qb_linear_slot_name(slot), err);
 out:
     qb_qresult_free(&q);
     free(w);
@@ -735,7 +759,8 @@ static enum qb_status awq_quantize_linear(struct awq_layer *A, enum qb_linear_sl
     if (st)
         goto out;
     log_linear(P, s);
-    memcpy(A->cur[s], deq, (size_t)(rows * cols) * sizeof(float));
+    st = install_packed(l, &q, qb_linear_slot_name(s), err); /* frees cur[s] */
+    A->cur[s] = NULL;
 out:
     qb_qresult_free(&q);
     free(deq);
@@ -870,7 +895,7 @@ enum qb_status qb_qpipe_run(struct qb_model *m, const struct qb_qpipe_opts *o,
     m->scheme.qp.bits = o->bits;
     m->scheme.qp.sym = o->sym;
     m->scheme.needs_calibration = 1;
-    m->scheme.fmt = QB_WFMT_F32; /* in memory: dequantized (see header) */
+    m->scheme.fmt = result_fmt(o->bits, o->sym);
     qb_progress_update(progress, 1.0, P.S, P.S, "samples");
 out:
     rep->seconds = qb_now_seconds() - t0;

@@ -25,10 +25,11 @@
  * on the demo model this measured 67 % instead of 71 % of RTN's perplexity
  * increase (8192 search tokens: no gain).
  *
- * Result in the model: each decoder linear is replaced by its dequantized
- * weights (f32, bit-exact to scale * (code - zero)); the integer codes, scales,
- * zeros and g_idx of every linear go to the optional sink (the qbfmt writer)
- * as they are produced. m->scheme becomes the calibrated scheme.
+ * Result in the model: each decoder linear is replaced by its packed linear
+ * (qb_linear_pack_groups: INT4, INT4_SYM or UINT_G with g_idx); the integer
+ * codes, scales, zeros and g_idx of every linear also go to the optional sink
+ * (the qbfmt writer) as they are produced. m->scheme becomes the calibrated
+ * scheme.
  *
  * Per linear the report holds ||W X - W^ X||^2 / n over the calibration tokens
  * for the method and for RTN with the same grid (gptq.h), X being the linear's
