@@ -105,8 +105,6 @@ enum qb_status qb_compare_run(const struct qb_compare_opts *o, struct qb_progres
     *n_rows = 0;
     for (int i = 0; i < o->n_schemes; i++) {
         enum qb_status st = qb_scheme_parse(o->schemes[i], o->group, &schemes[i], err);
-        if (st && qb_qpipe_is_calibrated(o->schemes[i]))
-            st = qb_qpipe_scheme(o->schemes[i], o->group, &schemes[i], err);
         if (st)
             return st;
     }

@@ -48,23 +48,6 @@ enum qb_status qb_qpipe_opts_from_scheme(const char *name, int group, struct qb_
                       "gptq-int8, gptq-int2, awq-int4)", name);
 }
 
-enum qb_status qb_qpipe_scheme(const char *name, int group, struct qb_scheme *out,
-                               struct qb_err *err)
-{
-    struct qb_qpipe_opts o = {0};
-    memset(out, 0, sizeof *out);
-    enum qb_status st = qb_qpipe_opts_from_scheme(name, group, &o, err);
-    if (st)
-        return st;
-    snprintf(out->name, sizeof out->name, "%s", name);
-    out->method = o.method;
-    out->fmt = QB_WFMT_F32;
-    out->qp.group = o.group;
-    out->qp.bits = o.bits;
-    out->needs_calibration = 1;
-    return QB_OK;
-}
-
 long qb_peak_rss_kb(void)
 {
     struct rusage ru;

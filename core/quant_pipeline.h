@@ -82,10 +82,6 @@ struct qb_qpipe_report {
  * QB_ERR_USAGE for names that are not calibrated schemes. */
 enum qb_status qb_qpipe_opts_from_scheme(const char *name, int group, struct qb_qpipe_opts *o,
                                          struct qb_err *err);
-/* A struct qb_scheme for a calibrated scheme name (method, bits, group,
- * needs_calibration), for callers whose qb_scheme_parse does not list it yet. */
-enum qb_status qb_qpipe_scheme(const char *name, int group, struct qb_scheme *out,
-                               struct qb_err *err);
 /* 1 when name is a calibrated scheme. */
 int qb_qpipe_is_calibrated(const char *name);
 

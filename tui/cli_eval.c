@@ -441,8 +441,6 @@ static int run(int argc, char **argv, int is_compare)
         struct qb_scheme check;
         for (int i = 0; !st && i < co.n_schemes; i++) {
             st = qb_scheme_parse(co.schemes[i], co.group, &check, &err);
-            if (st && qb_qpipe_is_calibrated(co.schemes[i]))
-                st = qb_qpipe_scheme(co.schemes[i], co.group, &check, &err);
             if (!st && check.needs_calibration && !a.calib.calib.path)
                 st = qb_err_set(&err, QB_ERR_USAGE, "scheme '%s' needs calibration data "
                                 "(--calib FILE)", co.schemes[i]);
