@@ -44,13 +44,33 @@ static enum qb_status run_baseline(const struct qb_compare_opts *o, struct qb_pr
     return st;
 }
 
+/* GPTQ/AWQ: the layer-by-layer pipeline with the run's calibration options. */
+static enum qb_status run_calibrated(const struct qb_compare_opts *o, const struct qb_scheme *s,
+                                     struct qb_model *m, struct qb_progress *progress,
+                                     struct qb_compare_row *row, struct qb_err *err)
+{
+    struct qb_qpipe_opts po = o->calib;
+    struct qb_qpipe_report rep;
+    if (!po.calib.path)
+        return qb_err_set(err, QB_ERR_USAGE, "scheme '%s' needs calibration data (--calib FILE)",
+                          s->name);
+    enum qb_status st = qb_qpipe_opts_from_scheme(s->name, s->qp.group, &po, err);
+    if (!st)
+        st = qb_qpipe_run(m, &po, progress, &rep, err);
+    if (st)
+        return st;
+    row->peak_rss_kb = rep.peak_rss_kb;
+    qb_qpipe_report_free(&rep);
+    return QB_OK;
+}
+
 static enum qb_status run_scheme(const struct qb_compare_opts *o, const struct qb_scheme *s,
                                  const struct qb_eval_baseline *base, double base_ppl,
                                  struct qb_progress *progress, struct qb_compare_row *row,
                                  struct qb_err *err)
 {
     struct qb_model *m = NULL;
-    struct qb_model_load_opts lo = {.no_tokenizer = 1};
+    struct qb_model_load_opts lo = {.no_tokenizer = !s->needs_calibration};
     enum qb_status st = qb_model_load(o->model_dir, &lo, &m, err);
     if (st)
         return st;
@@ -58,7 +78,10 @@ static enum qb_status run_scheme(const struct qb_compare_opts *o, const struct q
     row->scheme[sizeof row->scheme - 1] = '\0';
     qb_progress_log(progress, "quantizing %s", s->name);
     double t0 = qb_now_seconds();
-    st = qb_model_apply_scheme(m, s, progress, err);
+    if (s->needs_calibration)
+        st = run_calibrated(o, s, m, progress, row, err);
+    else
+        st = qb_model_apply_scheme(m, s, progress, err);
     row->quantize_seconds = qb_now_seconds() - t0;
     if (!st) {
         fill_sizes(m, row);

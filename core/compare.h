@@ -14,6 +14,7 @@
 
 #include "eval.h"
 #include "quant.h"
+#include "quant_pipeline.h"
 
 #define QB_COMPARE_MAX_SCHEMES 32
 
@@ -25,6 +26,9 @@ struct qb_compare_opts {
     int n_schemes;
     int group;                   /* group-size override, 0 = scheme default */
     struct qb_eval_opts eval;
+    /* calibrated schemes (GPTQ/AWQ): calibration file, samples, seqlen, seed and
+     * GPTQ options; method/bits/group are taken from each scheme */
+    struct qb_qpipe_opts calib;
 };
 
 struct qb_compare_row {
@@ -34,6 +38,7 @@ struct qb_compare_row {
     size_t decoder_bytes;        /* packed decoder linears */
     size_t weights_bytes;        /* every weight as held in memory */
     double quantize_seconds;
+    long peak_rss_kb;            /* calibrated schemes: process peak RSS after quantizing */
     struct qb_eval_result r;
     double delta_ppl;            /* ppl - baseline ppl */
     char note[96];               /* "emulated (no FP4 tensor cores on this backend)" or "" */

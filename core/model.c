@@ -13,6 +13,7 @@
 
 #include "fileutil.h"
 #include "gguf_model.h"
+#include "qbfmt.h"
 
 static const char *const slot_names[QB_LIN_COUNT] = {
     [QB_LIN_Q] = "q_proj",       [QB_LIN_K] = "k_proj",   [QB_LIN_V] = "v_proj",
@@ -230,7 +231,8 @@ enum qb_status qb_model_load(const char *dir, const struct qb_model_load_opts *o
     st = qb_ckpt_open(dir, &m->ckpt, err);
     if (st)
         goto out;
-    st = load_weights(m, err);
+    /* a quantized checkpoint written by `quantbench quantize` (qbfmt.h) */
+    st = qb_qbfmt_is_dir(dir) ? qb_qbfmt_load_weights(m, err) : load_weights(m, err);
     if (st)
         goto out;
     if (!opts || !opts->no_tokenizer) {
@@ -238,8 +240,9 @@ enum qb_status qb_model_load(const char *dir, const struct qb_model_load_opts *o
         if (st)
             goto out;
     }
-    qb_scheme_parse(m->base_dtype == QB_DTYPE_F16 ? "fp16"
-                    : m->base_dtype == QB_DTYPE_F32 ? "f32" : "bf16", 0, &m->scheme, NULL);
+    if (!m->scheme.name[0])
+        qb_scheme_parse(m->base_dtype == QB_DTYPE_F16 ? "fp16"
+                        : m->base_dtype == QB_DTYPE_F32 ? "f32" : "bf16", 0, &m->scheme, NULL);
     *out = m;
     m = NULL;
 out:

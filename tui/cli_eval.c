@@ -9,7 +9,9 @@
  */
 #include <cjson/cJSON.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -20,6 +22,7 @@
 #include "hub/hub.h"
 #include "job.h"
 #include "wordppl.h"
+#include "quant_pipeline.h"
 
 #define DATA_MAX_BYTES ((size_t)1 << 30)
 #define DEFAULT_SCHEMES "bf16,int8,int4,nf4,fp8,nvfp4,mxfp4"
@@ -39,6 +42,7 @@ struct eval_args {
     enum qb_backend backend;
     enum out_format format;
     enum qb_cli_progress_mode progress;
+    struct qb_qpipe_opts calib;  /* calibrated schemes (gptq-*, awq-int4) */
 };
 
 static void eval_usage(void)
@@ -60,6 +64,11 @@ static void eval_usage(void)
            "                     lines \"\\n\\n\\n\"), rolling windows of the model's context\n"
            "                     (or --ctx), word/byte perplexity and bits per byte;\n"
            "                     --chunks N scores the first N documents\n"
+           "  --calib FILE       calibration text for gptq-*/awq-int4 (plain text)\n"
+           "  --calib-samples N  calibration windows (default 128)\n"
+           "  --calib-seqlen L   tokens per window (default 2048 GPTQ, 512 AWQ)\n"
+           "  --seed S           window draw seed (default 0)\n"
+           "  --act-order --sym --static-groups --damp X   GPTQ options\n"
            "  --backend B        auto (default), cpu or cuda\n"
            "  --threads N        CPU threads (default: all cores)\n"
            "  --json             print one JSON object on stdout\n"
@@ -91,7 +100,9 @@ static void compare_usage(void)
 }
 
 enum { OPT_DATA = 256, OPT_CTX, OPT_CHUNKS, OPT_SCHEME, OPT_SCHEMES, OPT_GROUP, OPT_BACKEND,
-       OPT_THREADS, OPT_JSON, OPT_CSV, OPT_MD, OPT_PROGRESS_JSON, OPT_PULL, OPT_WORD_PPL };
+       OPT_THREADS, OPT_JSON, OPT_CSV, OPT_MD, OPT_PROGRESS_JSON, OPT_PULL, OPT_WORD_PPL,
+       OPT_CALIB, OPT_CALIB_SAMPLES, OPT_CALIB_SEQLEN, OPT_SEED, OPT_ACT_ORDER, OPT_SYM,
+       OPT_STATIC_GROUPS, OPT_DAMP };
 
 static const struct option eval_options[] = {
     {"data", required_argument, NULL, OPT_DATA},
@@ -108,6 +119,14 @@ static const struct option eval_options[] = {
     {"progress-json", no_argument, NULL, OPT_PROGRESS_JSON},
     {"pull", no_argument, NULL, OPT_PULL},
     {"word-ppl", no_argument, NULL, OPT_WORD_PPL},
+    {"calib", required_argument, NULL, OPT_CALIB},
+    {"calib-samples", required_argument, NULL, OPT_CALIB_SAMPLES},
+    {"calib-seqlen", required_argument, NULL, OPT_CALIB_SEQLEN},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"act-order", no_argument, NULL, OPT_ACT_ORDER},
+    {"sym", no_argument, NULL, OPT_SYM},
+    {"static-groups", no_argument, NULL, OPT_STATIC_GROUPS},
+    {"damp", required_argument, NULL, OPT_DAMP},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -120,11 +139,23 @@ static int parse_number(struct eval_args *a, const char *name, long min, long ma
     return 0;
 }
 
+/* --damp X: a fraction of the mean Hessian diagonal in [1e-6, 10]; 0 on success. */
+static int parse_damp(const char *s, double *out)
+{
+    char *end = NULL;
+    double v = strtod(s, &end);
+    if (end == s || *end || !(v >= 1e-6 && v <= 10))
+        return -1;
+    *out = v;
+    return 0;
+}
+
 /* Handle one option; returns -1 to continue, else an exit code. */
 static int handle_option(struct eval_args *a, int c, int is_compare)
 {
     struct qb_err err = {0};
     int rc = 0;
+    long v = 0;
     switch (c) {
     case OPT_DATA: a->data = optarg; break;
     case OPT_CTX:
@@ -159,6 +190,18 @@ static int handle_option(struct eval_args *a, int c, int is_compare)
             return qb_cli_usage_error(a->cmd, "--word-ppl belongs to eval");
         a->word_ppl = 1;
         break;
+    case OPT_CALIB: a->calib.calib.path = optarg; break;
+    case OPT_CALIB_SAMPLES: rc = parse_number(a, "--calib-samples", 1, 1 << 20, &v); break;
+    case OPT_CALIB_SEQLEN: rc = parse_number(a, "--calib-seqlen", 2, 1 << 20, &v); break;
+    case OPT_SEED: rc = parse_number(a, "--seed", 0, LONG_MAX, &v); break;
+    case OPT_ACT_ORDER: a->calib.act_order = 1; break;
+    case OPT_SYM: a->calib.sym = 1; break;
+    case OPT_STATIC_GROUPS: a->calib.static_groups = 1; break;
+    case OPT_DAMP:
+        if (parse_damp(optarg, &a->calib.damp))
+            return qb_cli_usage_error(a->cmd, "--damp needs a number in [1e-6, 10], got '%s'",
+                                      optarg);
+        break;
     case 'h':
         if (is_compare)
             compare_usage();
@@ -167,6 +210,12 @@ static int handle_option(struct eval_args *a, int c, int is_compare)
         return 0;
     default: return qb_cli_usage_error(a->cmd, "unknown option");
     }
+    if (!rc && c == OPT_CALIB_SAMPLES)
+        a->calib.calib.n_samples = (int)v;
+    if (!rc && c == OPT_CALIB_SEQLEN)
+        a->calib.calib.seqlen = (int)v;
+    if (!rc && c == OPT_SEED)
+        a->calib.calib.seed = (uint64_t)v;
     return rc ? rc : -1;
 }
 
@@ -264,6 +313,8 @@ static void add_row_json(cJSON *o, const struct qb_compare_row *row)
     cJSON_AddNumberToObject(o, "tokens_scored", (double)row->r.tokens_scored);
     cJSON_AddNumberToObject(o, "seconds", row->r.seconds);
     cJSON_AddNumberToObject(o, "quantize_seconds", row->quantize_seconds);
+    if (row->peak_rss_kb)
+        cJSON_AddNumberToObject(o, "peak_rss_kb", (double)row->peak_rss_kb);
     cJSON_AddNumberToObject(o, "eval_tokens_per_s", row->r.tokens_per_s);
     cJSON_AddStringToObject(o, "backend", qb_backend_name(row->r.backend));
     if (row->note[0])
@@ -490,6 +541,8 @@ static int run(int argc, char **argv, int is_compare)
     struct qb_compare_opts co = {.group = (int)a.group};
     struct qb_hub *hub = NULL;
     co.eval = (struct qb_eval_opts){(int)a.ctx, (int)a.chunks, (int)a.threads, a.backend};
+    co.calib = a.calib;
+    co.calib.n_threads = (int)a.threads;
     struct qb_compare_row *rows = NULL;
     int n_rows = 0;
     int32_t *ids = NULL;
@@ -505,8 +558,12 @@ static int run(int argc, char **argv, int is_compare)
     }
     if (!st) {
         struct qb_scheme check;
-        for (int i = 0; !st && i < co.n_schemes; i++)
+        for (int i = 0; !st && i < co.n_schemes; i++) {
             st = qb_scheme_parse(co.schemes[i], co.group, &check, &err);
+            if (!st && check.needs_calibration && !a.calib.calib.path)
+                st = qb_err_set(&err, QB_ERR_USAGE, "scheme '%s' needs calibration data "
+                                "(--calib FILE)", co.schemes[i]);
+        }
     }
     if (!st) {
         qb_cli_progress_attach(&bar, a.progress, progress);
