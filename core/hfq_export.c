@@ -26,12 +26,16 @@ static const struct {
     enum layout layout;
     const char *name;
 } layouts[] = {
-    {"gptq-int4", L_GPTQ, "gptq"},     {"gptq-int3", L_GPTQ, "gptq"},
-    {"gptq-int2", L_GPTQ, "gptq"},     {"gptq-int8", L_GPTQ, "gptq"},
-    {"awq-int4", L_AWQ, "awq-gemm"},   {"nvfp4", L_CT_NVFP4, "compressed-tensors-nvfp4"},
+    {"gptq-int4", L_GPTQ, "gptq"},
+    {"gptq-int3", L_GPTQ, "gptq"},
+    {"gptq-int2", L_GPTQ, "gptq"},
+    {"gptq-int8", L_GPTQ, "gptq"},
+    {"awq-int4", L_AWQ, "awq-gemm"},
+    {"nvfp4", L_CT_NVFP4, "compressed-tensors-nvfp4"},
     {"nvfp4-w4a4", L_MODELOPT_NVFP4, "modelopt-nvfp4"},
     {"fp8", L_CT_FP8, "compressed-tensors-fp8"},
-    {"nf4", L_BNB_NF4, "bitsandbytes-nf4"}, {"nf4-dq", L_BNB_NF4, "bitsandbytes-nf4"},
+    {"nf4", L_BNB_NF4, "bitsandbytes-nf4"},
+    {"nf4-dq", L_BNB_NF4, "bitsandbytes-nf4"},
 };
 
 static int layout_index(const char *scheme)
@@ -82,10 +86,12 @@ static enum qb_status calibrate_amax(const struct qb_model *m, const struct qb_h
     size_t n_ids = 0;
     float *x = NULL;
     struct qb_engine *e = NULL;
-    int ctx = o->calib_ctx > 0 ? o->calib_ctx : 256, chunks = o->calib_chunks > 0 ? o->calib_chunks : 4;
+    int ctx = o->calib_ctx > 0 ? o->calib_ctx : 256,
+        chunks = o->calib_chunks > 0 ? o->calib_chunks : 4;
     struct amax_ctx a = {.amax = amax};
     if (!o->calib_text || !o->calib_len)
-        return qb_err_set(err, QB_ERR_USAGE, "nvfp4-w4a4 export needs calibration text for the "
+        return qb_err_set(err, QB_ERR_USAGE,
+                          "nvfp4-w4a4 export needs calibration text for the "
                           "input scales (--calib FILE)");
     if (!m->tok)
         return qb_err_set(err, QB_ERR_USAGE, "nvfp4-w4a4 export needs the model's tokenizer");
@@ -124,8 +130,8 @@ out:
 
 static int is_decoder_linear_weight(const char *name)
 {
-    static const char *const slots[] = {".q_proj.weight", ".k_proj.weight", ".v_proj.weight",
-                                        ".o_proj.weight", ".gate_proj.weight", ".up_proj.weight",
+    static const char *const slots[] = {".q_proj.weight",   ".k_proj.weight",    ".v_proj.weight",
+                                        ".o_proj.weight",   ".gate_proj.weight", ".up_proj.weight",
                                         ".down_proj.weight"};
     if (strncmp(name, "model.layers.", 13) != 0)
         return 0;
@@ -145,8 +151,8 @@ static enum qb_status copy_plain_tensors(const struct qb_model *m, struct qb_stw
     for (size_t i = 0; i < m->ckpt->n_tensors; i++) {
         const struct qb_st_tensor *t = &m->ckpt->tensors[i];
         size_t n = strlen(t->name);
-        int plain = t->dtype == QB_DTYPE_F32 || t->dtype == QB_DTYPE_F16 ||
-                    t->dtype == QB_DTYPE_BF16;
+        int plain =
+            t->dtype == QB_DTYPE_F32 || t->dtype == QB_DTYPE_F16 || t->dtype == QB_DTYPE_BF16;
         int named = (n > 7 && strcmp(t->name + n - 7, ".weight") == 0) ||
                     (n > 5 && strcmp(t->name + n - 5, ".bias") == 0);
         if (!plain || !named || is_decoder_linear_weight(t->name))
@@ -166,10 +172,14 @@ static enum qb_status pack_linear(const struct qb_model *m, struct qb_stw *w, en
     switch (lay) {
     case L_GPTQ:
         return qb_hfq_pack_gptq(w, prefix, lin, opts->gptq_v2, &res->gptq_zero0_groups, err);
-    case L_AWQ: return qb_hfq_pack_awq(w, prefix, lin, err);
-    case L_CT_NVFP4: return qb_hfq_pack_nvfp4(w, prefix, lin, 0, 0.0f, err);
-    case L_MODELOPT_NVFP4: return qb_hfq_pack_nvfp4(w, prefix, lin, 1, amax, err);
-    case L_CT_FP8: return qb_hfq_pack_fp8(w, prefix, lin, err);
+    case L_AWQ:
+        return qb_hfq_pack_awq(w, prefix, lin, err);
+    case L_CT_NVFP4:
+        return qb_hfq_pack_nvfp4(w, prefix, lin, 0, 0.0f, err);
+    case L_MODELOPT_NVFP4:
+        return qb_hfq_pack_nvfp4(w, prefix, lin, 1, amax, err);
+    case L_CT_FP8:
+        return qb_hfq_pack_fp8(w, prefix, lin, err);
     case L_BNB_NF4:
         return qb_hfq_pack_nf4(w, prefix, lin, torch_dtype_name(m->base_dtype), err);
     }
@@ -261,10 +271,10 @@ static cJSON *ct_config(enum layout lay)
         cJSON_AddItemToObject(g0, "weights", ct_args(8, "channel", 0, 0, NULL));
     cJSON_AddNullToObject(g0, "input_activations");
     cJSON_AddNullToObject(g0, "output_activations");
-    cJSON_AddStringToObject(g0, "format", lay == L_CT_NVFP4 ? "nvfp4-pack-quantized"
-                                                            : "float-quantized");
-    cJSON_AddStringToObject(q, "format", lay == L_CT_NVFP4 ? "nvfp4-pack-quantized"
-                                                           : "float-quantized");
+    cJSON_AddStringToObject(g0, "format",
+                            lay == L_CT_NVFP4 ? "nvfp4-pack-quantized" : "float-quantized");
+    cJSON_AddStringToObject(q, "format",
+                            lay == L_CT_NVFP4 ? "nvfp4-pack-quantized" : "float-quantized");
     cJSON_AddNumberToObject(q, "global_compression_ratio", 1.0);
     cJSON *ign = cJSON_AddArrayToObject(q, "ignore");
     cJSON_AddItemToArray(ign, cJSON_CreateString("lm_head"));
@@ -352,12 +362,22 @@ static enum qb_status write_configs(const struct qb_model *m, enum layout lay, i
         goto out;
     }
     switch (lay) {
-    case L_GPTQ: q = gptq_config(m, v2); break;
-    case L_AWQ: q = awq_config(m); break;
+    case L_GPTQ:
+        q = gptq_config(m, v2);
+        break;
+    case L_AWQ:
+        q = awq_config(m);
+        break;
     case L_CT_NVFP4:
-    case L_CT_FP8: q = ct_config(lay); break;
-    case L_MODELOPT_NVFP4: q = modelopt_config(); break;
-    case L_BNB_NF4: q = bnb_config(m); break;
+    case L_CT_FP8:
+        q = ct_config(lay);
+        break;
+    case L_MODELOPT_NVFP4:
+        q = modelopt_config();
+        break;
+    case L_BNB_NF4:
+        q = bnb_config(m);
+        break;
     }
     if (lay == L_GPTQ)
         st = write_json(out_dir, "quantize_config.json", q, err);
@@ -380,13 +400,17 @@ out:
     return st;
 }
 
-static enum qb_status copy_side_files(const char *src_dir, const char *out_dir,
-                                      struct qb_err *err)
+static enum qb_status copy_side_files(const char *src_dir, const char *out_dir, struct qb_err *err)
 {
-    static const char *const files[] = {
-        "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-        "generation_config.json", "tokenizer.model", "vocab.json", "merges.txt",
-        "chat_template.jinja", "added_tokens.json"};
+    static const char *const files[] = {"tokenizer.json",
+                                        "tokenizer_config.json",
+                                        "special_tokens_map.json",
+                                        "generation_config.json",
+                                        "tokenizer.model",
+                                        "vocab.json",
+                                        "merges.txt",
+                                        "chat_template.jinja",
+                                        "added_tokens.json"};
     enum qb_status st = QB_OK;
     for (size_t i = 0; !st && i < QB_ARRAY_LEN(files); i++) {
         char *src = qb_path_join(src_dir, files[i]), *dst = qb_path_join(out_dir, files[i]);
@@ -411,8 +435,10 @@ static enum qb_status make_out_dir(const struct qb_model *m, const char *out_dir
 {
     char a[4096], b[4096];
     if (realpath(m->dir, a) && realpath(out_dir, b) && strcmp(a, b) == 0)
-        return qb_err_set(err, QB_ERR_USAGE, "--out %s is the source model's directory; pick "
-                          "another", out_dir);
+        return qb_err_set(err, QB_ERR_USAGE,
+                          "--out %s is the source model's directory; pick "
+                          "another",
+                          out_dir);
     if (mkdir(out_dir, 0755) != 0 && errno != EEXIST)
         return qb_err_set(err, QB_ERR_IO, "cannot create '%s': %s", out_dir, strerror(errno));
     if (!qb_path_is_dir(out_dir))
@@ -434,9 +460,11 @@ enum qb_status qb_hfq_export(const struct qb_model *m, const char *out_dir,
     res = res ? res : &dummy;
     memset(res, 0, sizeof *res);
     if (li < 0)
-        return qb_err_set(err, QB_ERR_UNSUPPORTED, "scheme '%s' has no Hugging Face layout; "
+        return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                          "scheme '%s' has no Hugging Face layout; "
                           "--format hf exports gptq-int2/3/4/8, awq-int4, nvfp4, nvfp4-w4a4, "
-                          "fp8, nf4 and nf4-dq", m->scheme.name);
+                          "fp8, nf4 and nf4-dq",
+                          m->scheme.name);
     enum layout lay = layouts[li].layout;
     snprintf(res->layout, sizeof res->layout, "%s", layouts[li].name);
     enum qb_status st = make_out_dir(m, out_dir, err);

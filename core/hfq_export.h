@@ -60,13 +60,13 @@ struct qb_hfq_export_opts {
     size_t calib_len;
     int calib_chunks;
     int calib_ctx;
-    int n_threads;            /* CPU threads for the calibration pass, 0 = all */
-    int gptq_v2;              /* write true zeros, checkpoint_format "gptq_v2" */
+    int n_threads; /* CPU threads for the calibration pass, 0 = all */
+    int gptq_v2;   /* write true zeros, checkpoint_format "gptq_v2" */
 };
 
 struct qb_hfq_export_result {
-    char layout[32];          /* "gptq", "awq-gemm", "compressed-tensors-nvfp4", ... */
-    int n_linears;            /* decoder linears written */
+    char layout[32];             /* "gptq", "awq-gemm", "compressed-tensors-nvfp4", ... */
+    int n_linears;               /* decoder linears written */
     long long gptq_zero0_groups; /* see above */
 };
 

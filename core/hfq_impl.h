@@ -16,12 +16,12 @@ extern const int qb_hfq_awq_order[8];
 
 /* A decoder linear's integer groups unpacked from our record layout. */
 struct qb_hfq_groups {
-    int bits, group;          /* group = our record size (32/64/128) */
+    int bits, group; /* group = our record size (32/64/128) */
     int64_t rows, cols, ngroups;
-    uint8_t *codes;           /* [rows][cols] */
-    uint16_t *scales;         /* [ngroups][rows] f16 bits (HF orientation) */
-    uint8_t *zeros;           /* [ngroups][rows] */
-    int32_t *g_idx;           /* [cols] */
+    uint8_t *codes;   /* [rows][cols] */
+    uint16_t *scales; /* [ngroups][rows] f16 bits (HF orientation) */
+    uint8_t *zeros;   /* [ngroups][rows] */
+    int32_t *g_idx;   /* [cols] */
 };
 enum qb_status qb_hfq_groups_from_linear(const struct qb_linear *lin, const char *name,
                                          struct qb_hfq_groups *g, struct qb_err *err);
@@ -35,9 +35,8 @@ enum qb_status qb_hfq_pack_awq(struct qb_stw *w, const char *prefix, const struc
 enum qb_status qb_hfq_pack_fp8(struct qb_stw *w, const char *prefix, const struct qb_linear *lin,
                                struct qb_err *err);
 /* modelopt = 0: compressed-tensors names; 1: ModelOpt names with input_scale. */
-enum qb_status qb_hfq_pack_nvfp4(struct qb_stw *w, const char *prefix,
-                                 const struct qb_linear *lin, int modelopt, float input_amax,
-                                 struct qb_err *err);
+enum qb_status qb_hfq_pack_nvfp4(struct qb_stw *w, const char *prefix, const struct qb_linear *lin,
+                                 int modelopt, float input_amax, struct qb_err *err);
 /* dtype_name: "bfloat16" etc. for the quant_state JSON. */
 enum qb_status qb_hfq_pack_nf4(struct qb_stw *w, const char *prefix, const struct qb_linear *lin,
                                const char *dtype_name, struct qb_err *err);
@@ -53,8 +52,7 @@ static inline void qb_hfq_put_bits(uint32_t *words, int64_t stride, int64_t idx,
         words[(w + 1) * stride] |= v >> (32 - sh);
 }
 
-static inline uint32_t qb_hfq_get_bits(const uint32_t *words, int64_t stride, int64_t idx,
-                                       int bits)
+static inline uint32_t qb_hfq_get_bits(const uint32_t *words, int64_t stride, int64_t idx, int bits)
 {
     int64_t bit = idx * bits, w = bit / 32;
     int sh = (int)(bit % 32);

@@ -73,19 +73,25 @@ static enum qb_status parse_gptq(const cJSON *q, const char *origin, struct qb_h
         (st = opt_bool(q, "sym", origin, &h->sym, err)))
         return st;
     if (h->bits != 2 && h->bits != 3 && h->bits != 4 && h->bits != 8)
-        return qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: GPTQ bits %d is not supported (2, 3, 4 "
-                          "or 8)", origin, h->bits);
+        return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                          "%s: GPTQ bits %d is not supported (2, 3, 4 "
+                          "or 8)",
+                          origin, h->bits);
     if (h->group_size != -1 && (h->group_size < 32 || h->group_size % 32))
-        return qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: GPTQ group_size %d is not supported "
-                          "(-1 or a multiple of 32)", origin, h->group_size);
+        return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                          "%s: GPTQ group_size %d is not supported "
+                          "(-1 or a multiple of 32)",
+                          origin, h->group_size);
     const char *fmt = opt_str(q, "checkpoint_format");
     if (!fmt)
         fmt = opt_str(q, "format");
     if (fmt && strcmp(fmt, "gptq_v2") == 0)
         h->v2 = 1;
     else if (fmt && strcmp(fmt, "gptq") != 0)
-        return qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: GPTQ checkpoint_format '%s' is not "
-                          "supported (gptq or gptq_v2)", origin, fmt);
+        return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                          "%s: GPTQ checkpoint_format '%s' is not "
+                          "supported (gptq or gptq_v2)",
+                          origin, fmt);
     snprintf(h->desc, sizeof h->desc, "GPTQ %d-bit g%d%s%s", h->bits, h->group_size,
              h->desc_act ? " act-order" : "", h->v2 ? " v2" : "");
     return QB_OK;
@@ -108,12 +114,16 @@ static enum qb_status parse_awq(const cJSON *q, const char *origin, struct qb_hf
     if (!ver)
         ver = opt_str(q, "format");
     if (h->bits != 4 || !zero_point || (ver && strcasecmp(ver, "gemm") != 0))
-        return qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: AWQ %d-bit version '%s'%s is not "
-                          "supported (4-bit GEMM with zero_point)", origin, h->bits,
-                          ver ? ver : "gemm", zero_point ? "" : " without zero_point");
+        return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                          "%s: AWQ %d-bit version '%s'%s is not "
+                          "supported (4-bit GEMM with zero_point)",
+                          origin, h->bits, ver ? ver : "gemm",
+                          zero_point ? "" : " without zero_point");
     if (h->group_size < 32 || h->group_size % 32)
-        return qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: AWQ group_size %d is not supported (a "
-                          "multiple of 32)", origin, h->group_size);
+        return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                          "%s: AWQ group_size %d is not supported (a "
+                          "multiple of 32)",
+                          origin, h->group_size);
     snprintf(h->desc, sizeof h->desc, "AWQ 4-bit g%d GEMM", h->group_size);
     return QB_OK;
 }
@@ -123,7 +133,8 @@ static enum qb_status parse_ct(const cJSON *q, const char *origin, struct qb_hfq
                                struct qb_err *err)
 {
     const cJSON *groups = get(q, "config_groups"), *g, *wa = NULL;
-    cJSON_ArrayForEach(g, groups) {
+    cJSON_ArrayForEach(g, groups)
+    {
         if (cJSON_IsObject(get(g, "weights"))) {
             wa = get(g, "weights");
             const cJSON *ia = get(g, "input_activations");
@@ -132,8 +143,10 @@ static enum qb_status parse_ct(const cJSON *q, const char *origin, struct qb_hfq
         }
     }
     if (!wa)
-        return qb_err_set(err, QB_ERR_FORMAT, "%s: compressed-tensors quantization_config has no "
-                          "config_groups.*.weights", origin);
+        return qb_err_set(err, QB_ERR_FORMAT,
+                          "%s: compressed-tensors quantization_config has no "
+                          "config_groups.*.weights",
+                          origin);
     int bits = 0, group = 0;
     enum qb_status st;
     if ((st = opt_int(wa, "num_bits", origin, &bits, err)) ||
@@ -141,16 +154,21 @@ static enum qb_status parse_ct(const cJSON *q, const char *origin, struct qb_hfq
         return st;
     const char *type = opt_str(wa, "type"), *fmt = opt_str(q, "format");
     if (!type || strcmp(type, "float") != 0 || (bits != 8 && bits != 4))
-        return qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: compressed-tensors weights of type '%s' "
-                          "with %d bits are not supported (float 8-bit or NVFP4)", origin,
-                          type ? type : "?", bits);
+        return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                          "%s: compressed-tensors weights of type '%s' "
+                          "with %d bits are not supported (float 8-bit or NVFP4)",
+                          origin, type ? type : "?", bits);
     if (bits == 4 && group != 16)
-        return qb_err_set(err, QB_ERR_FORMAT, "%s: compressed-tensors NVFP4 weights have "
-                          "group_size %d; NVFP4 needs 16", origin, group);
+        return qb_err_set(err, QB_ERR_FORMAT,
+                          "%s: compressed-tensors NVFP4 weights have "
+                          "group_size %d; NVFP4 needs 16",
+                          origin, group);
     if (fmt && strcmp(fmt, bits == 4 ? "nvfp4-pack-quantized" : "float-quantized") != 0 &&
         strcmp(fmt, "naive-quantized") != 0)
-        return qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: compressed-tensors format '%s' is not "
-                          "supported for %d-bit float weights", origin, fmt, bits);
+        return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                          "%s: compressed-tensors format '%s' is not "
+                          "supported for %d-bit float weights",
+                          origin, fmt, bits);
     h->wkind = bits == 4 ? QB_HFQ_W_NVFP4 : QB_HFQ_W_FP8;
     h->group_size = bits == 4 ? 16 : 0;
     snprintf(h->desc, sizeof h->desc, "compressed-tensors %s", bits == 4 ? "NVFP4" : "FP8");
@@ -164,15 +182,19 @@ static enum qb_status parse_modelopt_algo(const char *algo, int group, const cha
         return qb_err_set(err, QB_ERR_FORMAT, "%s: ModelOpt config has no quant_algo", origin);
     if (strcmp(algo, "NVFP4") == 0) {
         if (group && group != 16)
-            return qb_err_set(err, QB_ERR_FORMAT, "%s: ModelOpt NVFP4 group_size %d; NVFP4 "
-                              "needs 16", origin, group);
+            return qb_err_set(err, QB_ERR_FORMAT,
+                              "%s: ModelOpt NVFP4 group_size %d; NVFP4 "
+                              "needs 16",
+                              origin, group);
         h->wkind = QB_HFQ_W_NVFP4;
         h->group_size = 16;
     } else if (strcmp(algo, "FP8") == 0) {
         h->wkind = QB_HFQ_W_FP8;
     } else {
-        return qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: ModelOpt quant_algo '%s' is not "
-                          "supported (NVFP4, FP8)", origin, algo);
+        return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                          "%s: ModelOpt quant_algo '%s' is not "
+                          "supported (NVFP4, FP8)",
+                          origin, algo);
     }
     h->act = 1;
     snprintf(h->desc, sizeof h->desc, "ModelOpt %s", algo);
@@ -190,11 +212,15 @@ static enum qb_status parse_bnb(const cJSON *q, const char *origin, struct qb_hf
         return st;
     const char *type = opt_str(q, "bnb_4bit_quant_type");
     if (!in4 || in8)
-        return qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: bitsandbytes %s checkpoints are not "
-                          "supported (4-bit NF4 only)", origin, in8 ? "LLM.int8" : "non-4-bit");
+        return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                          "%s: bitsandbytes %s checkpoints are not "
+                          "supported (4-bit NF4 only)",
+                          origin, in8 ? "LLM.int8" : "non-4-bit");
     if (type && strcmp(type, "nf4") != 0)
-        return qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: bitsandbytes quant type '%s' is not "
-                          "supported (nf4)", origin, type);
+        return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                          "%s: bitsandbytes quant type '%s' is not "
+                          "supported (nf4)",
+                          origin, type);
     snprintf(h->desc, sizeof h->desc, "bitsandbytes NF4%s", h->dq ? " double-quant" : "");
     return QB_OK;
 }
@@ -228,8 +254,10 @@ static enum qb_status parse_qc(const cJSON *q, const char *origin, struct qb_hfq
         h->method = QB_HFQ_BNB;
         return parse_bnb(q, origin, h, err);
     }
-    return qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: quant_method '%s' is not supported (gptq, "
-                      "awq, compressed-tensors, modelopt, bitsandbytes)", origin, m);
+    return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                      "%s: quant_method '%s' is not supported (gptq, "
+                      "awq, compressed-tensors, modelopt, bitsandbytes)",
+                      origin, m);
 }
 
 /* hf_quant_config.json: {"quantization": {"quant_algo": ..., "group_size": ...}}. */
@@ -239,8 +267,10 @@ static enum qb_status parse_hf_quant(const cJSON *root, const char *origin, stru
     const cJSON *q = get(root, "quantization");
     int group = 0;
     if (!cJSON_IsObject(q))
-        return qb_err_set(err, QB_ERR_FORMAT, "%s: hf_quant_config.json has no 'quantization' "
-                          "object", origin);
+        return qb_err_set(err, QB_ERR_FORMAT,
+                          "%s: hf_quant_config.json has no 'quantization' "
+                          "object",
+                          origin);
     enum qb_status st = opt_int(q, "group_size", origin, &group, err);
     h->method = QB_HFQ_MODELOPT;
     return st ? st : parse_modelopt_algo(opt_str(q, "quant_algo"), group, origin, h, err);
@@ -259,8 +289,10 @@ enum qb_status qb_hfq_config_parse(const char *cfg, size_t len, const char *hq, 
     }
     const cJSON *q = get(root, "quantization_config");
     if (q && !cJSON_IsNull(q) && !cJSON_IsObject(q)) {
-        st = qb_err_set(err, QB_ERR_FORMAT, "%s: config.json quantization_config is not an "
-                        "object", origin);
+        st = qb_err_set(err, QB_ERR_FORMAT,
+                        "%s: config.json quantization_config is not an "
+                        "object",
+                        origin);
         goto out;
     }
     if (!cJSON_IsObject(q) && !hq)
@@ -275,8 +307,10 @@ enum qb_status qb_hfq_config_parse(const char *cfg, size_t len, const char *hq, 
     } else {
         hroot = cJSON_ParseWithLength(hq, hq_len);
         st = cJSON_IsObject(hroot) ? parse_hf_quant(hroot, origin, h, err)
-                                   : qb_err_set(err, QB_ERR_FORMAT, "%s: hf_quant_config.json "
-                                                "is not a JSON object", origin);
+                                   : qb_err_set(err, QB_ERR_FORMAT,
+                                                "%s: hf_quant_config.json "
+                                                "is not a JSON object",
+                                                origin);
     }
     if (!st) {
         *out = h;
@@ -291,8 +325,8 @@ out:
 
 enum qb_status qb_hfq_detect(const char *dir, struct qb_hfq **out, struct qb_err *err)
 {
-    char *cfg_path = qb_path_join(dir, "config.json"), *hq_path = qb_path_join(dir,
-                                                                               "hf_quant_config.json");
+    char *cfg_path = qb_path_join(dir, "config.json"),
+         *hq_path = qb_path_join(dir, "hf_quant_config.json");
     char *cfg = NULL, *hq = NULL;
     size_t len = 0, hq_len = 0;
     enum qb_status st = QB_OK;
@@ -362,8 +396,9 @@ enum qb_status qb_hfq_load_linear(const struct qb_hfq *q, const struct qb_ckpt *
         if (t->n_dims != 2 || t->shape[0] != rows || t->shape[1] != cols)
             return qb_err_set(err, QB_ERR_FORMAT, "%s: tensor '%s.weight' is not [%lld, %lld]",
                               ck->dir, prefix, (long long)rows, (long long)cols);
-        lin->fmt = t->dtype == QB_DTYPE_BF16 ? QB_WFMT_BF16
-                   : t->dtype == QB_DTYPE_F16 ? QB_WFMT_F16 : QB_WFMT_F32;
+        lin->fmt = t->dtype == QB_DTYPE_BF16  ? QB_WFMT_BF16
+                   : t->dtype == QB_DTYPE_F16 ? QB_WFMT_F16
+                                              : QB_WFMT_F32;
         lin->rows = rows;
         lin->cols = cols;
         lin->data = t->data;
@@ -371,14 +406,17 @@ enum qb_status qb_hfq_load_linear(const struct qb_hfq *q, const struct qb_ckpt *
         return QB_OK;
     }
     switch (q->method) {
-    case QB_HFQ_GPTQ: return qb_hfq_unpack_gptq(q, ck, prefix, rows, cols, lin, err);
-    case QB_HFQ_AWQ: return qb_hfq_unpack_awq(q, ck, prefix, rows, cols, lin, err);
+    case QB_HFQ_GPTQ:
+        return qb_hfq_unpack_gptq(q, ck, prefix, rows, cols, lin, err);
+    case QB_HFQ_AWQ:
+        return qb_hfq_unpack_awq(q, ck, prefix, rows, cols, lin, err);
     case QB_HFQ_CT:
     case QB_HFQ_MODELOPT:
         if (q->wkind == QB_HFQ_W_NVFP4)
             return qb_hfq_unpack_nvfp4(q, ck, prefix, rows, cols, lin, err);
         return qb_hfq_unpack_fp8(q, ck, prefix, rows, cols, lin, err);
-    case QB_HFQ_BNB: return qb_hfq_unpack_nf4(q, ck, prefix, rows, cols, lin, err);
+    case QB_HFQ_BNB:
+        return qb_hfq_unpack_nf4(q, ck, prefix, rows, cols, lin, err);
     }
     return qb_err_set(err, QB_ERR_INTERNAL, "unknown quantization method");
 }

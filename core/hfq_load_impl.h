@@ -12,12 +12,12 @@ enum qb_hfq_wkind { QB_HFQ_W_FP8, QB_HFQ_W_NVFP4 };
 
 struct qb_hfq {
     enum qb_hfq_method method;
-    int bits;                 /* GPTQ/AWQ */
-    int group_size;           /* GPTQ/AWQ (-1 = per channel), 16 for NVFP4 */
-    int desc_act, sym, v2;    /* GPTQ */
-    enum qb_hfq_wkind wkind;  /* compressed-tensors / ModelOpt */
-    int act;                  /* input activations quantized (W4A4 / W8A8) */
-    int dq;                   /* bitsandbytes double quant (as declared) */
+    int bits;                /* GPTQ/AWQ */
+    int group_size;          /* GPTQ/AWQ (-1 = per channel), 16 for NVFP4 */
+    int desc_act, sym, v2;   /* GPTQ */
+    enum qb_hfq_wkind wkind; /* compressed-tensors / ModelOpt */
+    int act;                 /* input activations quantized (W4A4 / W8A8) */
+    int dq;                  /* bitsandbytes double quant (as declared) */
     char desc[96];
 };
 
@@ -32,8 +32,8 @@ static inline int qb_hfq_record_group(int gs, int64_t cols)
     return 0;
 }
 
-#define QB_HFQ_UNPACK(fn)                                                                         \
-    enum qb_status fn(const struct qb_hfq *q, const struct qb_ckpt *ck, const char *prefix,       \
+#define QB_HFQ_UNPACK(fn)                                                                          \
+    enum qb_status fn(const struct qb_hfq *q, const struct qb_ckpt *ck, const char *prefix,        \
                       int64_t rows, int64_t cols, struct qb_linear *lin, struct qb_err *err)
 QB_HFQ_UNPACK(qb_hfq_unpack_gptq);
 QB_HFQ_UNPACK(qb_hfq_unpack_awq);

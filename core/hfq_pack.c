@@ -35,8 +35,8 @@ enum qb_status qb_hfq_groups_from_linear(const struct qb_linear *lin, const char
 {
     memset(g, 0, sizeof *g);
     if (lin->fmt != QB_WFMT_INT4 && lin->fmt != QB_WFMT_INT4_SYM && lin->fmt != QB_WFMT_UINT_G)
-        return qb_err_set(err, QB_ERR_UNSUPPORTED, "'%s' is in format %s, not integer groups",
-                          name, qb_wfmt_get(lin->fmt)->name);
+        return qb_err_set(err, QB_ERR_UNSUPPORTED, "'%s' is in format %s, not integer groups", name,
+                          qb_wfmt_get(lin->fmt)->name);
     g->bits = group_bits(lin);
     g->group = lin->qp.group ? lin->qp.group : QB_GROUP_DEFAULT;
     g->rows = lin->rows;
@@ -54,8 +54,7 @@ enum qb_status qb_hfq_groups_from_linear(const struct qb_linear *lin, const char
     const uint8_t *base = lin->data;
     for (int64_t r = 0; r < g->rows; r++) {
         for (int64_t k = 0; k < g->ngroups; k++) {
-            const uint8_t *rec =
-                base + qb_group_record_offset(r, k, g->cols, g->group, g->bits);
+            const uint8_t *rec = base + qb_group_record_offset(r, k, g->cols, g->group, g->bits);
             struct qb_group_header h;
             memcpy(&h, rec, sizeof h);
             g->scales[k * g->rows + r] = h.scale_f16;
@@ -81,9 +80,10 @@ enum qb_status qb_hfq_pack_gptq(struct qb_stw *w, const char *prefix, const stru
         return st;
     int64_t K = g.cols, N = g.rows, b = g.bits;
     if ((K * b) % 32 || (N * b) % 32) {
-        st = qb_err_set(err, QB_ERR_UNSUPPORTED, "'%s': GPTQ packing needs in (%lld) and out "
-                        "(%lld) features times %lld bits to fill 32-bit words", prefix,
-                        (long long)K, (long long)N, (long long)b);
+        st = qb_err_set(err, QB_ERR_UNSUPPORTED,
+                        "'%s': GPTQ packing needs in (%lld) and out "
+                        "(%lld) features times %lld bits to fill 32-bit words",
+                        prefix, (long long)K, (long long)N, (long long)b);
         goto out;
     }
     qw = qb_calloc_array((size_t)(K * b / 32) * (size_t)N, 4);
@@ -139,8 +139,10 @@ enum qb_status qb_hfq_pack_awq(struct qb_stw *w, const char *prefix, const struc
         return st;
     int64_t K = g.cols, N = g.rows;
     if (g.bits != 4 || lin->qp.g_idx || N % 8) {
-        st = qb_err_set(err, QB_ERR_UNSUPPORTED, "'%s': AWQ GEMM needs 4-bit sequential groups "
-                        "and out features (%lld) divisible by 8", prefix, (long long)N);
+        st = qb_err_set(err, QB_ERR_UNSUPPORTED,
+                        "'%s': AWQ GEMM needs 4-bit sequential groups "
+                        "and out features (%lld) divisible by 8",
+                        prefix, (long long)N);
         goto out;
     }
     qw = qb_calloc_array((size_t)K * (size_t)(N / 8), 4);
@@ -188,8 +190,8 @@ enum qb_status qb_hfq_pack_fp8(struct qb_stw *w, const char *prefix, const struc
     int64_t shape[2] = {lin->rows, lin->cols}, s_sc[2] = {lin->rows, 1};
     const uint8_t *base = lin->data;
     snprintf(name, sizeof name, "%s.weight", prefix);
-    enum qb_status st = qb_stw_add(w, name, QB_DTYPE_F8_E4M3, 2, shape,
-                                   base + (size_t)lin->rows * 4, err);
+    enum qb_status st =
+        qb_stw_add(w, name, QB_DTYPE_F8_E4M3, 2, shape, base + (size_t)lin->rows * 4, err);
     if (st)
         return st;
     snprintf(name, sizeof name, "%s.weight_scale", prefix);
@@ -214,9 +216,8 @@ static float modelopt_scale_2(float g)
     return best;
 }
 
-enum qb_status qb_hfq_pack_nvfp4(struct qb_stw *w, const char *prefix,
-                                 const struct qb_linear *lin, int modelopt, float input_amax,
-                                 struct qb_err *err)
+enum qb_status qb_hfq_pack_nvfp4(struct qb_stw *w, const char *prefix, const struct qb_linear *lin,
+                                 int modelopt, float input_amax, struct qb_err *err)
 {
     char name[256];
     if (lin->fmt != QB_WFMT_NVFP4)
@@ -329,14 +330,17 @@ enum qb_status qb_hfq_pack_nf4(struct qb_stw *w, const char *prefix, const struc
         st = qb_stw_add(w, name, QB_DTYPE_F32, 1, &s_256, qb_bnb_dynamic_map, err);
         if (st)
             return st;
-        snprintf(json, sizeof json, "{\"quant_type\": \"nf4\", \"blocksize\": %d, \"dtype\": "
+        snprintf(json, sizeof json,
+                 "{\"quant_type\": \"nf4\", \"blocksize\": %d, \"dtype\": "
                  "\"%s\", \"shape\": [%lld, %lld], \"nested_blocksize\": %d, \"nested_dtype\": "
-                 "\"float32\", \"nested_offset\": %.9g}", QB_NF4_BLOCK, dtype_name,
-                 (long long)lin->rows, (long long)lin->cols, QB_NF4_DQ_NEST, (double)h.offset);
+                 "\"float32\", \"nested_offset\": %.9g}",
+                 QB_NF4_BLOCK, dtype_name, (long long)lin->rows, (long long)lin->cols,
+                 QB_NF4_DQ_NEST, (double)h.offset);
     } else {
-        snprintf(json, sizeof json, "{\"quant_type\": \"nf4\", \"blocksize\": %d, \"dtype\": "
-                 "\"%s\", \"shape\": [%lld, %lld]}", QB_NF4_BLOCK, dtype_name,
-                 (long long)lin->rows, (long long)lin->cols);
+        snprintf(json, sizeof json,
+                 "{\"quant_type\": \"nf4\", \"blocksize\": %d, \"dtype\": "
+                 "\"%s\", \"shape\": [%lld, %lld]}",
+                 QB_NF4_BLOCK, dtype_name, (long long)lin->rows, (long long)lin->cols);
     }
     snprintf(name, sizeof name, "%s.weight.quant_state.bitsandbytes__nf4", prefix);
     return add_json_blob(w, name, json, err);

@@ -29,8 +29,7 @@ static const char *shape_str(const struct qb_st_tensor *t, char *buf, size_t n)
 {
     size_t off = (size_t)snprintf(buf, n, "[");
     for (int d = 0; d < t->n_dims && off < n; d++)
-        off += (size_t)snprintf(buf + off, n - off, d ? ", %lld" : "%lld",
-                                (long long)t->shape[d]);
+        off += (size_t)snprintf(buf + off, n - off, d ? ", %lld" : "%lld", (long long)t->shape[d]);
     if (off < n)
         snprintf(buf + off, n - off, "]");
     return buf;
@@ -39,33 +38,38 @@ static const char *shape_str(const struct qb_st_tensor *t, char *buf, size_t n)
 /* Tensor prefix+suffix of dtype dt (ANY_FLOAT: F32/F16/BF16) and shape [d0(, d1)]
  * (n_dims 0: any shape holding d0 elements). */
 static enum qb_status need(const struct qb_hfq *q, const struct qb_ckpt *ck, const char *prefix,
-                           const char *suffix, enum qb_dtype dt, int n_dims, int64_t d0,
-                           int64_t d1, const struct qb_st_tensor **out, struct qb_err *err)
+                           const char *suffix, enum qb_dtype dt, int n_dims, int64_t d0, int64_t d1,
+                           const struct qb_st_tensor **out, struct qb_err *err)
 {
     char name[256], sb[96];
     snprintf(name, sizeof name, "%s.%s", prefix, suffix);
     const struct qb_st_tensor *t = qb_ckpt_find(ck, name);
     *out = NULL;
     if (!t)
-        return qb_err_set(err, QB_ERR_FORMAT, "%s: tensor '%s' is missing; a %s checkpoint "
-                          "(%s) needs it", ck->dir, name, method_name(q), q->desc);
+        return qb_err_set(err, QB_ERR_FORMAT,
+                          "%s: tensor '%s' is missing; a %s checkpoint "
+                          "(%s) needs it",
+                          ck->dir, name, method_name(q), q->desc);
     int fl = t->dtype == QB_DTYPE_F32 || t->dtype == QB_DTYPE_F16 || t->dtype == QB_DTYPE_BF16;
     if (dt == ANY_FLOAT ? !fl : t->dtype != dt)
         return qb_err_set(err, QB_ERR_FORMAT, "%s: tensor '%s' has dtype %s; %s expects %s",
                           ck->dir, name, qb_dtype_name(t->dtype), q->desc,
                           dt == ANY_FLOAT ? "F32, F16 or BF16" : qb_dtype_name(dt));
-    int ok = n_dims == 0 ? t->n_elems == d0
-                         : t->n_dims == n_dims && t->shape[0] == d0 &&
-                               (n_dims < 2 || t->shape[1] == d1);
+    int ok = n_dims == 0
+                 ? t->n_elems == d0
+                 : t->n_dims == n_dims && t->shape[0] == d0 && (n_dims < 2 || t->shape[1] == d1);
     if (!ok) {
         if (n_dims == 0)
-            return qb_err_set(err, QB_ERR_FORMAT, "%s: tensor '%s' has shape %s; %s implies %lld "
-                              "elements", ck->dir, name, shape_str(t, sb, sizeof sb), q->desc,
-                              (long long)d0);
-        return qb_err_set(err, QB_ERR_FORMAT, "%s: tensor '%s' has shape %s; %s and the layer's "
-                          "[%s] imply [%lld%s%lld]", ck->dir, name, shape_str(t, sb, sizeof sb),
-                          q->desc, prefix, (long long)d0, n_dims > 1 ? ", " : "",
-                          n_dims > 1 ? (long long)d1 : 0LL);
+            return qb_err_set(err, QB_ERR_FORMAT,
+                              "%s: tensor '%s' has shape %s; %s implies %lld "
+                              "elements",
+                              ck->dir, name, shape_str(t, sb, sizeof sb), q->desc, (long long)d0);
+        return qb_err_set(err, QB_ERR_FORMAT,
+                          "%s: tensor '%s' has shape %s; %s implies "
+                          "[%lld%s%.0lld] for this layer (check config.json's "
+                          "quantization_config)",
+                          ck->dir, name, shape_str(t, sb, sizeof sb), q->desc, (long long)d0,
+                          n_dims > 1 ? ", " : "", n_dims > 1 ? (long long)d1 : 0LL);
     }
     *out = t;
     return QB_OK;
@@ -104,9 +108,10 @@ static enum qb_status group_shape(const struct qb_hfq *q, const struct qb_ckpt *
     *gs = q->group_size > 0 ? q->group_size : cols;
     *G = qb_hfq_record_group((int)*gs, cols);
     if (cols % *gs || !*G)
-        return qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: layer '%s' has %lld input features, not "
-                          "a multiple of group_size %lld (and of 32)", ck->dir, prefix,
-                          (long long)cols, (long long)*gs);
+        return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                          "%s: layer '%s' has %lld input features, not "
+                          "a multiple of group_size %lld (and of 32)",
+                          ck->dir, prefix, (long long)cols, (long long)*gs);
     return QB_OK;
 }
 
@@ -114,10 +119,10 @@ static enum qb_status group_shape(const struct qb_hfq *q, const struct qb_ckpt *
 struct hf_groups {
     int64_t gs, ng;
     int G, bits;
-    uint8_t *codes;        /* [N][K] */
-    uint8_t *zeros;        /* [ng][N] */
+    uint8_t *codes; /* [N][K] */
+    uint8_t *zeros; /* [ng][N] */
     const struct qb_st_tensor *scales;
-    int32_t *g_idx;        /* [K] HF groups, or NULL when sequential */
+    int32_t *g_idx; /* [K] HF groups, or NULL when sequential */
 };
 
 static enum qb_status pack_records(const struct hf_groups *h, int64_t N, int64_t K,
@@ -163,9 +168,10 @@ QB_HFQ_UNPACK(qb_hfq_unpack_gptq)
         return st;
     h.ng = K / h.gs;
     if ((K * b) % 32 || (N * b) % 32)
-        return qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: layer '%s' [%lld, %lld] cannot hold "
-                          "%lld-bit GPTQ words", ck->dir, prefix, (long long)N, (long long)K,
-                          (long long)b);
+        return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                          "%s: layer '%s' [%lld, %lld] cannot hold "
+                          "%lld-bit GPTQ words",
+                          ck->dir, prefix, (long long)N, (long long)K, (long long)b);
     if ((st = need(q, ck, prefix, "qweight", QB_DTYPE_I32, 2, K * b / 32, N, &qw, err)) ||
         (st = need(q, ck, prefix, "qzeros", QB_DTYPE_I32, 2, h.ng, N * b / 32, &qz, err)) ||
         (st = need(q, ck, prefix, "scales", ANY_FLOAT, 2, h.ng, N, &sc, err)))
@@ -189,9 +195,10 @@ QB_HFQ_UNPACK(qb_hfq_unpack_gptq)
     for (int64_t c = 0; gidx && c < K; c++) {
         int32_t g = (int32_t)rd_u32(gidx->data, (size_t)c);
         if (g < 0 || g >= h.ng) {
-            st = qb_err_set(err, QB_ERR_FORMAT, "%s: '%s.g_idx'[%lld] = %d is outside [0, %lld) "
-                            "(group_size %lld)", ck->dir, prefix, (long long)c, g,
-                            (long long)h.ng, (long long)h.gs);
+            st = qb_err_set(err, QB_ERR_FORMAT,
+                            "%s: '%s.g_idx'[%lld] = %d is outside [0, %lld) "
+                            "(group_size %lld)",
+                            ck->dir, prefix, (long long)c, g, (long long)h.ng, (long long)h.gs);
             goto out;
         }
         h.g_idx[c] = g;
@@ -233,8 +240,10 @@ QB_HFQ_UNPACK(qb_hfq_unpack_awq)
         return st;
     h.ng = K / h.gs;
     if (N % 8)
-        return qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: layer '%s' has %lld output features, "
-                          "not a multiple of 8 (AWQ GEMM)", ck->dir, prefix, (long long)N);
+        return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                          "%s: layer '%s' has %lld output features, "
+                          "not a multiple of 8 (AWQ GEMM)",
+                          ck->dir, prefix, (long long)N);
     if ((st = need(q, ck, prefix, "qweight", QB_DTYPE_I32, 2, K, N / 8, &qw, err)) ||
         (st = need(q, ck, prefix, "qzeros", QB_DTYPE_I32, 2, h.ng, N / 8, &qz, err)) ||
         (st = need(q, ck, prefix, "scales", ANY_FLOAT, 2, h.ng, N, &sc, err)))
@@ -278,8 +287,8 @@ static enum qb_status alloc_payload(struct qb_linear *lin, enum qb_wfmt fmt, int
     lin->owned = qb_aligned_alloc(lin->data_bytes);
     lin->data = lin->owned;
     if (!lin->owned)
-        return qb_err_set(err, QB_ERR_NOMEM, "cannot allocate %zu bytes for '%s'",
-                          lin->data_bytes, prefix);
+        return qb_err_set(err, QB_ERR_NOMEM, "cannot allocate %zu bytes for '%s'", lin->data_bytes,
+                          prefix);
     return QB_OK;
 }
 
@@ -290,21 +299,25 @@ QB_HFQ_UNPACK(qb_hfq_unpack_nvfp4)
     int64_t nb = cols / QB_NVFP4_BLOCK;
     enum qb_status st;
     if (cols % QB_NVFP4_BLOCK)
-        return qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: layer '%s' has %lld input features, not "
-                          "a multiple of 16 (NVFP4)", ck->dir, prefix, (long long)cols);
+        return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                          "%s: layer '%s' has %lld input features, not "
+                          "a multiple of 16 (NVFP4)",
+                          ck->dir, prefix, (long long)cols);
     if ((st = need(q, ck, prefix, modelopt ? "weight" : "weight_packed", QB_DTYPE_U8, 2, rows,
                    cols / 2, &w, err)) ||
         (st = need(q, ck, prefix, "weight_scale", QB_DTYPE_F8_E4M3, 2, rows, nb, &s, err)) ||
-        (st = need(q, ck, prefix, modelopt ? "weight_scale_2" : "weight_global_scale",
-                   ANY_FLOAT, 0, 1, 0, &g, err)))
+        (st = need(q, ck, prefix, modelopt ? "weight_scale_2" : "weight_global_scale", ANY_FLOAT, 0,
+                   1, 0, &g, err)))
         return st;
     float gs = rd_float(g, 0);
     gs = modelopt ? 1.0f / gs : gs;
     if (!isfinite(gs) || gs <= 0.0f)
-        return qb_err_set(err, QB_ERR_FORMAT, "%s: '%s' global scale %g is not a positive "
-                          "finite number", ck->dir, prefix, (double)rd_float(g, 0));
-    struct qb_quant_params qp = {.group = QB_NVFP4_BLOCK, .global_scale = gs,
-                                 .act = q->act ? QB_ACT_NVFP4 : QB_ACT_F32};
+        return qb_err_set(err, QB_ERR_FORMAT,
+                          "%s: '%s' global scale %g is not a positive "
+                          "finite number",
+                          ck->dir, prefix, (double)rd_float(g, 0));
+    struct qb_quant_params qp = {
+        .group = QB_NVFP4_BLOCK, .global_scale = gs, .act = q->act ? QB_ACT_NVFP4 : QB_ACT_F32};
     st = alloc_payload(lin, QB_WFMT_NVFP4, rows, cols, &qp, prefix, err);
     if (st)
         return st;
@@ -329,8 +342,7 @@ QB_HFQ_UNPACK(qb_hfq_unpack_fp8)
     snprintf(name, sizeof name, "%s.weight_scale", prefix);
     s = qb_ckpt_find(ck, name);
     int per_tensor = s && s->n_elems == 1;
-    if ((st = need(q, ck, prefix, "weight_scale", ANY_FLOAT, 0, per_tensor ? 1 : rows, 0, &s,
-                   err)))
+    if ((st = need(q, ck, prefix, "weight_scale", ANY_FLOAT, 0, per_tensor ? 1 : rows, 0, &s, err)))
         return st;
     struct qb_quant_params qp = {.act = q->act ? QB_ACT_FP8_E4M3 : QB_ACT_F32};
     st = alloc_payload(lin, QB_WFMT_FP8_E4M3, rows, cols, &qp, prefix, err);
@@ -340,8 +352,10 @@ QB_HFQ_UNPACK(qb_hfq_unpack_fp8)
     for (int64_t r = 0; r < rows; r++) {
         scales[r] = rd_float(s, per_tensor ? 0 : (size_t)r);
         if (!isfinite(scales[r]))
-            return qb_err_set(err, QB_ERR_FORMAT, "%s: '%s' holds a non-finite scale at row "
-                              "%lld", ck->dir, name, (long long)r);
+            return qb_err_set(err, QB_ERR_FORMAT,
+                              "%s: '%s' holds a non-finite scale at row "
+                              "%lld",
+                              ck->dir, name, (long long)r);
     }
     memcpy((uint8_t *)lin->owned + (size_t)rows * 4, w->data, (size_t)rows * (size_t)cols);
     return QB_OK;
@@ -364,11 +378,14 @@ static enum qb_status bnb_quant_state(const struct qb_hfq *q, const struct qb_ck
     if (!t) {
         snprintf(name, sizeof name, "%s.weight.quant_state.bitsandbytes__fp4", prefix);
         if (qb_ckpt_find(ck, name))
-            return qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: '%s' is bitsandbytes FP4; only NF4 "
-                              "is supported", ck->dir, prefix);
-        return qb_err_set(err, QB_ERR_FORMAT, "%s: tensor '%s.weight.quant_state."
-                          "bitsandbytes__nf4' is missing; a %s checkpoint needs it", ck->dir,
-                          prefix, q->desc);
+            return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                              "%s: '%s' is bitsandbytes FP4; only NF4 "
+                              "is supported",
+                              ck->dir, prefix);
+        return qb_err_set(err, QB_ERR_FORMAT,
+                          "%s: tensor '%s.weight.quant_state."
+                          "bitsandbytes__nf4' is missing; a %s checkpoint needs it",
+                          ck->dir, prefix, q->desc);
     }
     if (t->dtype != QB_DTYPE_U8)
         return qb_err_set(err, QB_ERR_FORMAT, "%s: '%s' has dtype %s; expected U8 (JSON bytes)",
@@ -384,23 +401,27 @@ static enum qb_status bnb_quant_state(const struct qb_hfq *q, const struct qb_ck
                    cJSON_GetArrayItem(shape, 0)->valuedouble == (double)rows &&
                    cJSON_GetArrayItem(shape, 1)->valuedouble == (double)cols;
     if (!cJSON_IsObject(j) || !cJSON_IsString(type) || !cJSON_IsNumber(bsz) || !shape_ok) {
-        st = qb_err_set(err, QB_ERR_FORMAT, "%s: '%s' is not a quant_state JSON with quant_type, "
-                        "blocksize and shape [%lld, %lld]", ck->dir, name, (long long)rows,
-                        (long long)cols);
+        st = qb_err_set(err, QB_ERR_FORMAT,
+                        "%s: '%s' is not a quant_state JSON with quant_type, "
+                        "blocksize and shape [%lld, %lld]",
+                        ck->dir, name, (long long)rows, (long long)cols);
         goto out;
     }
     bs->blocksize = (int)bsz->valuedouble;
     bs->nested = nbs != NULL;
     if (strcmp(type->valuestring, "nf4") != 0 || bs->blocksize != QB_NF4_BLOCK) {
-        st = qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: '%s' is %s with blocksize %d; only nf4 "
-                        "with blocksize 64 is supported", ck->dir, name, type->valuestring,
-                        bs->blocksize);
+        st = qb_err_set(err, QB_ERR_UNSUPPORTED,
+                        "%s: '%s' is %s with blocksize %d; only nf4 "
+                        "with blocksize 64 is supported",
+                        ck->dir, name, type->valuestring, bs->blocksize);
         goto out;
     }
     if (bs->nested && (!cJSON_IsNumber(nbs) || nbs->valuedouble != QB_NF4_DQ_NEST ||
                        !cJSON_IsNumber(noff) || !isfinite(noff->valuedouble))) {
-        st = qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: '%s' needs nested_blocksize 256 and a "
-                        "numeric nested_offset", ck->dir, name);
+        st = qb_err_set(err, QB_ERR_UNSUPPORTED,
+                        "%s: '%s' needs nested_blocksize 256 and a "
+                        "numeric nested_offset",
+                        ck->dir, name);
         goto out;
     }
     bs->offset = bs->nested ? noff->valuedouble : 0.0;
@@ -417,8 +438,10 @@ static enum qb_status check_map(const struct qb_ckpt *ck, const struct qb_st_ten
     for (int i = 0; i < n; i++) {
         float v = rd_float(t, (size_t)i);
         if (!(fabsf(v - ours[i]) <= 1e-6f))
-            return qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: '%s'[%d] = %g is not the %s value "
-                              "%g", ck->dir, t->name, i, (double)v, what, (double)ours[i]);
+            return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                              "%s: '%s'[%d] = %g is not the %s value "
+                              "%g",
+                              ck->dir, t->name, i, (double)v, what, (double)ours[i]);
     }
     return QB_OK;
 }
@@ -433,8 +456,8 @@ QB_HFQ_UNPACK(qb_hfq_unpack_nf4)
     if (st)
         return st;
     if ((st = need(q, ck, prefix, "weight", QB_DTYPE_U8, 0, (n + 1) / 2, 0, &w, err)) ||
-        (st = need(q, ck, prefix, "weight.absmax", bs.nested ? QB_DTYPE_U8 : QB_DTYPE_F32, 1, nb,
-                   0, &am, err)) ||
+        (st = need(q, ck, prefix, "weight.absmax", bs.nested ? QB_DTYPE_U8 : QB_DTYPE_F32, 1, nb, 0,
+                   &am, err)) ||
         (st = need(q, ck, prefix, "weight.quant_map", QB_DTYPE_F32, 1, 16, 0, &map, err)) ||
         (st = check_map(ck, map, qb_nf4_values, 16, "NF4", err)))
         return st;
@@ -445,16 +468,15 @@ QB_HFQ_UNPACK(qb_hfq_unpack_nf4)
          (st = check_map(ck, nmap, qb_bnb_dynamic_map, 256, "bitsandbytes dynamic map", err))))
         return st;
     struct qb_quant_params qp = {.group = QB_NF4_BLOCK};
-    st = alloc_payload(lin, bs.nested ? QB_WFMT_NF4_DQ : QB_WFMT_NF4, rows, cols, &qp, prefix,
-                       err);
+    st = alloc_payload(lin, bs.nested ? QB_WFMT_NF4_DQ : QB_WFMT_NF4, rows, cols, &qp, prefix, err);
     if (st)
         return st;
     const uint8_t *wp = w->data;
     size_t wbytes = (size_t)((n + 1) / 2);
     uint8_t *dst = lin->owned;
     if (bs.nested) {
-        struct qb_nf4dq_header h = {.offset = (float)bs.offset, .n_blocks = (uint32_t)nb,
-                                    .n_nested = (uint32_t)nn};
+        struct qb_nf4dq_header h = {
+            .offset = (float)bs.offset, .n_blocks = (uint32_t)nb, .n_nested = (uint32_t)nn};
         memcpy(dst, &h, sizeof h);
         memcpy(dst + sizeof h, nam->data, (size_t)nn * 4);
         dst += sizeof h + (size_t)nn * 4;

@@ -54,9 +54,8 @@ enum qb_status qb_stw_set_metadata(struct qb_stw *w, const char *key, const char
     return QB_OK;
 }
 
-enum qb_status qb_stw_add_owned(struct qb_stw *w, const char *name, enum qb_dtype dt,
-                                int n_dims, const int64_t *shape, void *data,
-                                struct qb_err *err)
+enum qb_status qb_stw_add_owned(struct qb_stw *w, const char *name, enum qb_dtype dt, int n_dims,
+                                const int64_t *shape, void *data, struct qb_err *err)
 {
     enum qb_status st = QB_OK;
     size_t count = 1;

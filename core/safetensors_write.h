@@ -31,9 +31,8 @@ void qb_stw_free(struct qb_stw *w); /* NULL-safe */
 enum qb_status qb_stw_add(struct qb_stw *w, const char *name, enum qb_dtype dt, int n_dims,
                           const int64_t *shape, const void *data, struct qb_err *err);
 /* Same, taking ownership of a malloced buffer (freed by the writer, also on error). */
-enum qb_status qb_stw_add_owned(struct qb_stw *w, const char *name, enum qb_dtype dt,
-                                int n_dims, const int64_t *shape, void *data,
-                                struct qb_err *err);
+enum qb_status qb_stw_add_owned(struct qb_stw *w, const char *name, enum qb_dtype dt, int n_dims,
+                                const int64_t *shape, void *data, struct qb_err *err);
 
 /* Optional "__metadata__" entry (string values), e.g. {"format": "pt"}. */
 enum qb_status qb_stw_set_metadata(struct qb_stw *w, const char *key, const char *value,

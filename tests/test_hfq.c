@@ -47,7 +47,8 @@ static void gptq_like(struct qb_model *m, int bits, int act_order, const char *s
         for (int s = 0; s < QB_LIN_COUNT; s++) {
             struct qb_linear *lin = &m->layers[i].lin[s];
             int64_t R = lin->rows, C = lin->cols, ng = C / G;
-            float *w = malloc(sizeof(float) * (size_t)(R * C)), *sc = malloc(sizeof(float) * (size_t)(R * ng));
+            float *w = malloc(sizeof(float) * (size_t)(R * C)),
+                  *sc = malloc(sizeof(float) * (size_t)(R * ng));
             uint8_t *codes = malloc((size_t)(R * C)), *zeros = malloc((size_t)(R * ng));
             int32_t *g_idx = malloc(sizeof(int32_t) * (size_t)C);
             float *buf = malloc(sizeof(float) * (size_t)C);
@@ -76,11 +77,13 @@ static void gptq_like(struct qb_model *m, int bits, int act_order, const char *s
                         }
                 }
             }
-            struct qb_quant_params qp = {.group = G, .bits = bits, .g_idx = act_order ? g_idx : NULL};
+            struct qb_quant_params qp = {
+                .group = G, .bits = bits, .g_idx = act_order ? g_idx : NULL};
             struct qb_linear q;
             struct qb_err err = {0};
             cr_assert_eq(qb_linear_pack_groups(R, C, bits == 4 ? QB_WFMT_INT4 : QB_WFMT_UINT_G, &qp,
-                                               codes, sc, zeros, "t", &q, &err), QB_OK, "%s", err.msg);
+                                               codes, sc, zeros, "t", &q, &err),
+                         QB_OK, "%s", err.msg);
             qb_linear_release(lin);
             *lin = q;
             free(w), free(sc), free(codes), free(zeros), free(g_idx), free(buf);
@@ -140,8 +143,8 @@ static void export_to(const struct qb_model *m, const char *dir, int v2,
     size_t clen = 0;
     struct qb_err err = {0};
     cr_assert_eq(qb_file_read_all(QB_CALIB_TEXT, 1 << 30, &calib, &clen, &err), QB_OK);
-    struct qb_hfq_export_opts o = {.calib_text = calib, .calib_len = clen, .calib_chunks = 2,
-                                   .gptq_v2 = v2};
+    struct qb_hfq_export_opts o = {
+        .calib_text = calib, .calib_len = clen, .calib_chunks = 2, .gptq_v2 = v2};
     cr_assert_eq(qb_hfq_export(m, dir, &o, NULL, res, &err), QB_OK, "%s", err.msg);
     free(calib);
 }
@@ -175,8 +178,8 @@ static long long peer_mismatches(const char *dir, const float *ours, size_t n, d
 
 /* Export, check with the peer (to within peer_tol relative), reload and compare
  * weights and perplexity (exactly, unless modelopt: see MODELOPT_*). */
-static void round_trip_tol(struct qb_model *m, const char *expect_scheme, int v2,
-                           double peer_tol, int modelopt)
+static void round_trip_tol(struct qb_model *m, const char *expect_scheme, int v2, double peer_tol,
+                           int modelopt)
 {
     char *dir = qbt_tempdir(), out[4096];
     snprintf(out, sizeof out, "%s/hf", dir);
@@ -205,8 +208,10 @@ static void round_trip_tol(struct qb_model *m, const char *expect_scheme, int v2
                   (double)theirs[i], (double)ours[i]);
     double p0 = ppl_2_chunks(m), p1 = ppl_2_chunks(back);
     if (modelopt)
-        cr_assert(fabs(p0 - p1) <= MODELOPT_PPL_TOL * p0, "%s: ppl %.9g in memory, %.9g "
-                  "reloaded", expect_scheme, p0, p1);
+        cr_assert(fabs(p0 - p1) <= MODELOPT_PPL_TOL * p0,
+                  "%s: ppl %.9g in memory, %.9g "
+                  "reloaded",
+                  expect_scheme, p0, p1);
     else
         cr_assert_eq(p0, p1, "%s: ppl %.9g in memory, %.9g reloaded", expect_scheme, p0, p1);
     free(ours);
