@@ -27,7 +27,11 @@
  * rounding of the scale (2^-23 relative), and W4A4's dynamic activation
  * rounding turns that into a small perplexity change (measured 6e-4). */
 #define MODELOPT_WEIGHT_TOL 2.4e-7
-#define MODELOPT_PPL_TOL 2e-3
+/* With activations kept fp32 the ulp-level weight change moves ppl by ~1e-6;
+ * with W4A4's dynamic NVFP4 activations, flipped activation roundings amplify
+ * it (measured 6e-4 in a release build, 7.6e-3 in an -O0 sanitizer build). */
+#define MODELOPT_W4A16_PPL_TOL 1e-5
+#define MODELOPT_W4A4_PPL_TOL 2e-2
 
 static struct qb_model *load_demo(void)
 {
@@ -176,6 +180,13 @@ static long long peer_mismatches(const char *dir, const float *ours, size_t n, d
     return bad;
 }
 
+static void set_act(struct qb_model *m, enum qb_act_mode act)
+{
+    for (int i = 0; i < m->cfg.n_layers; i++)
+        for (int s = 0; s < QB_LIN_COUNT; s++)
+            m->layers[i].lin[s].qp.act = act;
+}
+
 /* Export, check with the peer (to within peer_tol relative), reload and compare
  * weights and perplexity (exactly, unless modelopt: see MODELOPT_*). */
 static void round_trip_tol(struct qb_model *m, const char *expect_scheme, int v2, double peer_tol,
@@ -207,13 +218,18 @@ static void round_trip_tol(struct qb_model *m, const char *expect_scheme, int v2
                   "%s: weight %zu: %.9g after reload, %.9g before", expect_scheme, i,
                   (double)theirs[i], (double)ours[i]);
     double p0 = ppl_2_chunks(m), p1 = ppl_2_chunks(back);
-    if (modelopt)
-        cr_assert(fabs(p0 - p1) <= MODELOPT_PPL_TOL * p0,
-                  "%s: ppl %.9g in memory, %.9g "
-                  "reloaded",
-                  expect_scheme, p0, p1);
-    else
+    if (modelopt) {
+        cr_assert(fabs(p0 - p1) <= MODELOPT_W4A4_PPL_TOL * p0,
+                  "%s: ppl %.9g in memory, %.9g reloaded", expect_scheme, p0, p1);
+        set_act(m, QB_ACT_F32);
+        set_act(back, QB_ACT_F32);
+        p0 = ppl_2_chunks(m);
+        p1 = ppl_2_chunks(back);
+        cr_assert(fabs(p0 - p1) <= MODELOPT_W4A16_PPL_TOL * p0,
+                  "%s weight-only: ppl %.9g in memory, %.9g reloaded", expect_scheme, p0, p1);
+    } else {
         cr_assert_eq(p0, p1, "%s: ppl %.9g in memory, %.9g reloaded", expect_scheme, p0, p1);
+    }
     free(ours);
     free(theirs);
     qb_model_free(back);
