@@ -13,6 +13,7 @@
 
 #include "fileutil.h"
 #include "gguf_model.h"
+#include "hfq_load.h"
 #include "qbfmt.h"
 
 static const char *const slot_names[QB_LIN_COUNT] = {
@@ -118,7 +119,8 @@ static int slot_has_bias(const struct qb_config *c, enum qb_linear_slot s)
     return c->attn_bias;
 }
 
-static enum qb_status load_layer(struct qb_model *m, int i, struct qb_err *err)
+static enum qb_status load_layer(struct qb_model *m, const struct qb_hfq *hq, int i,
+                                 struct qb_err *err)
 {
     const struct qb_config *c = &m->cfg;
     struct qb_layer *L = &m->layers[i];
@@ -132,12 +134,17 @@ static enum qb_status load_layer(struct qb_model *m, int i, struct qb_err *err)
         int64_t rows, cols;
         slot_shape(c, s, &rows, &cols);
         const struct qb_st_tensor *t;
-        st = find_tensor(m, name, 2, rows, cols, &t, err);
+        if (hq) { /* a quantized HF checkpoint (hfq_load.h) */
+            st = qb_hfq_load_linear(hq, m->ckpt, prefix, rows, cols, &L->lin[s], err);
+        } else {
+            st = find_tensor(m, name, 2, rows, cols, &t, err);
+            if (!st && i == 0 && s == 0)
+                m->base_dtype = t->dtype;
+            if (!st)
+                view_linear(t, &L->lin[s]);
+        }
         if (st)
             return st;
-        if (i == 0 && s == 0)
-            m->base_dtype = t->dtype;
-        view_linear(t, &L->lin[s]);
         if (slot_has_bias(c, s)) {
             st = load_bias(m, prefix, &L->lin[s], err);
             if (st)
@@ -160,7 +167,8 @@ static enum qb_status load_layer(struct qb_model *m, int i, struct qb_err *err)
     return load_vector(m, name, c->head_dim, &L->k_norm, err);
 }
 
-static enum qb_status load_weights(struct qb_model *m, struct qb_err *err)
+static enum qb_status load_weights(struct qb_model *m, const struct qb_hfq *hq,
+                                   struct qb_err *err)
 {
     const struct qb_config *c = &m->cfg;
     const struct qb_st_tensor *t;
@@ -168,6 +176,7 @@ static enum qb_status load_weights(struct qb_model *m, struct qb_err *err)
     if (st)
         return st;
     view_linear(t, &m->embed);
+    m->base_dtype = t->dtype;
     if (c->tie_embeddings) {
         const struct qb_st_tensor *lm = qb_ckpt_find(m->ckpt, "lm_head.weight");
         view_linear(lm ? lm : t, &m->lm_head);
@@ -184,7 +193,7 @@ static enum qb_status load_weights(struct qb_model *m, struct qb_err *err)
     if (!m->layers)
         return qb_err_set(err, QB_ERR_NOMEM, "out of memory");
     for (int i = 0; i < c->n_layers; i++) {
-        st = load_layer(m, i, err);
+        st = load_layer(m, hq, i, err);
         if (st)
             return st;
     }
@@ -211,6 +220,7 @@ enum qb_status qb_model_load(const char *dir, const struct qb_model_load_opts *o
 {
     enum qb_status st;
     char *cfg_path = NULL;
+    struct qb_hfq *hq = NULL;
     *out = NULL;
     if (qb_gguf_is_model_path(dir))
         return qb_gguf_model_load(dir, opts, out, err);
@@ -228,11 +238,15 @@ enum qb_status qb_model_load(const char *dir, const struct qb_model_load_opts *o
     st = qb_config_load(cfg_path, &m->cfg, err);
     if (st)
         goto out;
+    st = qb_hfq_detect(dir, &hq, err);
+    if (st)
+        goto out;
     st = qb_ckpt_open(dir, &m->ckpt, err);
     if (st)
         goto out;
-    /* a quantized checkpoint written by `quantbench quantize` (qbfmt.h) */
-    st = qb_qbfmt_is_dir(dir) ? qb_qbfmt_load_weights(m, err) : load_weights(m, err);
+    /* a quantized checkpoint written by `quantbench quantize` (qbfmt.h), or a
+     * Hugging Face quantized checkpoint (hfq_load.h), or plain weights */
+    st = qb_qbfmt_is_dir(dir) ? qb_qbfmt_load_weights(m, err) : load_weights(m, hq, err);
     if (st)
         goto out;
     if (!opts || !opts->no_tokenizer) {
@@ -240,13 +254,16 @@ enum qb_status qb_model_load(const char *dir, const struct qb_model_load_opts *o
         if (st)
             goto out;
     }
-    if (!m->scheme.name[0])
+    if (hq)
+        qb_hfq_scheme(hq, &m->scheme);
+    else if (!m->scheme.name[0])
         qb_scheme_parse(m->base_dtype == QB_DTYPE_F16 ? "fp16"
                         : m->base_dtype == QB_DTYPE_F32 ? "f32" : "bf16", 0, &m->scheme, NULL);
     *out = m;
     m = NULL;
 out:
     free(cfg_path);
+    qb_hfq_free(hq);
     qb_model_free(m);
     return st;
 }
