@@ -19,34 +19,49 @@
 
 #include "cli.h"
 #include "cli_progress.h"
+#include "fileutil.h"
+#include "gguf_export.h"
+#include "hfq_export.h"
 #include "qbfmt.h"
 #include "quant_pipeline.h"
 
 static volatile sig_atomic_t g_interrupted; /* set by SIGINT/SIGTERM */
+/* The running job's progress, so a signal can request cancellation (an atomic
+ * store); set only while qb_cmd_quantize runs. */
+static struct qb_progress *volatile g_progress;
 
 static void on_signal(int sig)
 {
     (void)sig;
     g_interrupted = 1;
+    if (g_progress)
+        qb_progress_cancel(g_progress);
 }
 
 struct quant_args {
     const char *model, *scheme, *out;
     long group, threads;
     int json;
+    int format_hf;           /* --format hf: a Hugging Face quantized checkpoint */
+    int gptq_v2;             /* --gptq-v2: GPTQ checkpoint_format gptq_v2 (exact zeros) */
     enum qb_cli_progress_mode progress;
     struct qb_qpipe_opts po;
 };
 
 static void usage(void)
 {
-    printf("usage: quantbench quantize MODEL --scheme S --out DIR [options]\n\n"
+    printf("usage: quantbench quantize MODEL --scheme S --out DIR|FILE.gguf [options]\n\n"
            "Quantize MODEL and write a quantized checkpoint that eval, compare and bench\n"
            "load. GPTQ and AWQ run one decoder layer at a time on calibration text, so\n"
            "memory stays near one layer plus activations.\n\n"
            "  --scheme S          gptq-int4, gptq-int3, gptq-int8, gptq-int2, awq-int4, or an\n"
            "                      RTN integer-group scheme (int4, int4-sym, ...)\n"
-           "  --out DIR           output directory (must not exist)\n"
+           "                      gguf-* schemes write a GGUF file (+ an Ollama Modelfile)\n"
+           "  --out DIR           output directory (must not exist), or FILE.gguf\n"
+           "  --format F          ours (default: quantbench's layout) or hf: a Hugging Face\n"
+           "                      checkpoint (gptq-*, awq-int4, nvfp4, nvfp4-w4a4, fp8, nf4,\n"
+           "                      nf4-dq) that transformers/vLLM/AutoAWQ/bitsandbytes load\n"
+           "  --gptq-v2           with --format hf: GPTQ checkpoint_format gptq_v2\n"
            "  --calib FILE        calibration text (required for gptq-*/awq-int4)\n"
            "  --calib-samples N   windows drawn from the text (default 128)\n"
            "  --calib-seqlen L    tokens per window (default 2048 GPTQ, 512 AWQ; capped by the\n"
@@ -64,11 +79,14 @@ static void usage(void)
 }
 
 enum { OPT_SCHEME = 256, OPT_OUT, OPT_CALIB, OPT_SAMPLES, OPT_SEQLEN, OPT_SEED, OPT_GROUP,
-       OPT_ACT_ORDER, OPT_STATIC, OPT_SYM, OPT_DAMP, OPT_THREADS, OPT_JSON, OPT_PJSON };
+       OPT_ACT_ORDER, OPT_STATIC, OPT_SYM, OPT_DAMP, OPT_THREADS, OPT_JSON, OPT_PJSON,
+       OPT_FORMAT, OPT_GPTQ_V2 };
 
 static const struct option options[] = {
     {"scheme", required_argument, NULL, OPT_SCHEME},
     {"out", required_argument, NULL, OPT_OUT},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"gptq-v2", no_argument, NULL, OPT_GPTQ_V2},
     {"calib", required_argument, NULL, OPT_CALIB},
     {"calib-samples", required_argument, NULL, OPT_SAMPLES},
     {"calib-seqlen", required_argument, NULL, OPT_SEQLEN},
@@ -102,6 +120,12 @@ static int handle(struct quant_args *a, int c)
     switch (c) {
     case OPT_SCHEME: a->scheme = optarg; break;
     case OPT_OUT: a->out = optarg; break;
+    case OPT_FORMAT:
+        if (strcmp(optarg, "hf") != 0 && strcmp(optarg, "ours") != 0)
+            return qb_cli_usage_error("quantize", "--format is 'ours' or 'hf', not '%s'", optarg);
+        a->format_hf = strcmp(optarg, "hf") == 0;
+        break;
+    case OPT_GPTQ_V2: a->gptq_v2 = 1; break;
     case OPT_CALIB: a->po.calib.path = optarg; break;
     case OPT_SAMPLES:
         if (!(rc = number("--calib-samples", 1, 1 << 20, &v)))
@@ -156,6 +180,11 @@ static int parse(int argc, char **argv, struct quant_args *a)
     if (!a->scheme || !a->out)
         return qb_cli_usage_error("quantize", "--scheme S and --out DIR are required");
     int calibrated = qb_qpipe_is_calibrated(a->scheme);
+    if (strcmp(a->scheme, "nvfp4-w4a4") == 0 && a->format_hf && !a->po.calib.path)
+        return qb_cli_usage_error("quantize", "nvfp4-w4a4 --format hf needs --calib FILE for its "
+                                  "activation scales");
+    if (strncmp(a->scheme, "gguf-", 5) == 0 && a->format_hf)
+        return qb_cli_usage_error("quantize", "gguf-* schemes write GGUF; drop --format hf");
     if (calibrated && !a->po.calib.path)
         return qb_cli_usage_error("quantize", "scheme '%s' needs calibration data (--calib FILE)",
                                   a->scheme);
@@ -272,6 +301,42 @@ static enum qb_status quantize_rtn(struct quant_args *a, struct qb_model *m,
     return st;
 }
 
+/* A Hugging Face quantized checkpoint: quantize in memory, then export. */
+static enum qb_status quantize_hf(struct quant_args *a, struct qb_model *m,
+                                  struct qb_progress *progress, struct qb_qpipe_report *rep,
+                                  struct qb_err *err)
+{
+    char *calib = NULL;
+    size_t calib_len = 0;
+    double t0 = qb_now_seconds();
+    enum qb_status st = QB_OK;
+    if (qb_qpipe_is_calibrated(a->scheme)) {
+        st = qb_qpipe_opts_from_scheme(a->scheme, (int)a->group, &a->po, err);
+        if (!st)
+            st = qb_qpipe_run(m, &a->po, progress, rep, err); /* packs in memory */
+    } else {
+        struct qb_scheme s;
+        st = qb_scheme_parse(a->scheme, (int)a->group, &s, err);
+        if (!st)
+            st = qb_model_apply_scheme(m, &s, progress, err);
+    }
+    if (!st && a->po.calib.path)
+        st = qb_file_read_all(a->po.calib.path, (size_t)1 << 30, &calib, &calib_len, err);
+    struct qb_hfq_export_opts o = {.calib_text = calib, .calib_len = calib_len,
+                                   .n_threads = (int)a->threads, .gptq_v2 = a->gptq_v2};
+    struct qb_hfq_export_result r;
+    if (!st)
+        st = qb_hfq_export(m, a->out, &o, progress, &r, err);
+    if (!st && r.gptq_zero0_groups)
+        fprintf(stderr, "quantbench quantize: note: %lld GPTQ groups have zero 0; v1 readers "
+                "decode them with zero 2^bits; use --gptq-v2 for an exact checkpoint\n",
+                (long long)r.gptq_zero0_groups);
+    rep->seconds = qb_now_seconds() - t0;
+    rep->peak_rss_kb = qb_peak_rss_kb();
+    free(calib);
+    return st;
+}
+
 static void print_result(const struct quant_args *a, const struct qb_model *m,
                          const struct qb_qpipe_report *rep)
 {
@@ -327,14 +392,27 @@ int qb_cmd_quantize(int argc, char **argv)
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     enum qb_status st = progress ? QB_OK : qb_err_set(&err, QB_ERR_NOMEM, "out of memory");
+    int gguf = strncmp(a.scheme, "gguf-", 5) == 0;
+    g_progress = progress;
     if (!st) {
         qb_cli_progress_attach(&bar, a.progress, progress);
         qb_progress_begin(progress, QB_JOB_QUANTIZE, "loading");
-        st = qb_model_load(a.model, NULL, &m, &err);
     }
-    if (!st)
-        st = qb_qpipe_is_calibrated(a.scheme) ? quantize_calibrated(&a, m, progress, &rep, &err)
-                                              : quantize_rtn(&a, m, progress, &rep, &err);
+    if (!st && gguf) {
+        double t0 = qb_now_seconds();
+        st = qb_gguf_export(a.model, a.scheme, a.out, progress, &err);
+        rep.seconds = qb_now_seconds() - t0;
+        rep.peak_rss_kb = qb_peak_rss_kb();
+    } else if (!st) {
+        st = qb_model_load(a.model, NULL, &m, &err);
+        if (!st && a.format_hf)
+            st = quantize_hf(&a, m, progress, &rep, &err);
+        else if (!st)
+            st = qb_qpipe_is_calibrated(a.scheme)
+                     ? quantize_calibrated(&a, m, progress, &rep, &err)
+                     : quantize_rtn(&a, m, progress, &rep, &err);
+    }
+    g_progress = NULL;
     qb_progress_finish(progress, st, &err);
     if (progress)
         qb_cli_progress_clear(&bar);
@@ -343,8 +421,22 @@ int qb_cmd_quantize(int argc, char **argv)
                 rep.capped_by_text ? "calibration text's length" : "model's context");
     if (st)
         qb_err_print(&err);
+    else if (gguf)
+        fprintf(stderr, "quantized %s with %s in %.1f s -> %s (and an Ollama Modelfile beside "
+                "it)\n", a.model, a.scheme, rep.seconds, a.out);
     else
         print_result(&a, m, &rep);
+    if (!st && gguf && a.json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "model", a.model);
+        cJSON_AddStringToObject(o, "scheme", a.scheme);
+        cJSON_AddStringToObject(o, "out", a.out);
+        cJSON_AddNumberToObject(o, "seconds", rep.seconds);
+        char *js = cJSON_Print(o);
+        printf("%s\n", js ? js : "{}");
+        free(js);
+        cJSON_Delete(o);
+    }
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     qb_qpipe_report_free(&rep);
