@@ -14,6 +14,7 @@
 #include "job.h"
 
 #include "doctor.h"
+#include "quantize.h"
 
 #include <math.h>
 #include <string.h>
@@ -52,7 +53,8 @@ int qb_job_kind_available(enum qb_job_kind kind)
     if (kind == QB_JOB_PULL)
         return 1;
 #endif
-    return kind == QB_JOB_EVAL || kind == QB_JOB_COMPARE || kind == QB_JOB_DOCTOR;
+    return kind == QB_JOB_EVAL || kind == QB_JOB_COMPARE || kind == QB_JOB_DOCTOR ||
+           kind == QB_JOB_QUANTIZE;
 }
 
 static const char *missing_module(enum qb_job_kind kind)
@@ -403,6 +405,35 @@ static enum qb_status run_doctor(const struct qb_job_spec *spec, struct qb_progr
     return st;
 }
 
+/* ---- quantize -------------------------------------------------------------------- */
+
+/* Quantize spec->schemes[0] of spec->model into spec->out_path. */
+static enum qb_status run_quantize(const struct qb_job_spec *spec, struct qb_progress *progress,
+                                   struct qb_job_output *out, struct qb_err *err)
+{
+    if (spec->n_schemes != 1 || !spec->out_path[0])
+        return qb_err_set(err, QB_ERR_USAGE, "a quantize job needs one scheme and an output path");
+    struct qb_quantize_opts q = {.model = spec->model, .scheme = spec->schemes[0],
+                                 .out = spec->out_path, .group = spec->group};
+    q.po.act_order = spec->act_order;
+    q.po.n_threads = spec->n_threads;
+    q.po.calib.path = spec->calib_path[0] ? spec->calib_path : NULL;
+    q.po.calib.n_samples = spec->calib_samples;
+    if (qb_qpipe_is_calibrated(q.scheme) && !q.po.calib.path)
+        return qb_err_set(err, QB_ERR_USAGE, "%s needs calibration text", q.scheme);
+    struct qb_model *m = NULL;
+    struct qb_qpipe_report rep = {0};
+    enum qb_status st = qb_quantize_run(&q, progress, &m, &rep, err);
+    if (!st) {
+        qb_progress_log(progress, "wrote %s in %.1f s", spec->out_path, rep.seconds);
+        if (out)
+            snprintf(out->path, sizeof out->path, "%s", spec->out_path);
+    }
+    qb_qpipe_report_free(&rep);
+    qb_model_free(m);
+    return st;
+}
+
 /* ---- dispatch ------------------------------------------------------------------ */
 
 static enum qb_status check_spec(const struct qb_job_spec *s, struct qb_err *err)
@@ -431,6 +462,8 @@ static enum qb_status dispatch(const struct qb_job_spec *spec, struct qb_progres
         return run_eval_like(spec, progress, out, err);
     if (spec->kind == QB_JOB_DOCTOR)
         return run_doctor(spec, progress, out, err);
+    if (spec->kind == QB_JOB_QUANTIZE)
+        return run_quantize(spec, progress, out, err);
 #ifdef QB_JOB_HAVE_HUB
     if (spec->kind == QB_JOB_PULL)
         return run_pull(spec, progress, out, err);

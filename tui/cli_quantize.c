@@ -19,33 +19,25 @@
 
 #include "cli.h"
 #include "cli_progress.h"
-#include "fileutil.h"
-#include "gguf_export.h"
-#include "hfq_export.h"
-#include "qbfmt.h"
+#include "quantize.h"
 #include "quant_pipeline.h"
 
-static volatile sig_atomic_t g_interrupted; /* set by SIGINT/SIGTERM */
-/* The running job's progress, so a signal can request cancellation (an atomic
- * store); set only while qb_cmd_quantize runs. */
+/* The running job's progress, so SIGINT/SIGTERM can request cancellation (an
+ * atomic store); set only while qb_cmd_quantize runs. */
 static struct qb_progress *volatile g_progress;
 
 static void on_signal(int sig)
 {
     (void)sig;
-    g_interrupted = 1;
     if (g_progress)
         qb_progress_cancel(g_progress);
 }
 
 struct quant_args {
-    const char *model, *scheme, *out;
+    struct qb_quantize_opts q;
     long group, threads;
     int json;
-    int format_hf;           /* --format hf: a Hugging Face quantized checkpoint */
-    int gptq_v2;             /* --gptq-v2: GPTQ checkpoint_format gptq_v2 (exact zeros) */
     enum qb_cli_progress_mode progress;
-    struct qb_qpipe_opts po;
 };
 
 static void usage(void)
@@ -118,35 +110,35 @@ static int handle(struct quant_args *a, int c)
     int rc = 0;
     char *end = NULL;
     switch (c) {
-    case OPT_SCHEME: a->scheme = optarg; break;
-    case OPT_OUT: a->out = optarg; break;
+    case OPT_SCHEME: a->q.scheme = optarg; break;
+    case OPT_OUT: a->q.out = optarg; break;
     case OPT_FORMAT:
         if (strcmp(optarg, "hf") != 0 && strcmp(optarg, "ours") != 0)
             return qb_cli_usage_error("quantize", "--format is 'ours' or 'hf', not '%s'", optarg);
-        a->format_hf = strcmp(optarg, "hf") == 0;
+        a->q.format_hf = strcmp(optarg, "hf") == 0;
         break;
-    case OPT_GPTQ_V2: a->gptq_v2 = 1; break;
-    case OPT_CALIB: a->po.calib.path = optarg; break;
+    case OPT_GPTQ_V2: a->q.gptq_v2 = 1; break;
+    case OPT_CALIB: a->q.po.calib.path = optarg; break;
     case OPT_SAMPLES:
         if (!(rc = number("--calib-samples", 1, 1 << 20, &v)))
-            a->po.calib.n_samples = (int)v;
+            a->q.po.calib.n_samples = (int)v;
         break;
     case OPT_SEQLEN:
         if (!(rc = number("--calib-seqlen", 2, 1 << 20, &v)))
-            a->po.calib.seqlen = (int)v;
+            a->q.po.calib.seqlen = (int)v;
         break;
     case OPT_SEED:
         if (!(rc = number("--seed", 0, LONG_MAX, &v)))
-            a->po.calib.seed = (uint64_t)v;
+            a->q.po.calib.seed = (uint64_t)v;
         break;
     case OPT_GROUP: rc = number("--group", 8, 1 << 16, &a->group); break;
     case OPT_THREADS: rc = number("--threads", 0, 4096, &a->threads); break;
-    case OPT_ACT_ORDER: a->po.act_order = 1; break;
-    case OPT_STATIC: a->po.static_groups = 1; break;
-    case OPT_SYM: a->po.sym = 1; break;
+    case OPT_ACT_ORDER: a->q.po.act_order = 1; break;
+    case OPT_STATIC: a->q.po.static_groups = 1; break;
+    case OPT_SYM: a->q.po.sym = 1; break;
     case OPT_DAMP:
-        a->po.damp = strtod(optarg, &end);
-        if (end == optarg || *end || !(a->po.damp >= 1e-6 && a->po.damp <= 10))
+        a->q.po.damp = strtod(optarg, &end);
+        if (end == optarg || *end || !(a->q.po.damp >= 1e-6 && a->q.po.damp <= 10))
             return qb_cli_usage_error("quantize", "--damp needs a number in [1e-6, 10], got "
                                       "'%s'", optarg);
         break;
@@ -176,176 +168,36 @@ static int parse(int argc, char **argv, struct quant_args *a)
         return qb_cli_usage_error("quantize", "missing MODEL");
     if (optind + 1 < argc)
         return qb_cli_usage_error("quantize", "unexpected argument '%s'", argv[optind + 1]);
-    a->model = argv[optind];
-    if (!a->scheme || !a->out)
+    a->q.model = argv[optind];
+    if (!a->q.scheme || !a->q.out)
         return qb_cli_usage_error("quantize", "--scheme S and --out DIR are required");
-    int calibrated = qb_qpipe_is_calibrated(a->scheme);
-    if (strcmp(a->scheme, "nvfp4-w4a4") == 0 && a->format_hf && !a->po.calib.path)
+    int calibrated = qb_qpipe_is_calibrated(a->q.scheme);
+    if (strcmp(a->q.scheme, "nvfp4-w4a4") == 0 && a->q.format_hf && !a->q.po.calib.path)
         return qb_cli_usage_error("quantize", "nvfp4-w4a4 --format hf needs --calib FILE for its "
                                   "activation scales");
-    if (strncmp(a->scheme, "gguf-", 5) == 0 && a->format_hf)
+    if (strncmp(a->q.scheme, "gguf-", 5) == 0 && a->q.format_hf)
         return qb_cli_usage_error("quantize", "gguf-* schemes write GGUF; drop --format hf");
-    if (calibrated && !a->po.calib.path)
+    if (calibrated && !a->q.po.calib.path)
         return qb_cli_usage_error("quantize", "scheme '%s' needs calibration data (--calib FILE)",
-                                  a->scheme);
-    if (strcmp(a->scheme, "awq-int4") == 0 && (a->po.sym || a->po.act_order ||
-                                                a->po.static_groups))
+                                  a->q.scheme);
+    if (strcmp(a->q.scheme, "awq-int4") == 0 && (a->q.po.sym || a->q.po.act_order ||
+                                                a->q.po.static_groups))
         return qb_cli_usage_error("quantize", "--sym, --act-order and --static-groups are GPTQ "
                                   "options; awq-int4 is asymmetric int4 groups");
-    a->po.n_threads = (int)a->threads;
+    a->q.po.n_threads = (int)a->threads;
+    a->q.group = (int)a->group;
     return -1;
-}
-
-struct run_ctx {
-    struct qb_qbfmt_writer *w;
-    struct qb_progress *progress;
-};
-
-/* The pipeline's sink: stream into the checkpoint; notice Ctrl-C. */
-static enum qb_status sink(void *ctx, int layer, enum qb_linear_slot slot,
-                           const struct qb_qresult *q, struct qb_err *err)
-{
-    struct run_ctx *r = ctx;
-    if (g_interrupted) {
-        qb_progress_cancel(r->progress);
-        return qb_err_set(err, QB_ERR_CANCELLED, "cancelled");
-    }
-    return qb_qbfmt_writer_add(r->w, layer, slot, q, err);
-}
-
-static char *provenance(const struct quant_args *a, const struct qb_qpipe_report *rep)
-{
-    cJSON *p = cJSON_CreateObject();
-    cJSON_AddStringToObject(p, "tool", "quantbench " QB_VERSION);
-    cJSON_AddStringToObject(p, "source_model", a->model);
-    if (a->po.calib.path) {
-        cJSON_AddStringToObject(p, "calib_file", a->po.calib.path);
-        cJSON_AddNumberToObject(p, "calib_samples", rep->n_samples);
-        cJSON_AddNumberToObject(p, "calib_seqlen", rep->seqlen);
-        cJSON_AddNumberToObject(p, "seed", (double)a->po.calib.seed);
-        cJSON_AddNumberToObject(p, "seconds", rep->seconds);
-        cJSON_AddNumberToObject(p, "peak_rss_kb", (double)rep->peak_rss_kb);
-    }
-    char *s = cJSON_PrintUnformatted(p);
-    cJSON_Delete(p);
-    return s;
-}
-
-static enum qb_status quantize_calibrated(struct quant_args *a, struct qb_model *m,
-                                          struct qb_progress *progress,
-                                          struct qb_qpipe_report *rep, struct qb_err *err)
-{
-    struct qb_qbfmt_writer *w = NULL;
-    enum qb_status st = qb_qpipe_opts_from_scheme(a->scheme, (int)a->group, &a->po, err);
-    if (st)
-        return st;
-    struct qb_qbfmt_meta meta = {QB_QBFMT_VERSION, "", a->po.method, a->po.bits, a->po.group,
-                                 a->po.sym, a->po.act_order, a->po.static_groups,
-                                 a->po.damp > 0 ? a->po.damp : QB_GPTQ_DEFAULT_DAMP};
-    snprintf(meta.scheme, sizeof meta.scheme, "%s", a->scheme);
-    if (a->po.method == QB_METHOD_AWQ)
-        meta.damp = 0;
-    st = qb_qbfmt_writer_open(a->out, m, &meta, &w, err);
-    if (st)
-        return st;
-    struct run_ctx rc = {w, progress};
-    a->po.sink = sink;
-    a->po.sink_ctx = &rc;
-    st = qb_qpipe_run(m, &a->po, progress, rep, err);
-    if (st) {
-        qb_qbfmt_writer_abort(w);
-        return st;
-    }
-    char *prov = provenance(a, rep);
-    st = qb_qbfmt_writer_finish(w, m, prov, err);
-    free(prov);
-    return st;
-}
-
-/* RTN in an integer-group format (when the quant module provides it). */
-static enum qb_status quantize_rtn(struct quant_args *a, struct qb_model *m,
-                                   struct qb_progress *progress, struct qb_qpipe_report *rep,
-                                   struct qb_err *err)
-{
-    struct qb_scheme s;
-    struct qb_qbfmt_writer *w = NULL;
-    double t0 = qb_now_seconds();
-    enum qb_status st = qb_scheme_parse(a->scheme, (int)a->group, &s, err);
-    if (st)
-        return st;
-    int bits = s.fmt == QB_WFMT_UINT_G ? s.qp.bits : 4;
-    if (s.method != QB_METHOD_RTN ||
-        (s.fmt != QB_WFMT_INT4 && s.fmt != QB_WFMT_INT4_SYM && s.fmt != QB_WFMT_UINT_G))
-        return qb_err_set(err, QB_ERR_UNSUPPORTED, "quantize writes the integer-group schemes "
-                          "(gptq-*, awq-int4, and RTN int4 / int4-sym / uint-g); '%s' is "
-                          "evaluated in memory with eval --scheme", a->scheme);
-    st = qb_model_apply_scheme(m, &s, progress, err);
-    struct qb_qbfmt_meta meta = {QB_QBFMT_VERSION, "", QB_METHOD_RTN, bits, s.qp.group,
-                                 s.fmt == QB_WFMT_INT4_SYM, 0, 0, 0};
-    snprintf(meta.scheme, sizeof meta.scheme, "%s", s.name);
-    if (!st)
-        st = qb_qbfmt_writer_open(a->out, m, &meta, &w, err);
-    for (int i = 0; !st && i < m->cfg.n_layers; i++)
-        for (int k = 0; !st && k < QB_LIN_COUNT; k++)
-            st = qb_qbfmt_writer_add_payload(w, i, k, m->layers[i].lin[k].data,
-                                             m->layers[i].lin[k].data_bytes, err);
-    rep->seconds = qb_now_seconds() - t0;
-    rep->peak_rss_kb = qb_peak_rss_kb();
-    if (st) {
-        qb_qbfmt_writer_abort(w);
-        return st;
-    }
-    char *prov = provenance(a, rep);
-    st = qb_qbfmt_writer_finish(w, m, prov, err);
-    free(prov);
-    return st;
-}
-
-/* A Hugging Face quantized checkpoint: quantize in memory, then export. */
-static enum qb_status quantize_hf(struct quant_args *a, struct qb_model *m,
-                                  struct qb_progress *progress, struct qb_qpipe_report *rep,
-                                  struct qb_err *err)
-{
-    char *calib = NULL;
-    size_t calib_len = 0;
-    double t0 = qb_now_seconds();
-    enum qb_status st = QB_OK;
-    if (qb_qpipe_is_calibrated(a->scheme)) {
-        st = qb_qpipe_opts_from_scheme(a->scheme, (int)a->group, &a->po, err);
-        if (!st)
-            st = qb_qpipe_run(m, &a->po, progress, rep, err); /* packs in memory */
-    } else {
-        struct qb_scheme s;
-        st = qb_scheme_parse(a->scheme, (int)a->group, &s, err);
-        if (!st)
-            st = qb_model_apply_scheme(m, &s, progress, err);
-    }
-    if (!st && a->po.calib.path)
-        st = qb_file_read_all(a->po.calib.path, (size_t)1 << 30, &calib, &calib_len, err);
-    struct qb_hfq_export_opts o = {.calib_text = calib, .calib_len = calib_len,
-                                   .n_threads = (int)a->threads, .gptq_v2 = a->gptq_v2};
-    struct qb_hfq_export_result r;
-    if (!st)
-        st = qb_hfq_export(m, a->out, &o, progress, &r, err);
-    if (!st && r.gptq_zero0_groups)
-        fprintf(stderr, "quantbench quantize: note: %lld GPTQ groups have zero 0; v1 readers "
-                "decode them with zero 2^bits; use --gptq-v2 for an exact checkpoint\n",
-                (long long)r.gptq_zero0_groups);
-    rep->seconds = qb_now_seconds() - t0;
-    rep->peak_rss_kb = qb_peak_rss_kb();
-    free(calib);
-    return st;
 }
 
 static void print_result(const struct quant_args *a, const struct qb_model *m,
                          const struct qb_qpipe_report *rep)
 {
-    fprintf(stderr, "quantized %s with %s in %.1f s, peak RSS %.1f MiB -> %s\n", a->model,
-            a->scheme, rep->seconds, (double)rep->peak_rss_kb / 1024.0, a->out);
+    fprintf(stderr, "quantized %s with %s in %.1f s, peak RSS %.1f MiB -> %s\n", a->q.model,
+            a->q.scheme, rep->seconds, (double)rep->peak_rss_kb / 1024.0, a->q.out);
     cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "model", a->model);
-    cJSON_AddStringToObject(root, "scheme", a->scheme);
-    cJSON_AddStringToObject(root, "out", a->out);
+    cJSON_AddStringToObject(root, "model", a->q.model);
+    cJSON_AddStringToObject(root, "scheme", a->q.scheme);
+    cJSON_AddStringToObject(root, "out", a->q.out);
     cJSON_AddNumberToObject(root, "seconds", rep->seconds);
     cJSON_AddNumberToObject(root, "peak_rss_kb", (double)rep->peak_rss_kb);
     cJSON_AddNumberToObject(root, "calib_samples", rep->n_samples);
@@ -392,26 +244,14 @@ int qb_cmd_quantize(int argc, char **argv)
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     enum qb_status st = progress ? QB_OK : qb_err_set(&err, QB_ERR_NOMEM, "out of memory");
-    int gguf = strncmp(a.scheme, "gguf-", 5) == 0;
+    int gguf = strncmp(a.q.scheme, "gguf-", 5) == 0;
     g_progress = progress;
     if (!st) {
         qb_cli_progress_attach(&bar, a.progress, progress);
         qb_progress_begin(progress, QB_JOB_QUANTIZE, "loading");
     }
-    if (!st && gguf) {
-        double t0 = qb_now_seconds();
-        st = qb_gguf_export(a.model, a.scheme, a.out, progress, &err);
-        rep.seconds = qb_now_seconds() - t0;
-        rep.peak_rss_kb = qb_peak_rss_kb();
-    } else if (!st) {
-        st = qb_model_load(a.model, NULL, &m, &err);
-        if (!st && a.format_hf)
-            st = quantize_hf(&a, m, progress, &rep, &err);
-        else if (!st)
-            st = qb_qpipe_is_calibrated(a.scheme)
-                     ? quantize_calibrated(&a, m, progress, &rep, &err)
-                     : quantize_rtn(&a, m, progress, &rep, &err);
-    }
+    if (!st)
+        st = qb_quantize_run(&a.q, progress, &m, &rep, &err);
     g_progress = NULL;
     qb_progress_finish(progress, st, &err);
     if (progress)
@@ -423,14 +263,14 @@ int qb_cmd_quantize(int argc, char **argv)
         qb_err_print(&err);
     else if (gguf)
         fprintf(stderr, "quantized %s with %s in %.1f s -> %s (and an Ollama Modelfile beside "
-                "it)\n", a.model, a.scheme, rep.seconds, a.out);
+                "it)\n", a.q.model, a.q.scheme, rep.seconds, a.q.out);
     else
         print_result(&a, m, &rep);
     if (!st && gguf && a.json) {
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "model", a.model);
-        cJSON_AddStringToObject(o, "scheme", a.scheme);
-        cJSON_AddStringToObject(o, "out", a.out);
+        cJSON_AddStringToObject(o, "model", a.q.model);
+        cJSON_AddStringToObject(o, "scheme", a.q.scheme);
+        cJSON_AddStringToObject(o, "out", a.q.out);
         cJSON_AddNumberToObject(o, "seconds", rep.seconds);
         char *js = cJSON_Print(o);
         printf("%s\n", js ? js : "{}");

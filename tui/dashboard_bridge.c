@@ -15,6 +15,7 @@
  */
 #include <math.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -354,6 +355,57 @@ void dash_submit_doctor(struct qb_dash *d)
         return;
     }
     dash_submit(d, &s, "doctor");
+}
+
+/* Where a quantized copy goes: $XDG_DATA_HOME/quantbench/models/NAME-SCHEME[.gguf]. */
+static int quantize_out_path(const struct dash_model *m, const char *scheme, char *buf,
+                             size_t size)
+{
+    const char *data = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+    char base[QB_JOB_PATH_MAX];
+    if (data && *data)
+        snprintf(base, sizeof base, "%s/quantbench/models", data);
+    else if (home && *home)
+        snprintf(base, sizeof base, "%s/.local/share/quantbench/models", home);
+    else
+        return -1;
+    const char *name = strrchr(m->path, '/');
+    name = name ? name + 1 : m->path;
+    char cmd[QB_JOB_PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "%s", base);
+    for (char *p = cmd + 1; *p; p++) { /* mkdir -p */
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(cmd, 0755);
+            *p = '/';
+        }
+    }
+    mkdir(cmd, 0755);
+    int n = snprintf(buf, size, "%s/%.200s-%s%s", base, name, scheme,
+                     strncmp(scheme, "gguf-", 5) == 0 ? ".gguf" : "");
+    return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+void dash_submit_quantize(struct qb_dash *d)
+{
+    struct qb_job_spec s;
+    char title[96];
+    if (fill_common(d, &s, QB_JOB_QUANTIZE) || d->n_schemes == 0)
+        return;
+    const struct dash_model *m = dash_model_selected(d);
+    const struct dash_scheme *sel = &d->schemes[d->scheme_sel];
+    if (sel->s.method == QB_METHOD_NONE) {
+        dash_status(d, QB_TH_WARN, "pick a quantized scheme in Method & precision, then w");
+        return;
+    }
+    snprintf(s.schemes[0], sizeof s.schemes[0], "%s", sel->s.name);
+    s.n_schemes = 1;
+    if (quantize_out_path(m, sel->s.name, s.out_path, sizeof s.out_path)) {
+        dash_status(d, QB_TH_BAD, "no place to write: set HOME or XDG_DATA_HOME");
+        return;
+    }
+    snprintf(title, sizeof title, "quantize %.40s", sel->s.name);
+    dash_submit(d, &s, title);
 }
 
 void dash_cancel_job(struct qb_dash *d)

@@ -195,6 +195,8 @@ void dash_bridge_stop(struct qb_dash *d);
 int dash_bridge_poll(struct qb_dash *d);
 void dash_submit_eval(struct qb_dash *d, int compare);
 void dash_submit_doctor(struct qb_dash *d);
+/* Quantize the selected scheme into $XDG_DATA_HOME/quantbench/models (w). */
+void dash_submit_quantize(struct qb_dash *d);
 /* Queue spec with a Job-pane title; returns the job id, 0 on failure (status set). */
 uint64_t dash_submit(struct qb_dash *d, const struct qb_job_spec *spec, const char *title);
 void dash_cancel_job(struct qb_dash *d);
