@@ -699,7 +699,7 @@ static enum qb_status get_kv(const struct qb_gguf *g, const char *key, int want,
 #define DEFINE_GETTER(fn, ctype, vt, field)                                                       \
     enum qb_status fn(const struct qb_gguf *g, const char *key, ctype *out, struct qb_err *err)   \
     {                                                                                             \
-        const struct kv *kv;                                                                      \
+        const struct kv *kv = NULL;                                                               \
         enum qb_status st = get_kv(g, key, vt, &kv, err);                                         \
         if (!st)                                                                                  \
             *out = (ctype)kv->num.field;                                                          \
@@ -721,7 +721,7 @@ DEFINE_GETTER(qb_gguf_get_bool, int, QB_GGUF_BOOL, u)
 enum qb_status qb_gguf_get_str(const struct qb_gguf *g, const char *key, const char **out,
                                size_t *len, struct qb_err *err)
 {
-    const struct kv *kv;
+    const struct kv *kv = NULL;
     enum qb_status st = get_kv(g, key, QB_GGUF_STRING, &kv, err);
     if (st)
         return st;
@@ -734,7 +734,7 @@ enum qb_status qb_gguf_get_str(const struct qb_gguf *g, const char *key, const c
 enum qb_status qb_gguf_get_array(const struct qb_gguf *g, const char *key,
                                  struct qb_gguf_array *out, struct qb_err *err)
 {
-    const struct kv *kv;
+    const struct kv *kv = NULL;
     enum qb_status st = get_kv(g, key, QB_GGUF_ARRAY, &kv, err);
     if (!st)
         *out = kv->arr;
@@ -754,7 +754,7 @@ static int is_unsigned_int(int t)
 enum qb_status qb_gguf_get_uint(const struct qb_gguf *g, const char *key, uint64_t *out,
                                 struct qb_err *err)
 {
-    const struct kv *kv;
+    const struct kv *kv = NULL;
     enum qb_status st = get_kv(g, key, -1, &kv, err);
     if (st)
         return st;
@@ -773,7 +773,7 @@ enum qb_status qb_gguf_get_uint(const struct qb_gguf *g, const char *key, uint64
 enum qb_status qb_gguf_get_float(const struct qb_gguf *g, const char *key, double *out,
                                  struct qb_err *err)
 {
-    const struct kv *kv;
+    const struct kv *kv = NULL;
     enum qb_status st = get_kv(g, key, -1, &kv, err);
     if (st)
         return st;
