@@ -522,8 +522,10 @@ Test(cuda_kernels, graph_replay_sees_new_inputs)
     OK(qb_cuda_gemv(c, ws, 1, d_x, d_y, 0, &err));
     OK(qb_cuda_graph_end(c, &graph, &err));
     for (int rep = 0; rep < 2; rep++) {
-        for (int64_t i = 0; i < cols; i++)
-            x[i] = qb_f32_to_bf16(xf[i] = frand());
+        for (int64_t i = 0; i < cols; i++) { /* the reference sees the bf16 the GPU reads */
+            x[i] = qb_f32_to_bf16(frand());
+            xf[i] = qb_bf16_to_f32(x[i]);
+        }
         OK(qb_cuda_upload(d_x, x, (size_t)cols * 2, &err));
         OK(qb_cuda_graph_launch(c, graph, &err));
         OK(qb_cuda_sync(c, &err));
