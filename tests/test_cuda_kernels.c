@@ -91,7 +91,12 @@ static void expect_close(const char *what, const float *got, const float *ref, s
                          double tol)
 {
     double e = rel_l2(got, ref, n);
+    size_t bad = 0;
+    while (bad < n && isfinite(got[bad]))
+        bad++;
     cr_log_info("%s: rel L2 error %.3g (tolerance %.3g)", what, e, tol);
+    cr_assert(bad == n, "%s: element %zu of %zu is %g (never written, or NaN/Inf computed)",
+              what, bad, n, bad < n ? got[bad] : 0.0);
     cr_assert(e <= tol, "%s: rel L2 error %.3g > %.3g", what, e, tol);
 }
 
