@@ -181,8 +181,10 @@ extern "C" void qb_cuda_ctx_free(struct qb_cuda_ctx *c)
 extern "C" enum qb_status qb_cuda_sync(struct qb_cuda_ctx *c, struct qb_err *err)
 {
     enum qb_status st = QB_OK;
+    /* Execution errors of the stream's work come back here. Not cudaGetLastError():
+     * launch errors are reported at the launch, and an error already reported
+     * elsewhere (a failed copy) must not fail this unrelated wait. */
     CUDA_CHECK(cudaStreamSynchronize(c->stream));
-    CUDA_CHECK(cudaGetLastError());
 out:
     return st;
 }
@@ -212,11 +214,19 @@ extern "C" void qb_cuda_free(void *p)
         cudaFree(p);
 }
 
+/* cudaMemcpy from pageable host memory returns once the bytes are staged, before
+ * the DMA has landed, and it runs on the legacy default stream, which our
+ * non-blocking context streams do not wait for: a kernel launched right after
+ * could read the old contents (or have its output overwritten by a late
+ * poison/zero upload). So both copies wait for the whole device before and
+ * after: synchronous with respect to every stream, as the header promises. */
 extern "C" enum qb_status qb_cuda_upload(void *dst, const void *src, size_t bytes,
                                          struct qb_err *err)
 {
     enum qb_status st = QB_OK;
+    CUDA_CHECK(cudaDeviceSynchronize());
     CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaDeviceSynchronize());
 out:
     return st;
 }
@@ -225,6 +235,7 @@ extern "C" enum qb_status qb_cuda_download(void *dst, const void *src, size_t by
                                            struct qb_err *err)
 {
     enum qb_status st = QB_OK;
+    CUDA_CHECK(cudaDeviceSynchronize());
     CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
 out:
     return st;

@@ -185,11 +185,13 @@ static enum qb_status check_same(const struct qb_cuda_weight *w, const struct qb
     return QB_OK;
 }
 
-/* W8A8: replace *x by its per-token E4M3 quantize-dequantize (one row). */
+/* W8A8: replace *x by its per-token E4M3 code values (one row) and point
+ * *x_scale at the token's scale, which the GEMV applies after the dot. */
 static enum qb_status w8a8_input(struct qb_cuda_ctx *c, const struct qb_cuda_weight *w,
-                                 const uint16_t **x, struct qb_err *err)
+                                 const uint16_t **x, const float **x_scale, struct qb_err *err)
 {
     enum qb_status st = QB_OK;
+    *x_scale = NULL;
     if (w->act != QB_ACT_FP8_E4M3)
         return QB_OK;
     st = qb_w8a8_check(c, 1, w->cols, err);
@@ -198,6 +200,7 @@ static enum qb_status w8a8_input(struct qb_cuda_ctx *c, const struct qb_cuda_wei
     CUDA_CHECK(qb_act_quant_launch(*x, 1, 1, (int)w->cols, c->act_codes, c->act_scales,
                                    c->act_qdq, c->stream));
     *x = c->act_qdq;
+    *x_scale = c->act_scales;
 out:
     return st;
 }
@@ -209,6 +212,7 @@ extern "C" enum qb_status qb_cuda_gemv(struct qb_cuda_ctx *c,
 {
     enum qb_status st = QB_OK;
     struct gemv_args a = {};
+    const float *x_scale = NULL;
     if (n_w < 1 || n_w > GEMV_MAX_MATS)
         return qb_err_set(err, QB_ERR_INTERNAL, "qb_cuda_gemv: %d matrices", n_w);
     for (int i = 0; i < n_w; i++) {
@@ -224,11 +228,12 @@ extern "C" enum qb_status qb_cuda_gemv(struct qb_cuda_ctx *c,
     a.cols = (int)w[0]->cols;
     a.x = x;
     a.y = y;
-    st = w8a8_input(c, w[0], &x, err);
+    st = w8a8_input(c, w[0], &x, &x_scale, err);
     if (st)
         return st;
     if (w[0]->fmt != QB_WFMT_BF16)
-        CUDA_CHECK(qb_gemv_packed_launch(w, n_w, x, y, NULL, accumulate ? 1 : 0, c->stream));
+        CUDA_CHECK(qb_gemv_packed_launch(w, n_w, x, x_scale, y, NULL, accumulate ? 1 : 0,
+                                         c->stream));
     else
         CUDA_CHECK(gemv_launch(&a, accumulate ? GEMV_ACCUM : GEMV_STORE, c->stream));
 out:
@@ -243,6 +248,7 @@ extern "C" enum qb_status qb_cuda_gemv_swiglu(struct qb_cuda_ctx *c,
     enum qb_status st = QB_OK;
     struct gemv_args a = {};
     const struct qb_cuda_weight *pair[2] = {gate, up};
+    const float *x_scale = NULL;
     st = check_same(up, gate, err);
     if (st)
         return st;
@@ -257,11 +263,11 @@ extern "C" enum qb_status qb_cuda_gemv_swiglu(struct qb_cuda_ctx *c,
     a.cols = (int)gate->cols;
     a.x = x;
     a.y_bf16 = out;
-    st = w8a8_input(c, gate, &x, err);
+    st = w8a8_input(c, gate, &x, &x_scale, err);
     if (st)
         return st;
     if (gate->fmt != QB_WFMT_BF16)
-        CUDA_CHECK(qb_gemv_packed_launch(pair, 2, x, NULL, out, 2, c->stream));
+        CUDA_CHECK(qb_gemv_packed_launch(pair, 2, x, x_scale, NULL, out, 2, c->stream));
     else
         CUDA_CHECK(gemv_launch(&a, GEMV_SWIGLU, c->stream));
 out:

@@ -33,6 +33,7 @@ struct pk_args {
     int n_mats;
     int64_t total_rows;
     const uint16_t *x;
+    const float *x_scale; /* NULL or one float multiplying every dot (W8A8 decode) */
     float *y;
     uint16_t *y_bf16;
 };
@@ -162,9 +163,10 @@ static __global__ void __launch_bounds__(PK_WARPS * 32) gemv_packed_kernel(struc
     __syncthreads();
     if (r >= a.total_rows)
         return;
+    float xs = a.x_scale ? *a.x_scale : 1.0f;
     if constexpr (MODE == PK_SWIGLU) {
-        float g = qb_warp_sum(row_dot<FMT>(a.m[0], r, a.x, lut));
-        float u = qb_warp_sum(row_dot<FMT>(a.m[1], r, a.x, lut));
+        float g = qb_warp_sum(row_dot<FMT>(a.m[0], r, a.x, lut)) * xs;
+        float u = qb_warp_sum(row_dot<FMT>(a.m[1], r, a.x, lut)) * xs;
         if (lane == 0)
             a.y_bf16[r] = qb_f32_to_bf16_bits(qb_silu(g) * u);
     } else {
@@ -172,7 +174,7 @@ static __global__ void __launch_bounds__(PK_WARPS * 32) gemv_packed_kernel(struc
         int64_t local = r;
         while (local >= a.m[m].rows) /* r < total_rows: always found */
             local -= a.m[m++].rows;
-        float v = qb_warp_sum(row_dot<FMT>(a.m[m], local, a.x, lut));
+        float v = qb_warp_sum(row_dot<FMT>(a.m[m], local, a.x, lut)) * xs;
         if (lane == 0) {
             v += a.bias[m] ? a.bias[m][local] : 0.0f;
             a.y[r] = MODE == PK_ACCUM ? a.y[r] + v : v;
@@ -195,8 +197,8 @@ static cudaError_t gemv_packed_fmt(const struct pk_args *a, int mode, cudaStream
 }
 
 cudaError_t qb_gemv_packed_launch(const struct qb_cuda_weight *const *w, int n_w,
-                                  const uint16_t *x, float *y, uint16_t *y_bf16, int mode,
-                                  cudaStream_t s)
+                                  const uint16_t *x, const float *x_scale, float *y,
+                                  uint16_t *y_bf16, int mode, cudaStream_t s)
 {
     struct pk_args a = {};
     if (n_w < 1 || n_w > PK_MAX_MATS)
@@ -210,6 +212,7 @@ cudaError_t qb_gemv_packed_launch(const struct qb_cuda_weight *const *w, int n_w
         a.total_rows = w[0]->rows;
     a.n_mats = n_w;
     a.x = x;
+    a.x_scale = x_scale;
     a.y = y;
     a.y_bf16 = y_bf16;
     switch (w[0]->fmt) {

@@ -146,15 +146,18 @@ template <int FMT> QB_PK_HD float decode_weight(const struct packed_view &v, int
 }
 
 /* Launchers of gemv_packed.cu for gemv.cu / linear.cu (mode: 0 store, 1 add, 2 SwiGLU;
- * SwiGLU takes w[0] = gate, w[1] = up and writes bf16 y_bf16). */
+ * SwiGLU takes w[0] = gate, w[1] = up and writes bf16 y_bf16). x_scale (device, one
+ * float, or NULL for 1) multiplies every dot product before bias/epilogue: W8A8
+ * decode passes x = the E4M3 code values and x_scale = the token's scale. */
 cudaError_t qb_gemv_packed_launch(const struct qb_cuda_weight *const *w, int n_w,
-                                  const uint16_t *x, float *y, uint16_t *y_bf16, int mode,
-                                  cudaStream_t s);
+                                  const uint16_t *x, const float *x_scale, float *y,
+                                  uint16_t *y_bf16, int mode, cudaStream_t s);
 cudaError_t qb_dequant_launch(const struct qb_cuda_weight *w, uint16_t *out, cudaStream_t s);
 
 /* w8a8.cu: per-token E4M3 quantization of bf16 activations x [n][cols] into
  * codes [n_pad][cols] (rows n.. zero) and scales [n]; qdq (or NULL) gets the
- * dequantized values as bf16. */
+ * code values e4m3(x/s) as bf16 (exact: 4 significant bits), unscaled: the
+ * consumer multiplies by scales[t] after its dot product, as the FP8 GEMM does. */
 cudaError_t qb_act_quant_launch(const uint16_t *x, int n, int n_pad, int cols, uint8_t *codes,
                                 float *scales, uint16_t *qdq, cudaStream_t s);
 /* QB_ERR_INTERNAL unless the context's activation buffers hold n x cols. */

@@ -73,7 +73,8 @@ enum qb_status qb_cuda_sync(struct qb_cuda_ctx *c, struct qb_err *err);
 /* Device memory; what names the buffer in the out-of-memory message. */
 enum qb_status qb_cuda_alloc(void **p, size_t bytes, const char *what, struct qb_err *err);
 void qb_cuda_free(void *p); /* NULL-safe */
-/* Synchronous copies (host memory may be pageable). */
+/* Synchronous copies (host memory may be pageable): they wait for all earlier
+ * device work on every stream, and the data has landed when they return. */
 enum qb_status qb_cuda_upload(void *dst, const void *src, size_t bytes, struct qb_err *err);
 enum qb_status qb_cuda_download(void *dst, const void *src, size_t bytes, struct qb_err *err);
 

@@ -7,6 +7,9 @@
  * QB_OK;` and a `out:` cleanup label; CUDA_CHECK(expr) / CUBLAS_CHECK(expr)
  * set st and jump there with err naming the expression, the error string, the
  * function, file and line. LAUNCH_CHECK() follows every kernel launch.
+ * A reported error is also taken off the runtime's per-thread "last error"
+ * (cudaGetLastError), so it is reported once and never resurfaces at a later,
+ * unrelated check; sticky errors (a broken context) stay and keep failing.
  */
 #ifndef QB_CUDA_COMMON_CUH
 #define QB_CUDA_COMMON_CUH
@@ -34,6 +37,7 @@ const char *qb_cublas_status_str(cublasStatus_t s);
     do {                                                                                      \
         cudaError_t e_ = (expr);                                                              \
         if (e_ != cudaSuccess) {                                                              \
+            (void)cudaGetLastError(); /* reported here, not again later */                    \
             st = qb_cuda_error(err, #expr, cudaGetErrorString(e_), __func__, __FILE__,        \
                                __LINE__);                                                     \
             goto out;                                                                         \

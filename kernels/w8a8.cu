@@ -10,10 +10,12 @@
  *                     D [n][rows] = codes_a . codes_W^T   cuBLASLt, E4M3 x E4M3,
  *                                                         f32 accumulate, TN
  *                     y (+)= D * s_t * s_w[r] (+ bias)    epilogue kernel
- *   decode (n = 1):   a --act_quant--> bf16(e4m3(a/s) * s), then the fused fp8
- *                     GEMV of gemv_packed.cu (bandwidth-bound: the weight bytes
- *                     are what matters, the products are the same to bf16
- *                     rounding of the dequantized activations).
+ *   decode (n = 1):   a --act_quant--> e4m3(a/s) as bf16 (exact) and s, then the
+ *                     fused fp8 GEMV of gemv_packed.cu with s applied after the
+ *                     dot: y = (codes_W . codes_a) * s_w[r] * s (+ bias), the
+ *                     same products as the GEMM (bf16(e4m3 * s) would round the
+ *                     activations once more, 2^-9 relative, and move the result
+ *                     off the CPU reference).
  *
  * act_quant grid: one block of 1024 threads per (padded) token row (decode
  * runs it before every W8A8 GEMV, so it must be short).
@@ -53,7 +55,7 @@ static __global__ void act_quant_kernel(const uint16_t *x, int n, int cols, uint
                              : (uint8_t)0;
         c[i] = q;
         if (qdq)
-            qdq[(size_t)t * cols + i] = qb_f32_to_bf16_bits(qb_fp8_to_f32(q, __NV_E4M3) * s);
+            qdq[(size_t)t * cols + i] = qb_f32_to_bf16_bits(qb_fp8_to_f32(q, __NV_E4M3));
     }
     if (threadIdx.x == 0)
         scales[t] = s;

@@ -25,6 +25,21 @@
 #define TOL_LOGITS_REL 3e-2
 /* The end-to-end bound: |ppl_gpu / ppl_cpu - 1|. */
 #define TOL_PPL_REL 1e-3
+/* fp8-w8a8 quantizes every linear input to E4M3 (3 mantissa bits) per token:
+ * a discontinuous map, so any difference in its inputs (bf16 linear inputs, the
+ * f16 KV cache, summation order) flips some codes by a whole E4M3 step, and the
+ * flips cascade through the layers. Measured with the CPU engine alone on this
+ * model and these ids: perturbing the quantizer inputs by 1e-6 or 1e-4
+ * relative (8 runs) moves the worst logit row by 4.9-7.9 % (always row 141,
+ * a flat distribution), the mean row by 1.7-1.9 % and the perplexity by
+ * 0.05-0.57 %; rounding them to bf16 as the GPU does: 6.2 %, 2.2 %, 0.45 %.
+ * No implementation that is not bit-identical to the CPU can do better, so
+ * the GPU is held to that floor with margin. The kernels themselves are held
+ * to 5e-3 (FP8 tensor cores) and 1e-4 (decode GEMV) on identical inputs by
+ * test_cuda_packed fp8_w8a8; a wrong scale or layout gives errors of order 1. */
+#define TOL_LOGITS_REL_W8A8 0.12
+#define TOL_LOGITS_MEAN_W8A8 0.03
+#define TOL_PPL_REL_W8A8 1e-2
 /* Device memory that may move between cycles (driver bookkeeping). */
 #define LEAK_SLACK_BYTES (8u << 20)
 
@@ -122,10 +137,18 @@ static double perplexity(const float *logits, const int32_t *ids, int n, int voc
     return exp(nll / (n - 1));
 }
 
+struct tolerances {
+    double row, mean_row, ppl; /* worst row, mean over rows, perplexity (relative) */
+};
+
+static const struct tolerances tol_default = {TOL_LOGITS_REL, TOL_LOGITS_REL, TOL_PPL_REL};
+static const struct tolerances tol_w8a8 = {TOL_LOGITS_REL_W8A8, TOL_LOGITS_MEAN_W8A8,
+                                           TOL_PPL_REL_W8A8};
+
 /* CPU vs GPU logits of m over ids (n_pre prefill, then decode to n_total);
  * returns the GPU logits for further checks. */
 static float *compare_engines(const struct qb_model *m, const char *label, const int32_t *ids,
-                              int n_pre, int n_total)
+                              int n_pre, int n_total, const struct tolerances *tol)
 {
     int vocab = m->cfg.vocab;
     struct qb_engine_opts o = {.max_ctx = MAX_CTX};
@@ -133,7 +156,7 @@ static float *compare_engines(const struct qb_model *m, const char *label, const
     OK(qb_engine_create_cpu(m, &o, &cpu, &err));
     OK(qb_engine_create_cuda(m, &o, &gpu, &err));
     float *ref = run(cpu, ids, n_pre, n_total, vocab), *got = run(gpu, ids, n_pre, n_total, vocab);
-    double worst = 0;
+    double worst = 0, mean = 0;
     int worst_row = 0, argmax_same = 0;
     for (int i = 0; i < n_total; i++) {
         const float *g = got + (size_t)i * vocab, *r = ref + (size_t)i * vocab;
@@ -144,16 +167,19 @@ static float *compare_engines(const struct qb_model *m, const char *label, const
             ar = r[j] > r[ar] ? j : ar;
         }
         argmax_same += ag == ar;
+        mean += e / n_total;
         if (e > worst)
             worst = e, worst_row = i;
     }
     double ppl_c = perplexity(ref, ids, n_total, vocab), ppl_g = perplexity(got, ids, n_total, vocab);
-    cr_log_info("%-8s logits: worst row %d rel err %.3g (tol %.3g); argmax agrees %d/%d", label,
-                worst_row, worst, TOL_LOGITS_REL, argmax_same, n_total);
+    cr_log_info("%-8s logits: worst row %d rel err %.3g (tol %.3g), mean %.3g (tol %.3g); "
+                "argmax agrees %d/%d", label, worst_row, worst, tol->row, mean, tol->mean_row,
+                argmax_same, n_total);
     cr_log_info("%-8s perplexity: cpu %.6f gpu %.6f, rel diff %.3g (tol %.3g)", label, ppl_c,
-                ppl_g, fabs(ppl_g / ppl_c - 1), TOL_PPL_REL);
-    cr_assert(worst <= TOL_LOGITS_REL, "%s: row %d rel err %.3g", label, worst_row, worst);
-    cr_assert(fabs(ppl_g / ppl_c - 1) <= TOL_PPL_REL, "%s: ppl cpu %.6f gpu %.6f", label, ppl_c,
+                ppl_g, fabs(ppl_g / ppl_c - 1), tol->ppl);
+    cr_assert(worst <= tol->row, "%s: row %d rel err %.3g", label, worst_row, worst);
+    cr_assert(mean <= tol->mean_row, "%s: mean row rel err %.3g", label, mean);
+    cr_assert(fabs(ppl_g / ppl_c - 1) <= tol->ppl, "%s: ppl cpu %.6f gpu %.6f", label, ppl_c,
               ppl_g);
     free(ref);
     qb_engine_free(cpu), qb_engine_free(gpu);
@@ -170,7 +196,7 @@ Test(cuda_engine, logits_and_perplexity_match_cpu)
     struct qb_engine_opts o = {.max_ctx = MAX_CTX};
     struct qb_engine *gpu = NULL;
     make_ids(m, ids, N_TOTAL);
-    float *got = compare_engines(m, "bf16", ids, N_PREFILL, N_TOTAL);
+    float *got = compare_engines(m, "bf16", ids, N_PREFILL, N_TOTAL, &tol_default);
     /* a fresh engine, the same calls twice with a reset: bit-identical logits */
     OK(qb_engine_create_cuda(m, &o, &gpu, &err));
     float *a = run(gpu, ids, N_PREFILL, N_TOTAL, vocab), *b = run(gpu, ids, N_PREFILL, N_TOTAL, vocab);
@@ -200,7 +226,8 @@ Test(cuda_engine, every_scheme_matches_cpu)
         struct qb_model *m = load_demo();
         make_ids(m, ids, N_SCHEME_TOKENS); /* from the bf16 model, before quantizing */
         OK(qb_model_apply_scheme(m, &s, NULL, &err));
-        free(compare_engines(m, schemes[i], ids, N_SCHEME_TOKENS - 8, N_SCHEME_TOKENS));
+        const struct tolerances *tol = s.qp.act == QB_ACT_FP8_E4M3 ? &tol_w8a8 : &tol_default;
+        free(compare_engines(m, schemes[i], ids, N_SCHEME_TOKENS - 8, N_SCHEME_TOKENS, tol));
         qb_model_free(m);
     }
 }

@@ -91,7 +91,12 @@ static void expect_close(const char *what, const float *got, const float *ref, s
                          double tol)
 {
     double e = rel_l2(got, ref, n);
+    size_t bad = 0;
+    while (bad < n && isfinite(got[bad]))
+        bad++;
     cr_log_info("%s: rel L2 error %.3g (tolerance %.3g)", what, e, tol);
+    cr_assert(bad == n, "%s: element %zu of %zu is %g (never written, or NaN/Inf computed)",
+              what, bad, n, bad < n ? got[bad] : 0.0);
     cr_assert(e <= tol, "%s: rel L2 error %.3g > %.3g", what, e, tol);
 }
 
@@ -522,8 +527,10 @@ Test(cuda_kernels, graph_replay_sees_new_inputs)
     OK(qb_cuda_gemv(c, ws, 1, d_x, d_y, 0, &err));
     OK(qb_cuda_graph_end(c, &graph, &err));
     for (int rep = 0; rep < 2; rep++) {
-        for (int64_t i = 0; i < cols; i++)
-            x[i] = qb_f32_to_bf16(xf[i] = frand());
+        for (int64_t i = 0; i < cols; i++) { /* the reference sees the bf16 the GPU reads */
+            x[i] = qb_f32_to_bf16(frand());
+            xf[i] = qb_bf16_to_f32(x[i]);
+        }
         OK(qb_cuda_upload(d_x, x, (size_t)cols * 2, &err));
         OK(qb_cuda_graph_launch(c, graph, &err));
         OK(qb_cuda_sync(c, &err));

@@ -4,15 +4,10 @@
  * checkpoint with a real model's shapes, so speed can be measured without
  * downloading the weights).
  *
- * bench: pp = one forward call over P tokens from an empty cache (logits for
- * the last one); tg = N single-token calls from an empty cache, logits each
- * time. Each test runs once to warm up, then R times; t/s is reported as
- * mean ± sample stddev over the R runs. The decode roofline is
- *   bytes per token = decoder weights as held (incl. scales/zeros) + lm_head
- *                     + norms + one embedding row + KV read (mean over tg)
- *   roofline t/s    = measured copy bandwidth / bytes per token
- * with the bandwidth of a 1 GiB device-to-device copy (read + write) on the
- * GPU, or of a host memcpy on the CPU.
+ * bench: parses the options, applies the scheme (RTN over the decoder
+ * linears, spread over the cores; GPTQ/AWQ filled by RTN in their format:
+ * same bytes, same kernels) and prints what core/bench.c (qb_bench_run)
+ * measured: pp/tg tokens/s, bytes per decode step, bandwidth and roofline.
  *
  * synth: tensors named and shaped as transformers writes a Llama/Qwen
  * checkpoint, bf16, uniform in +-0.02 sqrt(3) (the usual init std 0.02),
@@ -30,6 +25,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "bench.h"
 #include "cli.h"
 #include "config.h"
 #include "dtype.h"
@@ -40,8 +36,6 @@
 #include "model.h"
 #include "threadpool.h"
 
-#define BENCH_MAX_TOKENS 65536
-#define HOST_BW_BYTES ((size_t)256 << 20)
 #define SYNTH_SHARD_BYTES ((size_t)4000 << 20)
 #define SYNTH_IO_BYTES ((size_t)8 << 20)
 #define SYNTH_INIT_STD 0.02
@@ -57,20 +51,9 @@ struct bench_args {
     int json;
 };
 
-struct bench_stat {
-    double mean, stddev;
-};
-
 struct bench_result {
-    struct bench_stat pp, tg;           /* tokens/s */
-    size_t weight_bytes;                /* every weight as held */
-    double decode_weight_bytes;         /* weights read per decode token */
-    double kv_bytes;                    /* KV bytes read per decode token (mean over tg) */
-    double bandwidth_gbs;               /* measured copy bandwidth */
-    double roofline_tps, roofline_frac;
-    char device[300];
-    size_t gpu_used_bytes;              /* device memory in use after the run (0 on CPU) */
-    int speed_only_rtn;                 /* a calibrated scheme's format filled by RTN */
+    struct qb_bench_result m; /* what qb_bench_run measured */
+    int speed_only_rtn;       /* a calibrated scheme's format filled by RTN */
 };
 
 static void bench_usage(void)
@@ -126,8 +109,8 @@ static int bench_parse(int argc, char **argv, struct bench_args *a)
     optind = 1;
     while ((c = getopt_long(argc, argv, "p:n:r:h", bench_options, NULL)) != -1) {
         switch (c) {
-        case 'p': rc = bench_number("-p", 0, BENCH_MAX_TOKENS, &a->p); break;
-        case 'n': rc = bench_number("-n", 0, BENCH_MAX_TOKENS, &a->n); break;
+        case 'p': rc = bench_number("-p", 0, QB_BENCH_MAX_TOKENS, &a->p); break;
+        case 'n': rc = bench_number("-n", 0, QB_BENCH_MAX_TOKENS, &a->n); break;
         case 'r': rc = bench_number("-r", 1, 1000, &a->r); break;
         case OPT_GROUP: rc = bench_number("--group", 1, 1 << 16, &a->group); break;
         case OPT_THREADS: rc = bench_number("--threads", 0, 4096, &a->threads); break;
@@ -149,125 +132,6 @@ static int bench_parse(int argc, char **argv, struct bench_args *a)
         return qb_cli_usage_error("bench", "-p and -n are both 0: nothing to measure");
     a->model = argv[optind];
     return -1;
-}
-
-static struct bench_stat stat_of(const double *v, int n)
-{
-    struct bench_stat s = {0, 0};
-    for (int i = 0; i < n; i++)
-        s.mean += v[i] / n;
-    for (int i = 0; i < n && n > 1; i++)
-        s.stddev += (v[i] - s.mean) * (v[i] - s.mean) / (n - 1);
-    s.stddev = sqrt(s.stddev);
-    return s;
-}
-
-/* Seconds for one pp test (n tokens, logits of the last). */
-static enum qb_status time_pp(struct qb_engine *e, const int32_t *ids, int n, float *logits,
-                              double *secs, struct qb_err *err)
-{
-    double t0;
-    enum qb_status st;
-    qb_engine_reset(e);
-    t0 = qb_now_seconds();
-    st = qb_engine_forward(e, ids, n, n - 1, logits, err);
-    *secs = qb_now_seconds() - t0;
-    return st;
-}
-
-/* Seconds for one tg test (n single-token calls with logits). */
-static enum qb_status time_tg(struct qb_engine *e, const int32_t *ids, int n, float *logits,
-                              double *secs, struct qb_err *err)
-{
-    enum qb_status st = QB_OK;
-    double t0;
-    qb_engine_reset(e);
-    t0 = qb_now_seconds();
-    for (int i = 0; i < n && !st; i++)
-        st = qb_engine_forward(e, ids + i, 1, 0, logits, err);
-    *secs = qb_now_seconds() - t0;
-    return st;
-}
-
-/* Warm-up then r timed runs of one test; tokens/s statistics into *out. */
-static enum qb_status run_test(struct qb_engine *e, int is_pp, const int32_t *ids, int n, int r,
-                               float *logits, struct bench_stat *out, struct qb_err *err)
-{
-    enum qb_status st;
-    double secs, *tps = qb_malloc_array((size_t)r, sizeof *tps);
-    if (!tps)
-        return qb_err_set(err, QB_ERR_NOMEM, "out of memory for timings");
-    st = is_pp ? time_pp(e, ids, n, logits, &secs, err) : time_tg(e, ids, n, logits, &secs, err);
-    for (int i = 0; i < r && !st; i++) {
-        st = is_pp ? time_pp(e, ids, n, logits, &secs, err)
-                   : time_tg(e, ids, n, logits, &secs, err);
-        tps[i] = n / secs;
-    }
-    if (!st)
-        *out = stat_of(tps, r);
-    free(tps);
-    return st;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Host memcpy bandwidth (read + write), median of 5, GB/s. */
-static double host_bandwidth(void)
-{
-    char *src = malloc(HOST_BW_BYTES), *dst = malloc(HOST_BW_BYTES);
-    double t[5], gbs = 0;
-    if (src && dst) {
-        memset(src, 1, HOST_BW_BYTES);
-        memcpy(dst, src, HOST_BW_BYTES);
-        for (int i = 0; i < 5; i++) {
-            double t0 = qb_now_seconds();
-            memcpy(dst, src, HOST_BW_BYTES);
-            t[i] = qb_now_seconds() - t0;
-            src[i] = dst[HOST_BW_BYTES - 1 - i]; /* keep the copies observable */
-        }
-        qsort(t, 5, sizeof t[0], cmp_double);
-        gbs = 2.0 * HOST_BW_BYTES / t[2] / 1e9;
-    }
-    free(src);
-    free(dst);
-    return gbs;
-}
-
-/* Bytes a decode step reads: every linear, norms, one embedding row, KV. */
-static void decode_bytes(const struct qb_model *m, int n_tg, struct bench_result *res)
-{
-    const struct qb_config *c = &m->cfg;
-    double norms = (double)c->hidden * 4 * (2.0 * c->n_layers + 1);
-    double emb_row = (double)m->embed.data_bytes / (double)m->embed.rows;
-    double kv_per_pos = 2.0 * c->n_layers * c->n_kv_heads * c->head_dim * 2; /* f16 K and V */
-    res->decode_weight_bytes = (double)qb_model_decoder_bytes(m) + (double)m->lm_head.data_bytes +
-                               norms + emb_row;
-    res->kv_bytes = kv_per_pos * (n_tg + 1) / 2.0;
-}
-
-static enum qb_status measure_device(enum qb_backend be, struct bench_result *res,
-                                     struct qb_err *err)
-{
-    struct qb_cuda_device d;
-    enum qb_status st;
-    if (be == QB_BACKEND_CPU) {
-        snprintf(res->device, sizeof res->device, "CPU (%d threads)", qb_cpu_count());
-        res->bandwidth_gbs = host_bandwidth();
-        return QB_OK;
-    }
-    st = qb_cuda_device_query(&d, err);
-    if (!st)
-        st = qb_cuda_measure_bandwidth(&res->bandwidth_gbs, err);
-    if (st)
-        return st;
-    snprintf(res->device, sizeof res->device, "%.200s (sm_%d%d, %d SMs)", d.name, d.cc_major,
-             d.cc_minor, d.sm_count);
-    res->gpu_used_bytes = d.mem_total - d.mem_free;
-    return QB_OK;
 }
 
 /* One decoder linear to the scheme's format (as model.c's quantize_linear). */
@@ -372,43 +236,9 @@ static enum qb_status apply_bench_scheme(struct qb_model *m, const struct bench_
 static enum qb_status bench_run(const struct bench_args *a, struct qb_model *m,
                                 struct bench_result *res, struct qb_err *err)
 {
-    enum qb_status st;
-    enum qb_backend be = qb_backend_resolve(a->backend);
-    int max_tok = (int)QB_MAX(a->p, a->n);
-    struct qb_engine_opts eo = {.max_ctx = max_tok, .n_threads = (int)a->threads};
-    struct qb_engine *e = NULL;
-    int32_t *ids = qb_malloc_array((size_t)max_tok, sizeof *ids);
-    float *logits = qb_malloc_array((size_t)m->cfg.vocab, sizeof *logits);
-    uint64_t rs = 0x853c49e6748fea9bull;
-    if (!ids || !logits) {
-        st = qb_err_set(err, QB_ERR_NOMEM, "out of memory for bench buffers");
-        goto out;
-    }
-    for (int i = 0; i < max_tok; i++) { /* fixed pseudo-random ids */
-        rs = rs * 6364136223846793005ull + 1442695040888963407ull;
-        ids[i] = (int32_t)((rs >> 33) % (uint64_t)m->cfg.vocab);
-    }
-    st = be == QB_BACKEND_CUDA ? qb_engine_create_cuda(m, &eo, &e, err)
-                               : qb_engine_create_cpu(m, &eo, &e, err);
-    if (st)
-        goto out;
-    if (a->p > 0)
-        st = run_test(e, 1, ids, (int)a->p, (int)a->r, logits, &res->pp, err);
-    if (!st && a->n > 0)
-        st = run_test(e, 0, ids, (int)a->n, (int)a->r, logits, &res->tg, err);
-    if (!st)
-        st = measure_device(be, res, err);
-    if (st)
-        goto out;
-    res->weight_bytes = qb_model_weight_bytes(m);
-    decode_bytes(m, (int)a->n, res);
-    res->roofline_tps = res->bandwidth_gbs * 1e9 / (res->decode_weight_bytes + res->kv_bytes);
-    res->roofline_frac = a->n > 0 ? res->tg.mean / res->roofline_tps : 0;
-out:
-    qb_engine_free(e);
-    free(ids);
-    free(logits);
-    return st;
+    struct qb_bench_opts o = {.p = (int)a->p, .n = (int)a->n, .r = (int)a->r,
+                              .threads = (int)a->threads, .backend = a->backend};
+    return qb_bench_run(m, &o, NULL, &res->m, err);
 }
 
 static void bench_print_text(const struct bench_args *a, const char *scheme,
@@ -416,20 +246,20 @@ static void bench_print_text(const struct bench_args *a, const char *scheme,
 {
     printf("model: %s  scheme: %s%s  backend: %s\n", a->model, scheme,
            r->speed_only_rtn ? " (RTN-filled, speed only)" : "", qb_backend_name(be));
-    printf("device: %s\n", r->device);
+    printf("device: %s\n", r->m.device);
     printf("weights: %.2f GB; a decode step reads %.2f GB of weights + %.4f GB of KV\n",
-           r->weight_bytes / 1e9, r->decode_weight_bytes / 1e9, r->kv_bytes / 1e9);
+           r->m.weight_bytes / 1e9, r->m.decode_weight_bytes / 1e9, r->m.kv_bytes / 1e9);
     printf("\n| %-8s | %20s |\n|----------|----------------------|\n", "test", "t/s");
     if (a->p > 0)
-        printf("| pp%-6ld | %11.2f ± %6.2f |\n", a->p, r->pp.mean, r->pp.stddev);
+        printf("| pp%-6ld | %11.2f ± %6.2f |\n", a->p, r->m.pp.mean, r->m.pp.stddev);
     if (a->n > 0)
-        printf("| tg%-6ld | %11.2f ± %6.2f |\n", a->n, r->tg.mean, r->tg.stddev);
-    printf("\nbandwidth (measured copy, read+write): %.0f GB/s\n", r->bandwidth_gbs);
+        printf("| tg%-6ld | %11.2f ± %6.2f |\n", a->n, r->m.tg.mean, r->m.tg.stddev);
+    printf("\nbandwidth (measured copy, read+write): %.0f GB/s\n", r->m.bandwidth_gbs);
     if (a->n > 0)
-        printf("decode roofline: %.1f t/s; tg reached %.1f %% of it\n", r->roofline_tps,
-               100 * r->roofline_frac);
+        printf("decode roofline: %.1f t/s; tg reached %.1f %% of it\n", r->m.roofline_tps,
+               100 * r->m.roofline_frac);
     if (be == QB_BACKEND_CUDA)
-        printf("GPU memory in use after the run: %.2f GiB\n", r->gpu_used_bytes / 1073741824.0);
+        printf("GPU memory in use after the run: %.2f GiB\n", r->m.gpu_used_bytes / 1073741824.0);
 }
 
 static int bench_print_json(const struct bench_args *a, const char *scheme, enum qb_backend be,
@@ -441,21 +271,21 @@ static int bench_print_json(const struct bench_args *a, const char *scheme, enum
     cJSON_AddStringToObject(o, "scheme", scheme);
     cJSON_AddBoolToObject(o, "rtn_filled_speed_only", r->speed_only_rtn);
     cJSON_AddStringToObject(o, "backend", qb_backend_name(be));
-    cJSON_AddStringToObject(o, "device", r->device);
+    cJSON_AddStringToObject(o, "device", r->m.device);
     cJSON_AddNumberToObject(o, "n_prompt", (double)a->p);
     cJSON_AddNumberToObject(o, "n_gen", (double)a->n);
     cJSON_AddNumberToObject(o, "repetitions", (double)a->r);
-    cJSON_AddNumberToObject(o, "pp_tps_mean", r->pp.mean);
-    cJSON_AddNumberToObject(o, "pp_tps_stddev", r->pp.stddev);
-    cJSON_AddNumberToObject(o, "tg_tps_mean", r->tg.mean);
-    cJSON_AddNumberToObject(o, "tg_tps_stddev", r->tg.stddev);
-    cJSON_AddNumberToObject(o, "weight_bytes", (double)r->weight_bytes);
-    cJSON_AddNumberToObject(o, "decode_weight_bytes_per_token", r->decode_weight_bytes);
-    cJSON_AddNumberToObject(o, "decode_kv_bytes_per_token", r->kv_bytes);
-    cJSON_AddNumberToObject(o, "bandwidth_gbs", r->bandwidth_gbs);
-    cJSON_AddNumberToObject(o, "roofline_tps", r->roofline_tps);
-    cJSON_AddNumberToObject(o, "roofline_fraction", r->roofline_frac);
-    cJSON_AddNumberToObject(o, "gpu_mem_used_bytes", (double)r->gpu_used_bytes);
+    cJSON_AddNumberToObject(o, "pp_tps_mean", r->m.pp.mean);
+    cJSON_AddNumberToObject(o, "pp_tps_stddev", r->m.pp.stddev);
+    cJSON_AddNumberToObject(o, "tg_tps_mean", r->m.tg.mean);
+    cJSON_AddNumberToObject(o, "tg_tps_stddev", r->m.tg.stddev);
+    cJSON_AddNumberToObject(o, "weight_bytes", (double)r->m.weight_bytes);
+    cJSON_AddNumberToObject(o, "decode_weight_bytes_per_token", r->m.decode_weight_bytes);
+    cJSON_AddNumberToObject(o, "decode_kv_bytes_per_token", r->m.kv_bytes);
+    cJSON_AddNumberToObject(o, "bandwidth_gbs", r->m.bandwidth_gbs);
+    cJSON_AddNumberToObject(o, "roofline_tps", r->m.roofline_tps);
+    cJSON_AddNumberToObject(o, "roofline_fraction", r->m.roofline_frac);
+    cJSON_AddNumberToObject(o, "gpu_mem_used_bytes", (double)r->m.gpu_used_bytes);
     s = cJSON_Print(o);
     cJSON_Delete(o);
     if (!s)
