@@ -27,6 +27,11 @@
 #define SPEED_TG 64
 /* GPU logits vs CPU logits on the demo model, relative L2 error */
 #define SELFTEST_GPU_TOL 2e-2
+/* ... for schemes that quantize activations too (W8A8, W4A4): a last-bit difference in
+ * an activation flips its FP8/FP4 code and the flips compound through the layers; the
+ * CPU engine alone, with inputs perturbed by 1e-6, moves its logits by 2 % (mean) and
+ * the H100 measured 2.1 %, so a real fault (wrong scale or layout) is far above this */
+#define SELFTEST_GPU_ACT_TOL 5e-2
 /* SIMD vs plain dot of every decoder row, relative to sum |w x| */
 #define SELFTEST_CPU_TOL 1e-4
 
@@ -235,7 +240,7 @@ static enum qb_status check_scheme(struct doctor_ctx *c, const char *name,
     copy_text(s->support, sizeof s->support, qb_scheme_hw_support(&scheme));
     s->native = c->be == QB_BACKEND_CUDA && native_on_gpu(&scheme, c->cc);
     if (c->be == QB_BACKEND_CUDA) {
-        s->selftest_tol = SELFTEST_GPU_TOL;
+        s->selftest_tol = scheme.qp.act == QB_ACT_F32 ? SELFTEST_GPU_TOL : SELFTEST_GPU_ACT_TOL;
         st = selftest_gpu(m, c->ids, c->o->n_threads, &s->selftest_err, err);
     } else {
         s->selftest_tol = SELFTEST_CPU_TOL;
