@@ -13,6 +13,7 @@
  */
 #include "job.h"
 
+#include "bench.h"
 #include "doctor.h"
 #include "quantize.h"
 
@@ -54,7 +55,7 @@ int qb_job_kind_available(enum qb_job_kind kind)
         return 1;
 #endif
     return kind == QB_JOB_EVAL || kind == QB_JOB_COMPARE || kind == QB_JOB_DOCTOR ||
-           kind == QB_JOB_QUANTIZE;
+           kind == QB_JOB_QUANTIZE || kind == QB_JOB_BENCH;
 }
 
 static const char *missing_module(enum qb_job_kind kind)
@@ -434,6 +435,79 @@ static enum qb_status run_quantize(const struct qb_job_spec *spec, struct qb_pro
     return st;
 }
 
+/* ---- bench ------------------------------------------------------------------------ */
+
+static enum qb_status bench_one(const struct qb_job_spec *spec, const char *scheme,
+                                struct qb_progress *progress, struct qb_bench_result *res,
+                                struct qb_model **model, struct qb_err *err)
+{
+    struct qb_model_load_opts lo = {.no_tokenizer = 1};
+    struct qb_scheme sc;
+    struct qb_bench_opts bo = {.p = spec->ctx > 0 ? spec->ctx : 512, .n = 128, .r = 3,
+                               .threads = spec->n_threads};
+    enum qb_status st = qb_backend_parse(spec->backend[0] ? spec->backend : "auto", &bo.backend,
+                                         err);
+    if (!st)
+        st = qb_model_load(spec->model, &lo, model, err);
+    if (!st && scheme) {
+        st = qb_scheme_parse(scheme, spec->group, &sc, err);
+        if (!st && sc.needs_calibration)
+            st = qb_err_set(err, QB_ERR_USAGE, "bench %s: quantize it first (w), then bench the "
+                            "written model", scheme);
+        if (!st)
+            st = qb_model_apply_scheme(*model, &sc, progress, err);
+    }
+    if (!st)
+        st = qb_bench_run(*model, &bo, progress, res, err);
+    return st;
+}
+
+static void bench_row(const struct qb_job_spec *spec, const struct qb_model *m,
+                      const struct qb_bench_result *res, const struct qb_bench_result *base,
+                      struct qb_result *row)
+{
+    qb_result_init(row);
+    snprintf(row->kind, sizeof row->kind, "bench");
+    snprintf(row->model, sizeof row->model, "%s", spec->model);
+    snprintf(row->scheme, sizeof row->scheme, "%s", m->scheme.name);
+    row->baseline = base == res;
+    row->bits_per_weight = 8.0 * (double)qb_model_decoder_bytes(m) /
+                           (double)qb_model_decoder_params(m);
+    row->size_bytes = (int64_t)qb_model_weight_bytes(m);
+    row->pp_tps = res->pp.mean;
+    row->tg_tps = res->tg.mean;
+    row->pp_tps_baseline = base->pp.mean;
+    snprintf(row->backend, sizeof row->backend, "%s", qb_backend_name(res->backend));
+    snprintf(row->gpu, sizeof row->gpu, "%s", spec->gpu);
+    snprintf(row->driver, sizeof row->driver, "%s", spec->driver);
+    snprintf(row->cuda, sizeof row->cuda, "%s", spec->cuda);
+}
+
+/* pp/tg tokens/s of the baseline and then of spec->schemes[0] (llama-bench style). */
+static enum qb_status run_bench(const struct qb_job_spec *spec, struct qb_progress *progress,
+                                struct qb_job_output *out, struct qb_err *err)
+{
+    struct qb_bench_result base, res;
+    struct qb_model *mb = NULL, *ms = NULL;
+    struct qb_result row;
+    enum qb_status st = bench_one(spec, NULL, progress, &base, &mb, err);
+    if (!st && spec->n_schemes > 0)
+        st = bench_one(spec, spec->schemes[0], progress, &res, &ms, err);
+    if (!st && out) {
+        bench_row(spec, mb, &base, &base, &row);
+        if (qb_results_push(&out->rows, &row))
+            st = qb_err_set(err, QB_ERR_NOMEM, "out of memory");
+        if (!st && ms) {
+            bench_row(spec, ms, &res, &base, &row);
+            if (qb_results_push(&out->rows, &row))
+                st = qb_err_set(err, QB_ERR_NOMEM, "out of memory");
+        }
+    }
+    qb_model_free(mb);
+    qb_model_free(ms);
+    return st;
+}
+
 /* ---- dispatch ------------------------------------------------------------------ */
 
 static enum qb_status check_spec(const struct qb_job_spec *s, struct qb_err *err)
@@ -464,6 +538,8 @@ static enum qb_status dispatch(const struct qb_job_spec *spec, struct qb_progres
         return run_doctor(spec, progress, out, err);
     if (spec->kind == QB_JOB_QUANTIZE)
         return run_quantize(spec, progress, out, err);
+    if (spec->kind == QB_JOB_BENCH)
+        return run_bench(spec, progress, out, err);
 #ifdef QB_JOB_HAVE_HUB
     if (spec->kind == QB_JOB_PULL)
         return run_pull(spec, progress, out, err);

@@ -408,6 +408,22 @@ void dash_submit_quantize(struct qb_dash *d)
     dash_submit(d, &s, title);
 }
 
+void dash_submit_bench(struct qb_dash *d)
+{
+    struct qb_job_spec s;
+    char title[96];
+    if (fill_common(d, &s, QB_JOB_BENCH) || d->n_schemes == 0)
+        return;
+    const struct dash_model *m = dash_model_selected(d);
+    const struct dash_scheme *sel = &d->schemes[d->scheme_sel];
+    if (!is_baseline_scheme(m, sel)) {
+        snprintf(s.schemes[0], sizeof s.schemes[0], "%s", sel->s.name);
+        s.n_schemes = 1;
+    }
+    snprintf(title, sizeof title, "bench %.40s", s.n_schemes ? s.schemes[0] : "baseline");
+    dash_submit(d, &s, title);
+}
+
 void dash_cancel_job(struct qb_dash *d)
 {
     if (!dash_job_running(d)) {

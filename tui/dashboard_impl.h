@@ -197,6 +197,8 @@ void dash_submit_eval(struct qb_dash *d, int compare);
 void dash_submit_doctor(struct qb_dash *d);
 /* Quantize the selected scheme into $XDG_DATA_HOME/quantbench/models (w). */
 void dash_submit_quantize(struct qb_dash *d);
+/* pp/tg tok/s of the baseline and the selected scheme (B). */
+void dash_submit_bench(struct qb_dash *d);
 /* Queue spec with a Job-pane title; returns the job id, 0 on failure (status set). */
 uint64_t dash_submit(struct qb_dash *d, const struct qb_job_spec *spec, const char *title);
 void dash_cancel_job(struct qb_dash *d);

@@ -190,6 +190,7 @@ static void dispatch_action(struct qb_dash *d, enum qb_action a)
     case QB_ACT_CANCEL: dash_cancel_job(d); break;
     case QB_ACT_DOCTOR: dash_submit_doctor(d); break;
     case QB_ACT_WRITE: dash_submit_quantize(d); break;
+    case QB_ACT_BENCH: dash_submit_bench(d); break;
     case QB_ACT_HELP:
         d->overlay = DASH_OV_HELP;
         d->help_scroll = 0;

@@ -45,6 +45,7 @@ enum qb_action {
     QB_ACT_CANCEL,
     QB_ACT_DOCTOR,
     QB_ACT_WRITE,
+    QB_ACT_BENCH,
     QB_ACT_HELP,
     QB_ACT_ZOOM,
     QB_ACT_REDRAW,
