@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fileutil.h"
+#include "hub/hub.h"
 
 uint64_t qb_splitmix64(uint64_t *state)
 {
@@ -83,13 +84,29 @@ out:
     return st;
 }
 
+/* A text file, or a Hub data set by name: wikitext2 (its train split), c4 or pileval,
+ * fetched through the datasets-server and cached for offline use (hub/hub.h). */
+static enum qb_status read_calib_text(const char *path, char **text, size_t *len,
+                                      struct qb_err *err)
+{
+    if (qb_path_exists(path) || !qb_hub_dataset_known(path))
+        return qb_file_read_all(path, QB_CALIB_MAX_TEXT_BYTES, text, len, err);
+    struct qb_hub *hub = NULL;
+    enum qb_status st = qb_hub_open_env(&hub, err);
+    if (!st)
+        st = qb_hub_dataset_text(hub, path, strcmp(path, "wikitext2") == 0 ? "train" : NULL,
+                                 text, len, NULL, err);
+    qb_hub_free(hub);
+    return st;
+}
+
 enum qb_status qb_calib_load(const struct qb_model *m, const struct qb_calib_opts *o,
                              struct qb_calib_data *out, struct qb_err *err)
 {
     char *text = NULL;
     size_t len = 0;
     memset(out, 0, sizeof *out);
-    enum qb_status st = qb_file_read_all(o->path, QB_CALIB_MAX_TEXT_BYTES, &text, &len, err);
+    enum qb_status st = read_calib_text(o->path, &text, &len, err);
     if (st)
         return st;
     st = qb_calib_from_text(m, text, len, o, out, err);
