@@ -238,8 +238,15 @@ static enum qb_status check_scheme(struct doctor_ctx *c, const char *name,
     s->bits_per_weight = 8.0 * (double)qb_model_decoder_bytes(m) /
                          (double)qb_model_decoder_params(m);
     copy_text(s->support, sizeof s->support, qb_scheme_hw_support(&scheme));
-    s->native = c->be == QB_BACKEND_CUDA && native_on_gpu(&scheme, c->cc);
-    if (c->be == QB_BACKEND_CUDA) {
+    /* a format the GPU has no kernel for is checked on the CPU reference instead */
+    enum qb_backend be = c->be;
+    if (be == QB_BACKEND_CUDA && !qb_cuda_supports(scheme.fmt, scheme.qp.act)) {
+        be = QB_BACKEND_CPU;
+        snprintf(s->support, sizeof s->support, "%.80s; checked on the CPU (no GPU kernel)",
+                 qb_scheme_hw_support(&scheme));
+    }
+    s->native = be == QB_BACKEND_CUDA && native_on_gpu(&scheme, c->cc);
+    if (be == QB_BACKEND_CUDA) {
         s->selftest_tol = scheme.qp.act == QB_ACT_F32 ? SELFTEST_GPU_TOL : SELFTEST_GPU_ACT_TOL;
         st = selftest_gpu(m, c->ids, c->o->n_threads, &s->selftest_err, err);
     } else {
@@ -249,13 +256,15 @@ static enum qb_status check_scheme(struct doctor_ctx *c, const char *name,
     s->selftest_ok = !st && s->selftest_err <= s->selftest_tol;
     qb_progress_log(progress, "%s self-test %s (%.2g)", name, s->selftest_ok ? "ok" : "FAILED",
                     s->selftest_err);
+    struct qb_eval_opts eo = c->eval;
+    eo.backend = be;
     if (!st)
-        st = qb_eval_run(m, c->ids, c->n_ids, &c->eval, c->base, c->base ? NULL : &c->base,
-                         NULL, &res, err);
+        st = qb_eval_run(m, c->ids, c->n_ids, &eo, c->base, c->base ? NULL : &c->base, NULL,
+                         &res, err);
     if (!st) {
         s->ppl = res.ppl;
         s->kld = res.has_kld ? res.kld_mean : 0;
-        st = measure_speed(m, c->ids, c->be, c->o->n_threads, s, err);
+        st = measure_speed(m, c->ids, be, c->o->n_threads, s, err);
     }
 out:
     if (st)
