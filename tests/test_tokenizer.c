@@ -12,40 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qb_test_tok.h"
 #include "tokenizer.h"
-
-#define DEMO_JSON QB_TEST_DATA "/ref-llama-10m/tokenizer.json"
-#define EVAL_TXT QB_TEST_DATA "/eval-gutenberg.txt"
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
-static struct qb_tokenizer *load_demo(void)
-{
-    struct qb_tokenizer *tok = NULL;
-    struct qb_err err;
-    cr_assert_eq(qb_tok_load_hf(DEMO_JSON, &tok, &err), QB_OK, "%s", err.msg);
-    return tok;
-}
-
-static void encode(const struct qb_tokenizer *tok, const char *s, size_t len, int bos,
-                   int32_t **ids, size_t *n)
-{
-    struct qb_err err;
-    cr_assert_eq(qb_tok_encode(tok, s, len, bos, ids, n, &err), QB_OK, "%s", err.msg);
-}
 
 /* ---- the demo model against the transformers reference ------------------------ */
 
