@@ -182,8 +182,7 @@ enum qb_status qb_bench_run(const struct qb_model *m, const struct qb_bench_opts
         rs = rs * 6364136223846793005ull + 1442695040888963407ull;
         ids[i] = (int32_t)((rs >> 33) % (uint64_t)m->cfg.vocab);
     }
-    st = res->backend == QB_BACKEND_CUDA ? qb_engine_create_cuda(m, &eo, &e, err)
-                                         : qb_engine_create_cpu(m, &eo, &e, err);
+    st = qb_engine_create(m, o->backend, &eo, progress, &res->backend, &e, err);
     if (!st && o->p > 0)
         st = run_test(e, 1, ids, o->p, o->r, logits, progress, &res->pp, err);
     if (!st && o->n > 0)

@@ -114,9 +114,7 @@ static enum qb_status make_engine(const struct qb_model *m, enum qb_backend be, 
                                   int threads, struct qb_engine **e, struct qb_err *err)
 {
     struct qb_engine_opts eo = {max_ctx, threads};
-    if (be == QB_BACKEND_CUDA)
-        return qb_engine_create_cuda(m, &eo, e, err);
-    return qb_engine_create_cpu(m, &eo, e, err);
+    return qb_engine_create(m, be, &eo, NULL, NULL, e, err);
 }
 
 /* CPU: every decoder row's SIMD dot against the plain C dot. */

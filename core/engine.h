@@ -13,6 +13,8 @@
  * Prefill (n > 1) and decode (n = 1) are the same call. Backends:
  * engine_cpu.c (the plain, multithreaded reference every other path is
  * compared with) and kernels/engine_cuda.cu (when built with CUDA).
+ * qb_engine_create (engine.c) picks one from a backend choice (auto, cpu,
+ * cuda): eval, bench, doctor and word perplexity all create engines there.
  */
 #ifndef QB_ENGINE_H
 #define QB_ENGINE_H
@@ -23,6 +25,21 @@
 #include "qb_common.h"
 
 struct qb_engine;
+struct qb_progress;
+
+/* Where the forward pass runs. */
+enum qb_backend {
+    QB_BACKEND_AUTO = 0, /* cuda when this build has CUDA and a GPU is present, else cpu */
+    QB_BACKEND_CPU,
+    QB_BACKEND_CUDA,
+};
+
+/* Parse "auto|cpu|cuda" (QB_ERR_USAGE naming the choices otherwise). */
+enum qb_status qb_backend_parse(const char *s, enum qb_backend *out, struct qb_err *err);
+const char *qb_backend_name(enum qb_backend b); /* "auto", "cpu", "cuda" */
+/* Resolve auto to cpu or cuda (cuda when built with CUDA and a GPU is present);
+ * cpu and cuda are returned as they are. */
+enum qb_backend qb_backend_resolve(enum qb_backend b);
 
 struct qb_engine_ops {
     const char *name; /* "cpu", "cuda" */
@@ -52,6 +69,21 @@ enum qb_status qb_engine_create_cuda(const struct qb_model *m, const struct qb_e
                                      struct qb_engine **out, struct qb_err *err);
 /* 1 when this build has CUDA and a GPU is present. */
 int qb_cuda_available(void);
+
+/* The engine for m on backend (the one place engines are chosen):
+ *   cpu   the CPU reference;
+ *   cuda  the CUDA engine (QB_ERR_NO_DEVICE without CUDA or a GPU; the CUDA
+ *         engine's error when it has no kernel for one of m's formats);
+ *   auto  cuda when qb_backend_resolve says so AND the GPU has kernels for every
+ *         weight of m (qb_cuda_supports), else cpu. When only the kernels are
+ *         missing, the CPU reference runs m and a notice naming the format goes
+ *         to progress's log (progress may be NULL).
+ * *used (may be NULL) gets the backend that runs m (cpu or cuda), also when
+ * creation fails. *out is NULL on failure. */
+enum qb_status qb_engine_create(const struct qb_model *m, enum qb_backend backend,
+                                const struct qb_engine_opts *o, struct qb_progress *progress,
+                                enum qb_backend *used, struct qb_engine **out,
+                                struct qb_err *err);
 
 /* ---- layer-level access for calibration (CPU engine only) ----------------------
  * The GPTQ/AWQ pipeline runs calibration activations through one decoder layer

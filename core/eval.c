@@ -14,7 +14,6 @@
 #include <string.h>
 
 #include "engine.h"
-#include "kernels/qb_cuda.h"
 
 struct qb_eval_baseline {
     FILE *f;
@@ -23,36 +22,6 @@ struct qb_eval_baseline {
     int vocab;
     int scored_per_chunk;
 };
-
-enum qb_status qb_backend_parse(const char *s, enum qb_backend *out, struct qb_err *err)
-{
-    if (strcmp(s, "auto") == 0)
-        *out = QB_BACKEND_AUTO;
-    else if (strcmp(s, "cpu") == 0)
-        *out = QB_BACKEND_CPU;
-    else if (strcmp(s, "cuda") == 0)
-        *out = QB_BACKEND_CUDA;
-    else
-        return qb_err_set(err, QB_ERR_USAGE, "unknown backend '%s' (auto, cpu, cuda)", s);
-    return QB_OK;
-}
-
-const char *qb_backend_name(enum qb_backend b)
-{
-    switch (b) {
-    case QB_BACKEND_AUTO: return "auto";
-    case QB_BACKEND_CPU: return "cpu";
-    case QB_BACKEND_CUDA: return "cuda";
-    }
-    return "?";
-}
-
-enum qb_backend qb_backend_resolve(enum qb_backend b)
-{
-    if (b != QB_BACKEND_AUTO)
-        return b;
-    return qb_cuda_available() ? QB_BACKEND_CUDA : QB_BACKEND_CPU;
-}
 
 void qb_eval_baseline_free(struct qb_eval_baseline *b)
 {
@@ -93,36 +62,6 @@ enum qb_status qb_eval_tokenize(const struct qb_model *m, const char *text, size
     *ids = all;
     *n_ids = n + 1;
     return QB_OK;
-}
-
-/* 1 when the CUDA engine has kernels for every weight of m. */
-static int cuda_runs_model(const struct qb_model *m)
-{
-    if (!qb_cuda_supports(m->embed.fmt, m->embed.qp.act) ||
-        !qb_cuda_supports(m->lm_head.fmt, m->lm_head.qp.act))
-        return 0;
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        for (int s = 0; s < QB_LIN_COUNT; s++) {
-            const struct qb_linear *lin = &m->layers[l].lin[s];
-            if (!qb_cuda_supports(lin->fmt, lin->qp.act))
-                return 0;
-        }
-    }
-    return 1;
-}
-
-static enum qb_status make_engine(const struct qb_model *m, const struct qb_eval_opts *o,
-                                  enum qb_backend *used, struct qb_engine **eng,
-                                  struct qb_err *err)
-{
-    struct qb_engine_opts eo = {o->ctx, o->n_threads};
-    *used = qb_backend_resolve(o->backend);
-    /* auto: a format the GPU has no kernel for runs on the CPU reference */
-    if (*used == QB_BACKEND_CUDA && o->backend == QB_BACKEND_AUTO && !cuda_runs_model(m))
-        *used = QB_BACKEND_CPU;
-    if (*used == QB_BACKEND_CUDA)
-        return qb_engine_create_cuda(m, &eo, eng, err);
-    return qb_engine_create_cpu(m, &eo, eng, err);
 }
 
 /* Running sums over scored positions. */
@@ -325,7 +264,8 @@ enum qb_status qb_eval_run(const struct qb_model *m, const int32_t *ids, size_t 
         st = qb_err_set(err, QB_ERR_NOMEM, "out of memory for logits");
         goto out;
     }
-    st = make_engine(m, opts, &used, &r.eng, err);
+    struct qb_engine_opts eo = {opts->ctx, opts->n_threads};
+    st = qb_engine_create(m, opts->backend, &eo, progress, &used, &r.eng, err);
     if (!st && keep)
         st = baseline_new(r.ctx, r.chunks, m->cfg.vocab, &kept, err);
     if (st)

@@ -12,7 +12,8 @@
  * runs), and each quantized model is scored against it: mean KL divergence
  * KL(base || quant) and top-1 agreement over the same positions.
  *
- * Engines are chosen by backend ("cpu", "cuda", "auto"). Progress is reported
+ * Engines are chosen by backend ("cpu", "cuda", "auto"; see qb_engine_create
+ * in engine.h, which also owns enum qb_backend). Progress is reported
  * through struct qb_progress (chunks done), and cancellation is checked
  * between chunks.
  */
@@ -21,21 +22,10 @@
 
 #include <stdint.h>
 
+#include "engine.h"
 #include "model.h"
 #include "progress.h"
 #include "qb_common.h"
-
-enum qb_backend {
-    QB_BACKEND_AUTO = 0,
-    QB_BACKEND_CPU,
-    QB_BACKEND_CUDA,
-};
-
-/* Parse "auto|cpu|cuda". */
-enum qb_status qb_backend_parse(const char *s, enum qb_backend *out, struct qb_err *err);
-const char *qb_backend_name(enum qb_backend b);
-/* Resolve auto to cpu or cuda (cuda when built with CUDA and a GPU is present). */
-enum qb_backend qb_backend_resolve(enum qb_backend b);
 
 struct qb_eval_opts {
     int ctx;                 /* tokens per chunk (default 512) */

@@ -542,17 +542,6 @@ static enum qb_status tokenize_docs(const struct qb_model *m, const struct qb_wo
     return st;
 }
 
-static enum qb_status make_engine(const struct qb_model *m, const struct qb_wordppl_opts *o,
-                                  int max_ctx, enum qb_backend *used, struct qb_engine **e,
-                                  struct qb_err *err)
-{
-    struct qb_engine_opts eo = {max_ctx, o->n_threads};
-    *used = qb_backend_resolve(o->backend);
-    if (*used == QB_BACKEND_CUDA)
-        return qb_engine_create_cuda(m, &eo, e, err);
-    return qb_engine_create_cpu(m, &eo, e, err);
-}
-
 static enum qb_status check_run(const struct qb_model *m, const struct qb_wordppl_docs *docs,
                                 const struct qb_wordppl_opts *o, int *max_len,
                                 struct qb_err *err)
@@ -592,9 +581,10 @@ enum qb_status qb_wordppl_run(const struct qb_model *m, const struct qb_wordppl_
     }
     if (!st && out->tokens == 0)
         st = qb_err_set(err, QB_ERR_USAGE, "the documents hold no tokens to score");
-    if (!st)
-        st = make_engine(m, o, (int)(longest < max_len ? longest : max_len), &out->backend, &e,
-                         err);
+    if (!st) {
+        struct qb_engine_opts eo = {(int)(longest < max_len ? longest : max_len), o->n_threads};
+        st = qb_engine_create(m, o->backend, &eo, progress, &out->backend, &e, err);
+    }
     if (st)
         goto out;
     out->prefix_token = qb_wordppl_prefix_token(m);
