@@ -19,7 +19,7 @@
 
 #include <stddef.h>
 
-#include "eval.h"
+#include "engine.h"
 #include "model.h"
 #include "progress.h"
 #include "qb_common.h"

@@ -63,6 +63,8 @@ struct qb_job_spec {
     int max_chunks;                   /* 0 = all */
     int n_threads;                    /* 0 = all cores */
     char backend[8];                  /* "auto", "cpu", "cuda" ("" = auto) */
+    int no_speed;                     /* compare: skip the pp/tg speed test of every row */
+    int speed_p, speed_n, speed_r;    /* compare: its -p/-n/-r; 0 = QB_COMPARE_SPEED_* */
     char out_path[QB_JOB_PATH_MAX];   /* quantize: output folder */
     char results_path[QB_JOB_PATH_MAX]; /* "" = the default history file */
     int no_record;                    /* 1 = do not append to the history */

@@ -99,8 +99,15 @@ void qb_job_result_from_row(const struct qb_compare_row *row, const struct qb_co
     r->bits_per_weight = row->bits_per_weight;
     r->size_bytes = (int64_t)row->weights_bytes;
     r->baseline_bytes = (int64_t)base->weights_bytes;
-    r->pp_tps = row->r.tokens_per_s;
-    r->pp_tps_baseline = base->r.tokens_per_s;
+    if (row->has_speed && base->has_speed) { /* the llama-bench test */
+        r->pp_tps = row->pp.mean > 0 ? row->pp.mean : NAN;
+        r->tg_tps = row->tg.mean > 0 ? row->tg.mean : NAN;
+        r->pp_tps_baseline = base->pp.mean > 0 ? base->pp.mean : NAN;
+        r->tg_tps_baseline = base->tg.mean > 0 ? base->tg.mean : NAN;
+    } else { /* the eval's own throughput (ctx-token prefills) */
+        r->pp_tps = row->r.tokens_per_s;
+        r->pp_tps_baseline = base->r.tokens_per_s;
+    }
     r->ctx = row->r.ctx;
     r->chunks = row->r.chunks;
     snprintf(r->backend, sizeof r->backend, "%s", qb_backend_name(row->r.backend));
@@ -149,6 +156,11 @@ static enum qb_status compare_opts_from_spec(const struct qb_job_spec *s,
                           QB_COMPARE_MAX_SCHEMES);
     for (int i = 0; i < s->n_schemes; i++)
         o->schemes[o->n_schemes++] = s->schemes[i];
+    if (s->kind == QB_JOB_COMPARE && !s->no_speed) {
+        o->speed.p = s->speed_p > 0 ? s->speed_p : QB_COMPARE_SPEED_PP;
+        o->speed.n = s->speed_n > 0 ? s->speed_n : QB_COMPARE_SPEED_TG;
+        o->speed.r = s->speed_r > 0 ? s->speed_r : QB_COMPARE_SPEED_REPS;
+    }
     return qb_backend_parse(s->backend[0] ? s->backend : "auto", &o->eval.backend, err);
 }
 
@@ -365,6 +377,7 @@ static void doctor_rows(const struct qb_job_spec *spec, const struct qb_doctor_r
         row.pp_tps = s->pp_tok_s;
         row.tg_tps = s->tg_tok_s;
         row.pp_tps_baseline = r->schemes[0].pp_tok_s;
+        row.tg_tps_baseline = r->schemes[0].tg_tok_s;
         snprintf(row.backend, sizeof row.backend, "%s", r->backend);
         snprintf(row.gpu, sizeof row.gpu, "%s", r->gpu_name);
         snprintf(row.driver, sizeof row.driver, "%.31s", r->driver_version);
@@ -477,6 +490,7 @@ static void bench_row(const struct qb_job_spec *spec, const struct qb_model *m,
     row->pp_tps = res->pp.mean;
     row->tg_tps = res->tg.mean;
     row->pp_tps_baseline = base->pp.mean;
+    row->tg_tps_baseline = base->tg.mean;
     snprintf(row->backend, sizeof row->backend, "%s", qb_backend_name(res->backend));
     snprintf(row->gpu, sizeof row->gpu, "%s", spec->gpu);
     snprintf(row->driver, sizeof row->driver, "%s", spec->driver);

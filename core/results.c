@@ -33,7 +33,8 @@ void qb_result_init(struct qb_result *r)
     memset(r, 0, sizeof *r);
     r->time = (int64_t)time(NULL);
     r->ppl = r->ppl_stderr = r->ppl_baseline = r->delta_ppl = NAN;
-    r->kld = r->top1 = r->bits_per_weight = r->pp_tps = r->tg_tps = r->pp_tps_baseline = NAN;
+    r->kld = r->top1 = r->bits_per_weight = r->pp_tps = r->tg_tps = r->pp_tps_baseline =
+        r->tg_tps_baseline = NAN;
     r->size_bytes = r->baseline_bytes = -1;
     r->ctx = r->chunks = -1;
     snprintf(r->version, sizeof r->version, "%s", QB_VERSION);
@@ -44,6 +45,13 @@ double qb_result_speedup(const struct qb_result *r)
     if (isnan(r->pp_tps) || isnan(r->pp_tps_baseline) || r->pp_tps_baseline <= 0)
         return NAN;
     return r->pp_tps / r->pp_tps_baseline;
+}
+
+double qb_result_tg_speedup(const struct qb_result *r)
+{
+    if (isnan(r->tg_tps) || isnan(r->tg_tps_baseline) || r->tg_tps_baseline <= 0)
+        return NAN;
+    return r->tg_tps / r->tg_tps_baseline;
 }
 
 enum qb_status qb_results_default_path(char *buf, size_t size, struct qb_err *err)
@@ -140,6 +148,7 @@ static cJSON *result_object(const struct qb_result *r)
     add_num(o, "pp_tps", r->pp_tps);
     add_num(o, "tg_tps", r->tg_tps);
     add_num(o, "pp_tps_baseline", r->pp_tps_baseline);
+    add_num(o, "tg_tps_baseline", r->tg_tps_baseline);
     add_int(o, "ctx", r->ctx);
     add_int(o, "chunks", r->chunks);
     add_str(o, "backend", r->backend);
@@ -231,6 +240,7 @@ static const char *read_fields(const cJSON *o, struct qb_result *r)
         {"pp_tps", offsetof(struct qb_result, pp_tps)},
         {"tg_tps", offsetof(struct qb_result, tg_tps)},
         {"pp_tps_baseline", offsetof(struct qb_result, pp_tps_baseline)},
+        {"tg_tps_baseline", offsetof(struct qb_result, tg_tps_baseline)},
     };
     char *base = (char *)r;
     for (size_t i = 0; i < QB_ARRAY_LEN(strs); i++) {
@@ -542,8 +552,8 @@ const char *qb_export_format_ext(enum qb_export_format fmt)
 static const char *const export_columns[] = {
     "time", "kind", "model", "revision", "scheme", "options", "baseline", "base_dtype", "ppl",
     "ppl_stderr", "ppl_baseline", "delta_ppl", "kld", "top1", "bits_per_weight", "size_bytes",
-    "baseline_bytes", "pp_tps", "tg_tps", "pp_tps_baseline", "ctx", "chunks", "backend", "gpu", "driver", "cuda",
-    "version",
+    "baseline_bytes", "pp_tps", "tg_tps", "pp_tps_baseline", "tg_tps_baseline", "ctx", "chunks",
+    "backend", "gpu", "driver", "cuda", "version",
 };
 
 /* Text of one cell: "" when absent. Numbers with %.10g (round-trips what we print). */

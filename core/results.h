@@ -12,7 +12,7 @@
  *    "base_dtype":"bf16","ppl":12.3,"ppl_stderr":0.4,"ppl_baseline":11.9,
  *    "delta_ppl":0.4,"kld":0.012,"top1":0.97,"bits_per_weight":4.25,
  *    "size_bytes":5300000,"baseline_bytes":20000000,"pp_tps":5000,"tg_tps":null,
- *    "pp_tps_baseline":1500,
+ *    "pp_tps_baseline":1500,"tg_tps_baseline":null,
  *    "ctx":512,"chunks":1,"backend":"cpu","gpu":null,"driver":null,"cuda":null,
  *    "version":"0.1.0"}
  *
@@ -54,6 +54,7 @@ struct qb_result {
     int64_t baseline_bytes;   /* the same for the baseline */
     double pp_tps, tg_tps;    /* prefill / decode tokens per second */
     double pp_tps_baseline;   /* the baseline's pp_tps in the same run */
+    double tg_tps_baseline;   /* the baseline's tg_tps in the same run */
     int ctx, chunks;          /* eval context and chunks scored (-1 absent) */
     char backend[16];         /* "cpu", "cuda" */
     char gpu[96];             /* GPU name ("" when none) */
@@ -69,6 +70,8 @@ void qb_result_init(struct qb_result *r);
 /* Speed-up of r's prefill over its run's baseline, pp_tps / pp_tps_baseline
  * (NAN when either is absent). */
 double qb_result_speedup(const struct qb_result *r);
+/* The same for decode: tg_tps / tg_tps_baseline (NAN when either is absent). */
+double qb_result_tg_speedup(const struct qb_result *r);
 
 /* The history file path: $XDG_STATE_HOME/quantbench/results.jsonl, else
  * $HOME/.local/state/quantbench/results.jsonl. QB_ERR_IO when neither variable

@@ -228,6 +228,9 @@ static struct qb_job_spec demo_spec(enum qb_job_kind kind, const char *results)
     s.ctx = 128;
     s.max_chunks = 2;
     s.n_threads = 2;
+    s.speed_p = 16; /* compare's speed test, small: seconds, not minutes */
+    s.speed_n = 4;
+    s.speed_r = 2;
     return s;
 }
 
@@ -270,6 +273,14 @@ Test(job, real_compare_of_the_demo_model_is_recorded)
     cr_assert(f32->kld >= -1e-6 && f32->kld < 1e-4, "kld %g", f32->kld);
     cr_assert_float_eq(f32->bits_per_weight, 32.0, 1e-9);
     cr_assert_float_eq(f32->pp_tps_baseline, base->pp_tps, 1e-9, "speed-up is vs this run");
+    for (size_t i = 0; i < d.out.rows.n; i++) { /* the speed test of every row */
+        const struct qb_result *r = &d.out.rows.items[i];
+        cr_assert(r->pp_tps > 0 && r->tg_tps > 0, "%s: pp %g tg %g", r->scheme, r->pp_tps,
+                  r->tg_tps);
+        cr_assert_float_eq(r->tg_tps_baseline, base->tg_tps, 1e-9);
+        cr_assert_float_eq(qb_result_tg_speedup(r), r->tg_tps / base->tg_tps, 1e-12);
+    }
+    cr_assert_float_eq(qb_result_tg_speedup(base), 1.0, 1e-12);
     cr_assert_float_eq(f32->ppl_baseline, base->ppl, 1e-12);
     cr_assert_eq(f32->baseline_bytes, base->size_bytes);
     cr_assert_gt(f32->size_bytes, base->size_bytes, "f32 weights are bigger than bf16");

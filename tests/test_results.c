@@ -340,3 +340,24 @@ Test(results, speedup_against_baseline)
     a.pp_tps = NAN;
     cr_assert(isnan(qb_result_speedup(&a)));
 }
+
+Test(results, decode_speedup_round_trips)
+{
+    struct qb_result a, back;
+    struct qb_err err = {0};
+    sample_row(&a, "int4", 11);
+    a.tg_tps = 250;
+    cr_assert(isnan(qb_result_tg_speedup(&a)), "no baseline decode speed: unknown");
+    a.tg_tps_baseline = 100;
+    cr_assert_float_eq(qb_result_tg_speedup(&a), 2.5, 1e-12);
+    char *json = qb_result_to_json(&a);
+    cr_assert_not_null(json);
+    cr_assert(strstr(json, "\"tg_tps_baseline\":100"), "%s", json);
+    cr_assert_eq(qb_result_from_json(json, &back, &err), QB_OK, "%s", err.msg);
+    free(json);
+    cr_assert_float_eq(back.tg_tps_baseline, 100, 1e-12);
+    /* a line written before the key existed reads as "not measured" */
+    cr_assert_eq(qb_result_from_json("{\"scheme\":\"int4\",\"tg_tps\":5}", &back, &err), QB_OK,
+                 "%s", err.msg);
+    cr_assert(isnan(back.tg_tps_baseline) && isnan(qb_result_tg_speedup(&back)));
+}

@@ -5,11 +5,13 @@
  * --scheme, the model is quantized in memory and reported next to its
  * baseline (delta ppl, KLD, top-1 agreement, bits/weight, size).
  * compare: the side-by-side table over several schemes (text, JSON, CSV or
- * Markdown). Both run the shared runner in core/compare.c.
+ * Markdown), with each row's llama-bench pp/tg tokens/s and speed-up over the
+ * baseline unless --no-speed. Both run the shared runner in core/compare.c.
  */
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,8 @@ struct eval_args {
     const char *scheme;      /* eval */
     char *schemes;           /* compare (malloced copy) */
     long ctx, chunks, threads, group;
+    long pp, tg, reps;       /* compare's speed test (bench's -p -n -r) */
+    int no_speed;
     enum qb_backend backend;
     enum out_format format;
     enum qb_cli_progress_mode progress;
@@ -84,25 +88,32 @@ static void compare_usage(void)
     printf("usage: quantbench compare MODEL --data FILE [--schemes LIST] [options]\n\n"
            "Evaluate the baseline once, then each scheme quantized in memory, and print\n"
            "bits/weight, size, perplexity, delta ppl, KL divergence and top-1 agreement\n"
-           "side by side.\n\n"
+           "side by side, with prefill (pp) and decode (tg) tokens/s measured like\n"
+           "`quantbench bench` (mean of -r runs after a warm-up, on the backend the\n"
+           "row was evaluated on) and their speed-up over the baseline.\n\n"
            "  --data FILE|SET    text to evaluate (required): a file, or wikitext2, c4, pileval\n"
            "  --pull             download MODEL from the Hub if it is not cached\n"
            "  --schemes LIST     comma-separated (default %s)\n"
            "  --ctx N            tokens per chunk (default 512)\n"
            "  --chunks N         evaluate the first N chunks (default: all)\n"
            "  --group N          group size for grouped schemes\n"
+           "  -p, --pp N         prompt tokens of the pp test (default %d, 0 skips)\n"
+           "  -n, --tg N         generated tokens of the tg test (default %d, 0 skips)\n"
+           "  -r, --reps N       timed repetitions of each (default %d)\n"
+           "  --no-speed         no speed test: no pp/tg and speed-up columns\n"
            "  --backend B        auto (default), cpu or cuda\n"
            "  --threads N        CPU threads (default: all cores)\n"
            "  --json | --csv | --md   output format (default: a text table)\n"
            "  --progress-json    progress as JSON lines on stderr\n"
            "  -h, --help         this help\n\n"
-           "known schemes: %s\n", DEFAULT_SCHEMES, qb_scheme_names());
+           "known schemes: %s\n", DEFAULT_SCHEMES, QB_COMPARE_SPEED_PP, QB_COMPARE_SPEED_TG,
+           QB_COMPARE_SPEED_REPS, qb_scheme_names());
 }
 
 enum { OPT_DATA = 256, OPT_CTX, OPT_CHUNKS, OPT_SCHEME, OPT_SCHEMES, OPT_GROUP, OPT_BACKEND,
        OPT_THREADS, OPT_JSON, OPT_CSV, OPT_MD, OPT_PROGRESS_JSON, OPT_PULL, OPT_WORD_PPL,
        OPT_CALIB, OPT_CALIB_SAMPLES, OPT_CALIB_SEQLEN, OPT_SEED, OPT_ACT_ORDER, OPT_SYM,
-       OPT_STATIC_GROUPS, OPT_DAMP };
+       OPT_STATIC_GROUPS, OPT_DAMP, OPT_NO_SPEED };
 
 static const struct option eval_options[] = {
     {"data", required_argument, NULL, OPT_DATA},
@@ -127,6 +138,10 @@ static const struct option eval_options[] = {
     {"sym", no_argument, NULL, OPT_SYM},
     {"static-groups", no_argument, NULL, OPT_STATIC_GROUPS},
     {"damp", required_argument, NULL, OPT_DAMP},
+    {"pp", required_argument, NULL, 'p'},
+    {"tg", required_argument, NULL, 'n'},
+    {"reps", required_argument, NULL, 'r'},
+    {"no-speed", no_argument, NULL, OPT_NO_SPEED},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -163,6 +178,10 @@ static int handle_option(struct eval_args *a, int c, int is_compare)
         rc = parse_number(a, "--ctx", 4, 1 << 20, &a->ctx);
         break;
     case OPT_CHUNKS: rc = parse_number(a, "--chunks", 0, 1 << 30, &a->chunks); break;
+    case 'p': rc = parse_number(a, "-p/--pp", 0, QB_BENCH_MAX_TOKENS, &a->pp); break;
+    case 'n': rc = parse_number(a, "-n/--tg", 0, QB_BENCH_MAX_TOKENS, &a->tg); break;
+    case 'r': rc = parse_number(a, "-r/--reps", 1, 1000, &a->reps); break;
+    case OPT_NO_SPEED: a->no_speed = 1; break;
     case OPT_GROUP: rc = parse_number(a, "--group", 1, 1 << 16, &a->group); break;
     case OPT_THREADS: rc = parse_number(a, "--threads", 0, 4096, &a->threads); break;
     case OPT_SCHEME:
@@ -224,13 +243,20 @@ static int parse_args(int argc, char **argv, int is_compare, struct eval_args *a
     memset(a, 0, sizeof *a);
     a->cmd = is_compare ? "compare" : "eval";
     a->ctx = 512;
+    a->pp = QB_COMPARE_SPEED_PP;
+    a->tg = QB_COMPARE_SPEED_TG;
+    a->reps = QB_COMPARE_SPEED_REPS;
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "h", eval_options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, is_compare ? "p:n:r:h" : "h", eval_options, NULL)) != -1) {
         if (c == '?')
             return qb_cli_usage_error(a->cmd, "unknown or incomplete option '%s'",
                                       argv[optind - 1]);
+        if (!is_compare && (c == 'p' || c == 'n' || c == 'r' || c == OPT_NO_SPEED))
+            return qb_cli_usage_error(a->cmd, "%s belongs to compare (eval's speed: "
+                                      "quantbench bench)", c == 'p' ? "--pp" : c == 'n' ? "--tg"
+                                      : c == 'r' ? "--reps" : "--no-speed");
         int rc = handle_option(a, c, is_compare);
         if (rc >= 0)
             return rc == 0 ? -2 : rc; /* -2: help printed */
@@ -244,6 +270,9 @@ static int parse_args(int argc, char **argv, int is_compare, struct eval_args *a
         return qb_cli_usage_error(a->cmd, "--data FILE is required");
     if (is_compare && !a->schemes)
         a->schemes = qb_strdup(DEFAULT_SCHEMES);
+    if (is_compare && !a->no_speed && a->pp == 0 && a->tg == 0)
+        return qb_cli_usage_error(a->cmd, "-p and -n are both 0: use --no-speed to skip the "
+                                  "speed test");
     return -1;
 }
 
@@ -321,6 +350,40 @@ static void add_row_json(cJSON *o, const struct qb_compare_row *row)
         cJSON_AddStringToObject(o, "note", row->note);
     else
         cJSON_AddNullToObject(o, "note");
+}
+
+/* One speed test's mean and stddev, both null when the test was skipped (-p/-n 0). */
+static void add_stat_json(cJSON *o, const char *test, const struct qb_bench_stat *st)
+{
+    char mean[32], sd[32];
+    snprintf(mean, sizeof mean, "%s_tps_mean", test);
+    snprintf(sd, sizeof sd, "%s_tps_stddev", test);
+    if (st->mean > 0) {
+        cJSON_AddNumberToObject(o, mean, st->mean);
+        cJSON_AddNumberToObject(o, sd, st->stddev);
+    } else {
+        cJSON_AddNullToObject(o, mean);
+        cJSON_AddNullToObject(o, sd);
+    }
+}
+
+static void add_ratio_json(cJSON *o, const char *key, double x)
+{
+    if (isfinite(x))
+        cJSON_AddNumberToObject(o, key, x);
+    else
+        cJSON_AddNullToObject(o, key);
+}
+
+/* The speed test of one row with bench's key names; absent with --no-speed. */
+static void add_speed_json(cJSON *o, const struct qb_compare_row *row)
+{
+    if (!row->has_speed)
+        return;
+    add_stat_json(o, "pp", &row->pp);
+    add_stat_json(o, "tg", &row->tg);
+    add_ratio_json(o, "pp_speedup", row->pp_speedup);
+    add_ratio_json(o, "tg_speedup", row->tg_speedup);
 }
 
 static void print_json(cJSON *root)
@@ -449,56 +512,136 @@ static void print_compare_json(const struct eval_args *a, const struct qb_compar
     cJSON_AddStringToObject(o, "baseline", rows[0].scheme);
     cJSON_AddNumberToObject(o, "chunks", rows[0].r.chunks);
     cJSON_AddNumberToObject(o, "ctx", rows[0].r.ctx);
+    if (rows[0].has_speed) {
+        cJSON_AddNumberToObject(o, "n_prompt", (double)a->pp);
+        cJSON_AddNumberToObject(o, "n_gen", (double)a->tg);
+        cJSON_AddNumberToObject(o, "repetitions", (double)a->reps);
+    }
     cJSON *arr = cJSON_AddArrayToObject(o, "rows");
     for (int i = 0; i < n; i++) {
         cJSON *row = cJSON_CreateObject();
         add_row_json(row, &rows[i]);
+        add_speed_json(row, &rows[i]);
         cJSON_AddItemToArray(arr, row);
     }
     print_json(o);
     cJSON_Delete(o);
 }
 
-static void format_cells(const struct qb_compare_row *r, char cells[8][32])
+/* The text, CSV and Markdown table: one column per field, the speed columns only
+ * when the speed test ran. */
+enum { COL_SCHEME, COL_BITS, COL_SIZE, COL_PPL, COL_DPPL, COL_KLD, COL_TOP1, COL_PP, COL_TG,
+       COL_PP_X, COL_TG_X, COL_SECONDS, N_COLS };
+
+#define CELL_MAX 32
+
+static const char *const table_head[N_COLS] = {"scheme", "bits/w", "size MiB", "ppl", "dppl",
+                                               "KLD", "top-1", "pp t/s", "tg t/s", "pp x",
+                                               "tg x", "seconds"};
+
+static int col_shown(int c, int speed)
 {
-    snprintf(cells[0], 32, "%s", r->scheme);
-    snprintf(cells[1], 32, "%.3f", r->bits_per_weight);
-    snprintf(cells[2], 32, "%.2f", (double)r->weights_bytes / 1048576.0);
-    snprintf(cells[3], 32, "%.4f", r->r.ppl);
-    snprintf(cells[4], 32, r->is_baseline ? "-" : "%+.4f", r->delta_ppl);
-    snprintf(cells[5], 32, r->is_baseline ? "-" : "%.6f", r->r.kld_mean);
-    snprintf(cells[6], 32, r->is_baseline ? "-" : "%.2f%%", 100.0 * r->r.top1_agreement);
-    snprintf(cells[7], 32, "%.1f", r->r.seconds + r->quantize_seconds);
+    return speed || c < COL_PP || c > COL_TG_X;
 }
 
-static const char *const table_head[8] = {"scheme", "bits/w", "size MiB", "ppl", "dppl",
-                                          "KLD", "top-1", "seconds"};
+/* x with prec decimals (a sign when signed) and suffix; "-" for what was not
+ * measured (a skipped test, the baseline's own deltas). */
+static void fmt_cell(char *cell, int measured, int prec, int sign, const char *suffix, double x)
+{
+    if (!measured)
+        snprintf(cell, CELL_MAX, "-");
+    else if (sign)
+        snprintf(cell, CELL_MAX, "%+.*f%s", prec, x, suffix);
+    else
+        snprintf(cell, CELL_MAX, "%.*f%s", prec, x, suffix);
+}
+
+static void format_cells(const struct qb_compare_row *r, char cells[N_COLS][CELL_MAX])
+{
+    int q = !r->is_baseline;
+    snprintf(cells[COL_SCHEME], CELL_MAX, "%s", r->scheme);
+    fmt_cell(cells[COL_BITS], 1, 3, 0, "", r->bits_per_weight);
+    fmt_cell(cells[COL_SIZE], 1, 2, 0, "", (double)r->weights_bytes / 1048576.0);
+    fmt_cell(cells[COL_PPL], 1, 4, 0, "", r->r.ppl);
+    fmt_cell(cells[COL_DPPL], q, 4, 1, "", r->delta_ppl);
+    fmt_cell(cells[COL_KLD], q, 6, 0, "", r->r.kld_mean);
+    fmt_cell(cells[COL_TOP1], q, 2, 0, "%", 100.0 * r->r.top1_agreement);
+    fmt_cell(cells[COL_PP], r->pp.mean > 0, 1, 0, "", r->pp.mean);
+    fmt_cell(cells[COL_TG], r->tg.mean > 0, 1, 0, "", r->tg.mean);
+    fmt_cell(cells[COL_PP_X], isfinite(r->pp_speedup), 2, 0, "x", r->pp_speedup);
+    fmt_cell(cells[COL_TG_X], isfinite(r->tg_speedup), 2, 0, "x", r->tg_speedup);
+    fmt_cell(cells[COL_SECONDS], 1, 1, 0, "", r->r.seconds + r->quantize_seconds);
+}
+
+/* One line: text pads every column to its width (the scheme left, numbers right). */
+static void print_line(enum out_format f, int speed, const int *width,
+                       const char *const *cells)
+{
+    int first = 1;
+    printf("%s", f == OUT_MD ? "| " : "");
+    for (int c = 0; c < N_COLS; c++) {
+        if (!col_shown(c, speed))
+            continue;
+        const char *sep = first ? "" : f == OUT_CSV ? "," : f == OUT_MD ? " | " : "  ";
+        if (f == OUT_TEXT)
+            printf(c == COL_SCHEME ? "%s%-*s" : "%s%*s", sep, width[c], cells[c]);
+        else
+            printf("%s%s", sep, cells[c]);
+        first = 0;
+    }
+    printf("%s\n", f == OUT_MD ? " |" : "");
+}
 
 static void print_compare_table(const struct eval_args *a, const struct qb_compare_row *rows,
                                 int n)
 {
-    char cells[8][32];
-    int md = a->format == OUT_MD, csv = a->format == OUT_CSV;
-    const char *sep = csv ? "," : md ? " | " : "  ";
-    if (!csv && !md)
+    char(*cells)[N_COLS][CELL_MAX] = qb_calloc_array((size_t)n, sizeof *cells);
+    const char *ptr[N_COLS];
+    int width[N_COLS], speed = rows[0].has_speed;
+    if (!cells)
+        return;
+    for (int c = 0; c < N_COLS; c++)
+        width[c] = (int)strlen(table_head[c]);
+    for (int i = 0; i < n; i++) {
+        format_cells(&rows[i], cells[i]);
+        for (int c = 0; c < N_COLS; c++)
+            width[c] = QB_MAX(width[c], (int)strlen(cells[i][c]));
+    }
+    if (a->format == OUT_TEXT) {
         printf("%s on %s: %d chunks x %d, %s backend\n", a->model, a->data, rows[0].r.chunks,
                rows[0].r.ctx, qb_backend_name(rows[0].r.backend));
-    printf("%s", md ? "| " : "");
-    for (int c = 0; c < 8; c++)
-        printf(csv || md ? "%s%s" : "%-12s%s", table_head[c], c < 7 ? sep : "");
-    printf("%s\n", md ? " |" : "");
-    if (md)
-        printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
-    for (int i = 0; i < n; i++) {
-        format_cells(&rows[i], cells);
-        printf("%s", md ? "| " : "");
-        for (int c = 0; c < 8; c++)
-            printf(csv || md ? "%s%s" : "%-12s%s", cells[c], c < 7 ? sep : "");
-        printf("%s\n", md ? " |" : "");
+        if (speed)
+            printf("speed: pp%ld tg%ld, mean of %ld runs; x = tokens/s over %s's\n", a->pp,
+                   a->tg, a->reps, rows[0].scheme);
     }
-    for (int i = 0; i < n && !csv; i++) {
+    print_line(a->format, speed, width, table_head);
+    if (a->format == OUT_MD) {
+        printf("|---|");
+        for (int c = 1; c < N_COLS; c++)
+            printf("%s", col_shown(c, speed) ? "---:|" : "");
+        printf("\n");
+    }
+    for (int i = 0; i < n; i++) {
+        for (int c = 0; c < N_COLS; c++)
+            ptr[c] = cells[i][c];
+        print_line(a->format, speed, width, ptr);
+    }
+    for (int i = 0; i < n && a->format != OUT_CSV; i++) {
         if (rows[i].note[0])
-            printf("%s%s: %s\n", md ? "\n" : "", rows[i].scheme, rows[i].note);
+            printf("%s%s: %s\n", a->format == OUT_MD ? "\n" : "", rows[i].scheme, rows[i].note);
+    }
+    free(cells);
+}
+
+/* auto ran a row on the CPU reference (no GPU kernels for its format): say so on
+ * stderr, since the engine's notice goes to the progress log only. */
+static void note_cpu_fallbacks(const struct eval_args *a, const struct qb_compare_row *rows,
+                               int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (rows[i].r.backend != qb_backend_resolve(a->backend))
+            fprintf(stderr, "quantbench %s: note: %s ran on the CPU reference (no GPU kernels "
+                    "for its format)\n", a->cmd, rows[i].scheme);
     }
 }
 
@@ -543,6 +686,8 @@ static int run(int argc, char **argv, int is_compare)
     co.eval = (struct qb_eval_opts){(int)a.ctx, (int)a.chunks, (int)a.threads, a.backend};
     co.calib = a.calib;
     co.calib.n_threads = (int)a.threads;
+    if (is_compare && !a.no_speed)
+        co.speed = (struct qb_bench_opts){.p = (int)a.pp, .n = (int)a.tg, .r = (int)a.reps};
     struct qb_compare_row *rows = NULL;
     int n_rows = 0;
     int32_t *ids = NULL;
@@ -581,8 +726,10 @@ static int run(int argc, char **argv, int is_compare)
     qb_progress_finish(progress, st, &err);
     if (progress)
         qb_cli_progress_clear(&bar);
-    if (!st)
+    if (!st) {
+        note_cpu_fallbacks(&a, rows, n_rows);
         record_history(&a, is_compare, rows, n_rows);
+    }
     if (st) {
         qb_err_print(&err);
     } else if (is_compare) {

@@ -564,8 +564,11 @@ static void result_cells(const struct qb_result *r, char c[9][24])
     fmt_num(r->kld, 4, 0, "", c[5], 24);
     fmt_num(r->pp_tps, 0, 0, "", c[6], 24);
     fmt_num(r->tg_tps, 1, 0, "", c[7], 24);
-    double sp = r->baseline ? NAN : qb_result_speedup(r);
-    fmt_num(sp, 2, 0, "x", c[8], 24);
+    /* decode speed-up (what weight quantization buys), else prefill's */
+    double sp = qb_result_tg_speedup(r);
+    if (isnan(sp))
+        sp = qb_result_speedup(r);
+    fmt_num(r->baseline ? NAN : sp, 2, 0, "x", c[8], 24);
 }
 
 /* One Results row: 77 columns below 89, 89 from there on. Cells are right
