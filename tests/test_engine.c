@@ -2,8 +2,8 @@
  * test_engine.c - the CPU engine against the figures Hugging Face
  * transformers computed for the demo model (tests/data/ref-llama-10m.reference.json):
  * first token ids, top-10 logits at four positions of chunk 0, perplexity over
- * 8 chunks and over all chunks (within 0.2 %); and KV-cache decode against
- * whole-chunk prefill.
+ * 8 chunks and over all chunks (within 0.2 %); KV-cache decode against
+ * whole-chunk prefill; and qb_engine_create's backend choice.
  */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
@@ -14,6 +14,7 @@
 #include "engine.h"
 #include "eval.h"
 #include "fileutil.h"
+#include "kernels/qb_cuda.h"
 #include "qb_test_util.h"
 
 /* transformers' perplexity vs ours: different summation order and fp32 kernels */
@@ -181,4 +182,53 @@ Test(eval, ppl_first_8_chunks_matches_transformers)
 Test(eval, ppl_all_chunks_matches_transformers, .timeout = 900)
 {
     check_ppl(0, "ppl_all_chunks", "scored_tokens_all_chunks");
+}
+
+/* qb_engine_create: the backend choice and what it resolves to. Without a GPU
+ * (this build or this machine) auto is the CPU; with one, auto runs a format
+ * the GPU has no kernels for on the CPU reference and says so in the log. */
+Test(engine, create_resolves_the_backend_choice)
+{
+    struct qb_model *m = NULL;
+    struct qb_err err = {0};
+    struct qb_model_load_opts lo = {.no_tokenizer = 1};
+    struct qb_engine_opts o = {16, 1};
+    struct qb_engine *e = NULL;
+    enum qb_backend used = QB_BACKEND_AUTO, b;
+    cr_assert_eq(qb_model_load(QB_DEMO_MODEL, &lo, &m, &err), QB_OK, "%s", err.msg);
+    cr_assert_eq(qb_engine_create(m, QB_BACKEND_CPU, &o, NULL, &used, &e, &err), QB_OK);
+    cr_assert_eq(used, QB_BACKEND_CPU);
+    cr_assert_str_eq(e->ops->name, "cpu");
+    qb_engine_free(e);
+    if (!qb_cuda_available()) {
+        cr_assert_eq(qb_engine_create(m, QB_BACKEND_CUDA, &o, NULL, &used, &e, &err),
+                     QB_ERR_NO_DEVICE);
+        cr_assert_null(e);
+        cr_assert_eq(used, QB_BACKEND_CUDA);
+    }
+    struct qb_scheme s;
+    cr_assert_eq(qb_scheme_parse("nvfp4-w4a4", 0, &s, &err), QB_OK);
+    cr_assert_eq(qb_model_apply_scheme(m, &s, NULL, &err), QB_OK, "%s", err.msg);
+    struct qb_progress *p = qb_progress_create();
+    qb_progress_begin(p, QB_JOB_EVAL, "start");
+    cr_assert_eq(qb_engine_create(m, QB_BACKEND_AUTO, &o, p, &used, &e, &err), QB_OK, "%s",
+                 err.msg);
+    struct qb_progress_snapshot snap;
+    qb_progress_read(p, &snap);
+    int gpu_runs_it = qb_cuda_available() && qb_cuda_supports(s.fmt, s.qp.act);
+    cr_assert_eq(used, gpu_runs_it ? QB_BACKEND_CUDA : QB_BACKEND_CPU);
+    cr_assert_str_eq(e->ops->name, qb_backend_name(used));
+    int fell_back = qb_cuda_available() && !gpu_runs_it;
+    cr_assert_eq(snap.n_log, fell_back, "a notice only when the GPU was passed over");
+    if (fell_back)
+        cr_assert(strstr(snap.log[0], "no GPU kernels for nvfp4"), "%s", snap.log[0]);
+    qb_engine_free(e);
+    qb_progress_free(p);
+    /* the names parse back */
+    for (int i = QB_BACKEND_AUTO; i <= QB_BACKEND_CUDA; i++) {
+        cr_assert_eq(qb_backend_parse(qb_backend_name((enum qb_backend)i), &b, &err), QB_OK);
+        cr_assert_eq(b, (enum qb_backend)i);
+    }
+    cr_assert_eq(qb_backend_parse("gpu", &b, &err), QB_ERR_USAGE);
+    qb_model_free(m);
 }
