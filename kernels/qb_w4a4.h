@@ -135,11 +135,10 @@ float qb_w4a4_scale_value(enum qb_act_mode kind, uint8_t b);
 void qb_w4a4_emulate_linear(const struct qb_w4a4_operand *w, const float *bias,
                             const struct qb_w4a4_operand *a, float *y);
 
-/* One line for bench/doctor about the FP4 tensor-core path of a scheme with
- * activations act on a GPU of compute capability cc_major (0 = no GPU), e.g.
- * "FP4 block-scaled GEMM compiled for sm_100a/sm_120a/sm_121a, not executed
- * (sm_90 has no FP4 tensor cores; checked on the CPU)"; NULL for other
- * schemes. Static string. */
+/* A short note (< 80 chars, static) for bench/doctor on the FP4 tensor-core
+ * path of a scheme with activations act, on a GPU of compute capability
+ * cc_major (0 = none): below sm_100 "FP4 GEMM path compiled (sm_121a), not
+ * executed: ..."; NULL for schemes without FP4 activations. */
 const char *qb_w4a4_status_note(enum qb_act_mode act, int cc_major);
 
 #ifdef QB_HAVE_CUDA

@@ -230,12 +230,10 @@ const char *qb_w4a4_status_note(enum qb_act_mode act, int cc_major)
         return NULL;
 #ifdef QB_HAVE_CUDA
     if (cc_major >= 10)
-        return "FP4 block-scaled GEMM (cuBLASLt) on this GPU: not yet verified on sm_100+ "
-               "hardware by the project (its products are checked by CPU emulation only)";
-    return "FP4 block-scaled GEMM compiled for sm_100a/sm_120a/sm_121a, not executed "
-           "(this GPU has no FP4 tensor cores; checked on the CPU)";
+        return "native FP4 GEMM (cuBLASLt), not yet verified on sm_100+ hardware";
+    return "FP4 GEMM path compiled (sm_121a), not executed: no FP4 tensor cores here";
 #else
     (void)cc_major;
-    return "FP4 block-scaled GEMM not built (CUDA off); checked on the CPU";
+    return "FP4 GEMM path not built (CUDA off)";
 #endif
 }
