@@ -174,6 +174,13 @@ int qb_w4a4_is(const struct qb_cuda_weight *w);
  * act_codes buffer (codes of n_pad rows + swizzled scales). */
 size_t qb_w4a4_act_bytes(int n, int64_t cols);
 
+/* What an engine running W4A4 weights of `rows` outputs on up to n_max tokens
+ * per call must reserve: qb_cuda_ctx_reserve_dequant elements (the f32 GEMM
+ * result, and gate|up of the decode SwiGLU) and qb_cuda_ctx_reserve_act rows
+ * (at least 128: one scale tile). */
+size_t qb_w4a4_scratch_elems(int n_max, int64_t rows);
+int qb_w4a4_act_rows(int n_max);
+
 /* y (+)= a W^T (+ bias) for n >= 1 tokens of bf16 a [n][cols]: quantize a
  * (qb_w4a4_quantize_act_gpu into the context's act buffers), cuBLASLt
  * block-scaled FP4 GEMM into the dequant scratch (f32 [n_pad][rows]), then the

@@ -268,6 +268,19 @@ extern "C" size_t qb_w4a4_act_bytes(int n, int64_t cols)
                     round_up(cols / QB_NVFP4_BLOCK, QB_W4A4_TILE_KB));
 }
 
+extern "C" size_t qb_w4a4_scratch_elems(int n_max, int64_t rows)
+{
+    size_t gemm = (size_t)round_up(n_max, W4A4_TOKEN_PAD) * (size_t)rows * 4;
+    size_t swiglu = (size_t)round_up(W4A4_TOKEN_PAD * rows * 4, W4A4_ALIGN) + (size_t)rows * 8;
+    return ((gemm > swiglu ? gemm : swiglu) + 1) / 2;
+}
+
+extern "C" int qb_w4a4_act_rows(int n_max)
+{
+    int64_t rows = round_up(n_max, W4A4_TOKEN_PAD);
+    return (int)(rows > QB_W4A4_TILE_ROWS ? rows : QB_W4A4_TILE_ROWS);
+}
+
 static enum qb_status check_buffers(struct qb_cuda_ctx *c, const struct qb_cuda_weight *w,
                                     int n, int n_pad, int ldy, struct qb_err *err)
 {
