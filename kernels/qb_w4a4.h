@@ -166,6 +166,12 @@ enum qb_status qb_w4a4_quantize_act_gpu(struct qb_cuda_ctx *c, enum qb_act_mode 
 enum qb_status qb_w4a4_weight_upload(const struct qb_linear *lin, const char *name,
                                      struct qb_cuda_weight *out, struct qb_err *err);
 
+/* The same upload without asking whether this GPU has the FP4 GEMM (the bias is
+ * left to the caller, as qb_cuda_weight_upload does it): the decode GEMV
+ * (qb_w4a4_gemv, n = 1) runs on any GPU, and tests run it on sm_90. */
+enum qb_status qb_w4a4_weight_upload_any(const struct qb_linear *lin, const char *name,
+                                         struct qb_cuda_weight *out, struct qb_err *err);
+
 /* 1 for a weight uploaded by qb_w4a4_weight_upload (its scales are swizzled:
  * the dequantize/GEMV kernels of packed.cuh must not read it). */
 int qb_w4a4_is(const struct qb_cuda_weight *w);
@@ -182,15 +188,18 @@ size_t qb_w4a4_scratch_elems(int n_max, int64_t rows);
 int qb_w4a4_act_rows(int n_max);
 
 /* y (+)= a W^T (+ bias) for n >= 1 tokens of bf16 a [n][cols]: quantize a
- * (qb_w4a4_quantize_act_gpu into the context's act buffers), cuBLASLt
- * block-scaled FP4 GEMM into the dequant scratch (f32 [n_pad][rows]), then the
- * scale/bias/accumulate epilogue. Same contract as qb_cuda_linear. */
+ * (qb_w4a4_quantize_act_gpu into the context's act buffers), then for n > 1
+ * the cuBLASLt block-scaled FP4 GEMM into the dequant scratch (f32
+ * [n_pad][rows]) and the scale/bias/accumulate epilogue (sm_100+ only), for
+ * n = 1 the SIMT GEMV (qb_w4a4_gemv). Same contract as qb_cuda_linear. */
 enum qb_status qb_w4a4_linear(struct qb_cuda_ctx *c, const struct qb_cuda_weight *w,
                               const uint16_t *a, int n, float *y, int ldy, int accumulate,
                               struct qb_err *err);
 
-/* Decode over up to 3 W4A4 weights sharing cols (q|k|v): y = concatenation of
- * W_i x; the contract of qb_cuda_gemv. */
+/* Decode over up to 3 W4A4 weights sharing cols and format (q|k|v): x is
+ * quantized once, then y = concatenation of W_i x (+ bias_i), written or added;
+ * the contract of qb_cuda_gemv. Plain SIMT code over the FP4 layouts: runs on
+ * any GPU, and matches qb_w4a4_emulate_linear up to summation order. */
 enum qb_status qb_w4a4_gemv(struct qb_cuda_ctx *c, const struct qb_cuda_weight *const *w,
                             int n_w, const uint16_t *x, float *y, int accumulate,
                             struct qb_err *err);

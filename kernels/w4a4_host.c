@@ -111,8 +111,8 @@ enum qb_status qb_w4a4_pack_weight(const struct qb_linear *lin, const char *name
         for (int64_t kb = 0; kb < kbs; kb++) {
             const uint8_t *b = p + (size_t)(r * kbs + kb) * rec;
             out->scales[qb_w4a4_sf_offset(r, kb, out->s.sf_cols)] = b[0];
-            memcpy(out->codes + (size_t)r * (size_t)(lin->cols / 2) + (size_t)kb * (size_t)block / 2,
-                   b + 1, (size_t)block / 2);
+            uint8_t *dst = out->codes + (size_t)r * (size_t)(lin->cols / 2);
+            memcpy(dst + (size_t)kb * (size_t)block / 2, b + 1, (size_t)block / 2);
         }
     }
     return QB_OK;

@@ -15,7 +15,8 @@
  *     (qb_linear_matmul) within TOL_EMULATED on random shapes and on every
  *     linear of two layers of the demo model.
  * On a GPU: the quantizer kernel's codes, swizzled scales and token scales are
- * bit-identical to the host reference (any GPU, sm_90 included); below sm_100
+ * bit-identical to the host reference, and the decode GEMV over the uploaded
+ * layouts matches the emulation (any GPU, sm_90 included); below sm_100
  * W4A4 is refused with a clear error; from sm_100 the cuBLASLt FP4 linear is
  * compared with the emulation (never run by the project: no such GPU).
  */
@@ -46,6 +47,11 @@
 /* The cuBLASLt FP4 GEMM (sm_100+) vs the emulation: tensor-core accumulation
  * order and internal precision of the block sums. */
 #define TOL_FP4_GEMM 1e-4
+/* The decode GEMV vs the emulation: the same exact products, f32 sums in warp
+ * order instead of k order. */
+#define TOL_GEMV 1e-5
+/* SwiGLU GEMV: the output is stored as bf16 (2^-9 relative) */
+#define TOL_SWIGLU 8e-3
 
 static struct qb_err err;
 
@@ -493,6 +499,102 @@ Test(w4a4_gpu, quantizer_kernel_is_bit_exact)
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
         for (int kind = QB_ACT_NVFP4; kind <= QB_ACT_MXFP4; kind++)
             check_gpu_quantizer(c, kind, (int)shapes[i][0], shapes[i][1]);
+    qb_cuda_ctx_free(c);
+}
+
+/* A W4A4 weight on the device in the FP4 layout (no FP4-GEMM check: the GEMV runs
+ * anywhere), with its bias. */
+static void upload_w4a4(const struct qb_linear *lin, struct qb_cuda_weight *w)
+{
+    OK(qb_w4a4_weight_upload_any(lin, "test.weight", w, &err));
+    if (lin->bias)
+        w->bias = dev(lin->bias, (size_t)lin->rows * 4);
+}
+
+/* The decode GEMV (q|k|v in one call, then accumulate) against the CPU emulation. */
+static void check_gpu_gemv(struct qb_cuda_ctx *c, enum qb_act_mode kind, int64_t cols)
+{
+    static const int64_t rows[3] = {256, 64, 72};
+    struct qb_linear lin[3];
+    struct qb_cuda_weight w[3];
+    const struct qb_cuda_weight *wp[3] = {&w[0], &w[1], &w[2]};
+    struct qb_w4a4_operand a, wo;
+    uint16_t *x = random_act(1, cols);
+    float want[392], got[392];
+    int64_t off = 0;
+    OK(qb_w4a4_quantize_act(kind, x, 1, cols, &a, &err));
+    for (int i = 0; i < 3; i++) {
+        random_linear(kind, rows[i], cols, i != 1, &lin[i]);
+        upload_w4a4(&lin[i], &w[i]);
+        OK(qb_w4a4_pack_weight(&lin[i], "w", &wo, &err));
+        qb_w4a4_emulate_linear(&wo, lin[i].bias, &a, want + off);
+        qb_w4a4_operand_free(&wo);
+        off += rows[i];
+    }
+    uint16_t *d_x = dev(x, (size_t)cols * 2);
+    float *d_y = dev(NULL, sizeof got);
+    OK(qb_w4a4_gemv(c, wp, 3, d_x, d_y, 0, &err));
+    OK(qb_cuda_sync(c, &err));
+    OK(qb_cuda_download(got, d_y, sizeof got, &err));
+    double e = rel_l2(got, want, 392);
+    cr_log_info("GPU W4A4 GEMV %s cols=%lld (q|k|v): rel L2 %.3g (tolerance %.3g)",
+                kind == QB_ACT_NVFP4 ? "nvfp4" : "mxfp4", (long long)cols, e, TOL_GEMV);
+    cr_assert(e <= TOL_GEMV, "GEMV rel L2 %.3g > %.3g", e, TOL_GEMV);
+    OK(qb_w4a4_gemv(c, wp, 3, d_x, d_y, 1, &err)); /* accumulate: twice the result */
+    OK(qb_cuda_sync(c, &err));
+    OK(qb_cuda_download(got, d_y, sizeof got, &err));
+    for (int i = 0; i < 392; i++)
+        want[i] *= 2;
+    e = rel_l2(got, want, 392);
+    cr_assert(e <= TOL_GEMV, "accumulated GEMV rel L2 %.3g > %.3g", e, TOL_GEMV);
+    /* SwiGLU of w0 (gate) and a second 256-row weight (up, no bias: the engine's MLP) */
+    struct qb_linear up;
+    struct qb_cuda_weight wu;
+    float g_ref[256], u_ref[256], sw_ref[256], sw_got[256];
+    uint16_t sw_bf16[256];
+    random_linear(kind, 256, cols, 0, &up);
+    upload_w4a4(&up, &wu);
+    qb_cuda_free(w[0].bias), w[0].bias = NULL;
+    OK(qb_w4a4_pack_weight(&lin[0], "w", &wo, &err));
+    qb_w4a4_emulate_linear(&wo, NULL, &a, g_ref);
+    qb_w4a4_operand_free(&wo);
+    OK(qb_w4a4_pack_weight(&up, "w", &wo, &err));
+    qb_w4a4_emulate_linear(&wo, NULL, &a, u_ref);
+    qb_w4a4_operand_free(&wo);
+    for (int i = 0; i < 256; i++)
+        sw_ref[i] = g_ref[i] / (1.0f + expf(-g_ref[i])) * u_ref[i];
+    uint16_t *d_out = dev(NULL, sizeof sw_bf16);
+    OK(qb_w4a4_gemv_swiglu(c, &w[0], &wu, d_x, d_out, &err));
+    OK(qb_cuda_sync(c, &err));
+    OK(qb_cuda_download(sw_bf16, d_out, sizeof sw_bf16, &err));
+    for (int i = 0; i < 256; i++)
+        sw_got[i] = qb_bf16_to_f32(sw_bf16[i]);
+    e = rel_l2(sw_got, sw_ref, 256);
+    cr_assert(e <= TOL_SWIGLU, "SwiGLU GEMV rel L2 %.3g > %.3g", e, TOL_SWIGLU);
+    for (int i = 0; i < 3; i++) {
+        qb_cuda_weight_free(&w[i]);
+        qb_linear_release(&lin[i]);
+    }
+    qb_cuda_weight_free(&wu);
+    qb_linear_release(&up);
+    qb_w4a4_operand_free(&a);
+    qb_cuda_free(d_x), qb_cuda_free(d_y), qb_cuda_free(d_out);
+    free(x);
+}
+
+/* Runs on any GPU (sm_90 included), though the engine only dispatches W4A4 on sm_100+. */
+Test(w4a4_gpu, decode_gemv_matches_emulation)
+{
+    if (!qb_cuda_available())
+        cr_skip_test("no CUDA GPU on this machine");
+    struct qb_cuda_ctx *c = NULL;
+    OK(qb_cuda_ctx_create(&c, &err));
+    OK(qb_cuda_ctx_reserve_act(c, 16, 4096, &err));
+    for (int kind = QB_ACT_NVFP4; kind <= QB_ACT_MXFP4; kind++) {
+        check_gpu_gemv(c, kind, 256);
+        check_gpu_gemv(c, kind, 544);
+        check_gpu_gemv(c, kind, 4096);
+    }
     qb_cuda_ctx_free(c);
 }
 
