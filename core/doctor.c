@@ -257,8 +257,8 @@ static enum qb_status check_scheme(struct doctor_ctx *c, const char *name,
     if (be == QB_BACKEND_CUDA && !qb_cuda_supports(scheme.fmt, scheme.qp.act)) {
         const char *fp4 = qb_w4a4_status_note(scheme.qp.act, c->cc / 10); /* W4A4 below sm_100 */
         be = QB_BACKEND_CPU;
-        snprintf(s->support, sizeof s->support, "%.80s; checked on the CPU (no GPU kernel)",
-                 fp4 ? fp4 : qb_scheme_hw_support(&scheme));
+        snprintf(s->support, sizeof s->support, "%.80s; checked on the CPU%s",
+                 fp4 ? fp4 : qb_scheme_hw_support(&scheme), fp4 ? "" : " (no GPU kernel)");
     }
     s->native = be == QB_BACKEND_CUDA && native_on_gpu(&scheme, c->cc);
     if (be == QB_BACKEND_CUDA) {
