@@ -135,10 +135,11 @@ float qb_w4a4_scale_value(enum qb_act_mode kind, uint8_t b);
 void qb_w4a4_emulate_linear(const struct qb_w4a4_operand *w, const float *bias,
                             const struct qb_w4a4_operand *a, float *y);
 
-/* A short note (< 80 chars, static) for bench/doctor on the FP4 tensor-core
- * path of a scheme with activations act, on a GPU of compute capability
- * cc_major (0 = none): below sm_100 "FP4 GEMM path compiled (sm_121a), not
- * executed: ..."; NULL for schemes without FP4 activations. */
+/* Why W4A4 does not run on this GPU, for bench/doctor when qb_cuda_supports
+ * said no: a short static note (< 80 chars) for a GPU of compute capability
+ * cc_major (0 = none), e.g. below sm_100 "FP4 GEMM path compiled (sm_121a),
+ * not executed: no FP4 tensor cores here"; NULL for schemes without FP4
+ * activations. */
 const char *qb_w4a4_status_note(enum qb_act_mode act, int cc_major);
 
 #ifdef QB_HAVE_CUDA

@@ -229,8 +229,8 @@ const char *qb_w4a4_status_note(enum qb_act_mode act, int cc_major)
     if (act != QB_ACT_NVFP4 && act != QB_ACT_MXFP4)
         return NULL;
 #ifdef QB_HAVE_CUDA
-    if (cc_major >= 10)
-        return "native FP4 GEMM (cuBLASLt), not yet verified on sm_100+ hardware";
+    if (cc_major >= 10) /* only when the cuBLASLt probe failed (qb_w4a4_device_supported) */
+        return "FP4 GEMM path compiled, not executed: this cuBLASLt has no FP4 kernel for it";
     return "FP4 GEMM path compiled (sm_121a), not executed: no FP4 tensor cores here";
 #else
     (void)cc_major;

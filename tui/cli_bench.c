@@ -217,7 +217,10 @@ static enum qb_status apply_bench_scheme(struct qb_model *m, const struct bench_
     if (st)
         return st;
     if (qb_backend_resolve(a->backend) == QB_BACKEND_CUDA && !qb_cuda_supports(s.fmt, s.qp.act)) {
-        const char *fp4 = qb_w4a4_status_note(s.qp.act, 0); /* W4A4: "compiled, not executed" */
+        struct qb_cuda_device dev;
+        struct qb_err ignored;
+        int cc = qb_cuda_device_query(&dev, &ignored) ? 0 : dev.cc_major;
+        const char *fp4 = qb_w4a4_status_note(s.qp.act, cc); /* W4A4: "compiled, not executed" */
         return qb_err_set(err, QB_ERR_UNSUPPORTED,
                           "scheme %s: no GPU kernels for %s%s on this GPU%s%s%s; use --backend "
                           "cpu", s.name, qb_wfmt_get(s.fmt)->name,
