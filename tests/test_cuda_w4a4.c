@@ -440,6 +440,25 @@ static void *dev(const void *h, size_t bytes)
     return d;
 }
 
+/* The reservation rule the engine follows (qb_w4a4_act_rows / qb_w4a4_scratch_elems)
+ * leaves room for every call of up to chunk tokens: host arithmetic, no GPU. */
+Test(w4a4_gpu, reservation_sizes_fit_every_call)
+{
+    static const int chunks[] = {1, 16, 100, 512};
+    static const int64_t cols[] = {256, 544, 4096, 14336};
+    for (size_t i = 0; i < sizeof chunks / sizeof *chunks; i++) {
+        int rows = (qb_w4a4_act_rows(chunks[i]) + 15) / 16 * 16; /* as reserve_act rounds */
+        cr_assert_geq(rows, 128);
+        for (size_t j = 0; j < sizeof cols / sizeof *cols; j++)
+            for (int n = 1; n <= chunks[i]; n++) {
+                cr_assert_leq(qb_w4a4_act_bytes(n, cols[j]), (size_t)rows * (size_t)cols[j],
+                              "chunk %d n %d cols %lld", chunks[i], n, (long long)cols[j]);
+                cr_assert_leq((size_t)(n == 1 ? 1 : (n + 15) / 16 * 16) * 4096 * 4,
+                              qb_w4a4_scratch_elems(chunks[i], 4096) * 2);
+            }
+    }
+}
+
 /* GPU quantizer vs host reference, bit for bit, with n_pad padding rows. */
 static void check_gpu_quantizer(struct qb_cuda_ctx *c, enum qb_act_mode kind, int n,
                                 int64_t cols)
