@@ -18,6 +18,7 @@
 #include "fileutil.h"
 #include "kernels/cuda_version.h"
 #include "kernels/qb_cuda.h"
+#include "kernels/qb_w4a4.h"
 #include "telemetry.h"
 
 #define DEMO_DIR QB_SOURCE_DIR "/tests/data/ref-llama-10m"
@@ -252,9 +253,10 @@ static enum qb_status check_scheme(struct doctor_ctx *c, const char *name,
     /* a format the GPU has no kernel for is checked on the CPU reference instead */
     enum qb_backend be = c->be;
     if (be == QB_BACKEND_CUDA && !qb_cuda_supports(scheme.fmt, scheme.qp.act)) {
+        const char *fp4 = qb_w4a4_status_note(scheme.qp.act, c->cc / 10); /* W4A4 below sm_100 */
         be = QB_BACKEND_CPU;
-        snprintf(s->support, sizeof s->support, "%.80s; checked on the CPU (no GPU kernel)",
-                 qb_scheme_hw_support(&scheme));
+        snprintf(s->support, sizeof s->support, "%.80s; checked on the CPU%s",
+                 fp4 ? fp4 : qb_scheme_hw_support(&scheme), fp4 ? "" : " (no GPU kernel)");
     }
     s->native = be == QB_BACKEND_CUDA && native_on_gpu(&scheme, c->cc);
     if (be == QB_BACKEND_CUDA) {

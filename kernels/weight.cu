@@ -10,11 +10,14 @@
  * same information as the host payload, so a GEMV reads about the same bytes.
  * qb_cuda_emulate_dequant runs the device decode on the host over the staged
  * layout, so the repacking is checked against the C reference without a GPU.
+ * W4A4 linears (FP4 activations) go to qb_w4a4_weight_upload instead: codes
+ * plus scales swizzled for cuBLASLt's block-scaled FP4 GEMM (qb_w4a4.h).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "packed.cuh"
+#include "qb_w4a4.h"
 
 extern "C" {
 #include "fp_formats.h"
@@ -30,10 +33,16 @@ struct staged {
     size_t codes_bytes, scales_bytes, zeros_bytes;
 };
 
+/* W4A4 (nvfp4-w4a4, mxfp4-w4a4) only where the GPU and cuBLASLt have the
+ * block-scaled FP4 GEMM (sm_100+, w4a4.cu; compiled, never executed by us):
+ * elsewhere 0, and callers fall back to the CPU reference. */
 extern "C" int qb_cuda_supports(enum qb_wfmt fmt, enum qb_act_mode act)
 {
+    if (act == QB_ACT_NVFP4 || act == QB_ACT_MXFP4)
+        return fmt == (act == QB_ACT_NVFP4 ? QB_WFMT_NVFP4 : QB_WFMT_MXFP4) &&
+               qb_w4a4_device_supported(act);
     if (act != QB_ACT_F32 && !(act == QB_ACT_FP8_E4M3 && fmt == QB_WFMT_FP8_E4M3))
-        return 0; /* W4A4: not on the GPU */
+        return 0;
     switch (fmt) {
     case QB_WFMT_F32: case QB_WFMT_F16: case QB_WFMT_BF16: case QB_WFMT_INT8:
     case QB_WFMT_FP8_E4M3: case QB_WFMT_FP8_E5M2: case QB_WFMT_INT4: case QB_WFMT_INT4_SYM:
@@ -221,8 +230,9 @@ static enum qb_status check_packed(const struct qb_linear *lin, const char *name
         return qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: format %s (%d-bit) has no GPU kernel; "
                           "use --backend cpu", name, qb_wfmt_get(lin->fmt)->name, bits);
     if (!qb_cuda_supports(lin->fmt, lin->qp.act))
-        return qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: W4A4 (quantized FP4 activations) is "
-                          "not run on the GPU in this build; use --backend cpu", name);
+        return qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: W4A4 (quantized FP4 activations) "
+                          "needs an sm_100+ GPU (compiled, not executed here); use --backend "
+                          "cpu", name);
     if (lin->cols % 32 || lin->cols % *group || *group % 16 || lin->cols > 0x7fffffff)
         return qb_err_set(err, QB_ERR_UNSUPPORTED, "%s: %lld columns do not split into the GPU "
                           "kernels' chunks (multiple of 32 and of the group %d)", name,
@@ -357,6 +367,8 @@ extern "C" enum qb_status qb_cuda_weight_upload(const struct qb_linear *lin, con
     out->cols = lin->cols;
     if (lin->fmt == QB_WFMT_F32 || lin->fmt == QB_WFMT_F16 || lin->fmt == QB_WFMT_BF16)
         st = upload_dtype(lin, name, out, err);
+    else if (lin->qp.act == QB_ACT_NVFP4 || lin->qp.act == QB_ACT_MXFP4)
+        st = qb_w4a4_weight_upload(lin, name, out, err); /* swizzled FP4 layout (w4a4.cu) */
     else
         st = upload_packed(lin, name, out, err);
     if (!st && lin->bias)

@@ -33,6 +33,7 @@
 #include "eval.h"
 #include "fileutil.h"
 #include "kernels/qb_cuda.h"
+#include "kernels/qb_w4a4.h"
 #include "model.h"
 #include "threadpool.h"
 
@@ -215,11 +216,17 @@ static enum qb_status apply_bench_scheme(struct qb_model *m, const struct bench_
     st = qb_scheme_parse(a->scheme, (int)a->group, &s, err);
     if (st)
         return st;
-    if (qb_backend_resolve(a->backend) == QB_BACKEND_CUDA && !qb_cuda_supports(s.fmt, s.qp.act))
+    if (qb_backend_resolve(a->backend) == QB_BACKEND_CUDA && !qb_cuda_supports(s.fmt, s.qp.act)) {
+        struct qb_cuda_device dev;
+        struct qb_err ignored;
+        int cc = qb_cuda_device_query(&dev, &ignored) ? 0 : dev.cc_major;
+        const char *fp4 = qb_w4a4_status_note(s.qp.act, cc); /* W4A4: "compiled, not executed" */
         return qb_err_set(err, QB_ERR_UNSUPPORTED,
-                          "scheme %s: no GPU kernels for %s%s in this build; use --backend cpu",
-                          s.name, qb_wfmt_get(s.fmt)->name,
-                          s.qp.act != QB_ACT_F32 ? " with quantized activations" : "");
+                          "scheme %s: no GPU kernels for %s%s on this GPU%s%s%s; use --backend "
+                          "cpu", s.name, qb_wfmt_get(s.fmt)->name,
+                          s.qp.act != QB_ACT_F32 ? " with quantized activations" : "",
+                          fp4 ? " (" : "", fp4 ? fp4 : "", fp4 ? ")" : "");
+    }
     if (s.needs_calibration) { /* same format and bytes; the values do not matter for speed */
         s.method = QB_METHOD_RTN;
         s.needs_calibration = 0;
