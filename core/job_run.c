@@ -149,7 +149,10 @@ static enum qb_status compare_opts_from_spec(const struct qb_job_spec *s,
                           QB_COMPARE_MAX_SCHEMES);
     for (int i = 0; i < s->n_schemes; i++)
         o->schemes[o->n_schemes++] = s->schemes[i];
-    return qb_backend_parse(s->backend[0] ? s->backend : "auto", &o->eval.backend, err);
+    enum qb_status st = qb_backend_parse(s->backend[0] ? s->backend : "auto", &o->eval.backend,
+                                         err);
+    o->calib.backend = o->eval.backend; /* GPTQ calibrates where the evals run */
+    return st;
 }
 
 enum qb_status qb_job_record(const struct qb_job_spec *spec, const struct qb_results *rows,
@@ -422,6 +425,10 @@ static enum qb_status run_quantize(const struct qb_job_spec *spec, struct qb_pro
     q.po.calib.n_samples = spec->calib_samples;
     if (qb_qpipe_is_calibrated(q.scheme) && !q.po.calib.path)
         return qb_err_set(err, QB_ERR_USAGE, "%s needs calibration text", q.scheme);
+    enum qb_status bst = qb_backend_parse(spec->backend[0] ? spec->backend : "auto",
+                                          &q.po.backend, err);
+    if (bst)
+        return bst;
     struct qb_model *m = NULL;
     struct qb_qpipe_report rep = {0};
     enum qb_status st = qb_quantize_run(&q, progress, &m, &rep, err);

@@ -10,6 +10,7 @@
 #include "awq.h"
 #include "engine.h"
 #include "linear.h"
+#include "quant_pipeline_impl.h"
 
 /* ---- schemes ---- */
 
@@ -347,6 +348,18 @@ static enum qb_status gptq_layer(struct pipe *P, struct qb_err *err)
         return st;
     progress_step(P, 4, "propagating");
     return forward_samples(P, P->S, 1, NULL, err);
+}
+
+/* For the GPU driver (quant_pipeline_impl.h). */
+enum qb_status qb_qpipe_install_packed(struct qb_linear *lin, const struct qb_qresult *q,
+                                       const char *name, struct qb_err *err)
+{
+    return install_packed(lin, q, name, err);
+}
+
+void qb_qpipe_release_layer(const struct qb_model *m, int layer)
+{
+    release_layer_pages(m, layer);
 }
 
 /* ---- AWQ ---- */
@@ -853,20 +866,29 @@ enum qb_status qb_qpipe_run(struct qb_model *m, const struct qb_qpipe_opts *o,
     if (cd.capped_by_ctx || cd.capped_by_text)
         qb_progress_log(progress, "calibration seqlen capped to %d (%s)", cd.seqlen,
                         cd.capped_by_text ? "text length" : "model context");
+    int gpu = o->method == QB_METHOD_GPTQ && qb_qpipe_gptq_on_gpu(m, o, P.L, &st, err);
+    if (st)
+        goto out;
+    snprintf(rep->device, sizeof rep->device, "cpu");
+    if (!gpu)
+        qb_progress_log(progress, "calibrating on the CPU");
     rep->stats = qb_calloc_array((size_t)m->cfg.n_layers, sizeof *rep->stats);
-    P.x = qb_aligned_alloc((size_t)P.S * act_elems(&P) * sizeof(float));
-    P.work = qb_aligned_alloc(act_elems(&P) * sizeof(float));
+    P.x = gpu ? NULL : qb_aligned_alloc((size_t)P.S * act_elems(&P) * sizeof(float));
+    P.work = gpu ? NULL : qb_aligned_alloc(act_elems(&P) * sizeof(float));
     P.pool = qb_pool_create(o->n_threads);
-    if (!rep->stats || !P.x || !P.work || !P.pool) {
+    if (!rep->stats || (!gpu && (!P.x || !P.work)) || !P.pool) {
         st = qb_err_set(err, QB_ERR_NOMEM, "out of memory for %d calibration samples of %d tokens",
                         P.S, P.L);
         goto out;
     }
+    if (gpu)
+        st = qb_qpipe_gptq_gpu(m, o, &cd, progress, rep, err);
     struct qb_engine_opts eo = {.max_ctx = P.L, .n_threads = o->n_threads};
-    st = qb_engine_create_cpu(m, &eo, &P.e, err);
-    if (!st)
+    if (!st && !gpu)
+        st = qb_engine_create_cpu(m, &eo, &P.e, err);
+    if (!st && !gpu)
         st = embed_all(&P, &cd, err);
-    for (int i = 0; !st && i < m->cfg.n_layers; i++) {
+    for (int i = 0; !st && !gpu && i < m->cfg.n_layers; i++) {
         P.layer = i;
         st = o->method == QB_METHOD_GPTQ ? gptq_layer(&P, err) : awq_layer(&P, err);
         release_layer_pages(m, i);

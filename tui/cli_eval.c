@@ -69,7 +69,7 @@ static void eval_usage(void)
            "  --calib-seqlen L   tokens per window (default 2048 GPTQ, 512 AWQ)\n"
            "  --seed S           window draw seed (default 0)\n"
            "  --act-order --sym --static-groups --damp X   GPTQ options\n"
-           "  --backend B        auto (default), cpu or cuda\n"
+           "  --backend B        auto (default), cpu or cuda (also where GPTQ calibrates)\n"
            "  --threads N        CPU threads (default: all cores)\n"
            "  --json             print one JSON object on stdout\n"
            "  --progress-json    progress as JSON lines on stderr\n"
@@ -91,7 +91,7 @@ static void compare_usage(void)
            "  --ctx N            tokens per chunk (default 512)\n"
            "  --chunks N         evaluate the first N chunks (default: all)\n"
            "  --group N          group size for grouped schemes\n"
-           "  --backend B        auto (default), cpu or cuda\n"
+           "  --backend B        auto (default), cpu or cuda (also where GPTQ calibrates)\n"
            "  --threads N        CPU threads (default: all cores)\n"
            "  --json | --csv | --md   output format (default: a text table)\n"
            "  --progress-json    progress as JSON lines on stderr\n"
@@ -543,6 +543,7 @@ static int run(int argc, char **argv, int is_compare)
     co.eval = (struct qb_eval_opts){(int)a.ctx, (int)a.chunks, (int)a.threads, a.backend};
     co.calib = a.calib;
     co.calib.n_threads = (int)a.threads;
+    co.calib.backend = a.backend; /* GPTQ calibrates on the evaluation's backend */
     struct qb_compare_row *rows = NULL;
     int n_rows = 0;
     int32_t *ids = NULL;
