@@ -826,6 +826,22 @@ static enum qb_status embed_all(struct pipe *P, const struct qb_calib_data *cd, 
     return QB_OK;
 }
 
+/* Every layer on the CPU engine. */
+static enum qb_status cpu_layers(struct pipe *P, const struct qb_calib_data *cd,
+                                 struct qb_err *err)
+{
+    struct qb_engine_opts eo = {.max_ctx = P->L, .n_threads = P->o->n_threads};
+    enum qb_status st = qb_engine_create_cpu(P->m, &eo, &P->e, err);
+    if (!st)
+        st = embed_all(P, cd, err);
+    for (int i = 0; !st && i < P->m->cfg.n_layers; i++) {
+        P->layer = i;
+        st = P->o->method == QB_METHOD_GPTQ ? gptq_layer(P, err) : awq_layer(P, err);
+        release_layer_pages(P->m, i);
+    }
+    return st;
+}
+
 enum qb_status qb_qpipe_run(struct qb_model *m, const struct qb_qpipe_opts *o,
                             struct qb_progress *progress, struct qb_qpipe_report *rep,
                             struct qb_err *err)
@@ -875,24 +891,13 @@ enum qb_status qb_qpipe_run(struct qb_model *m, const struct qb_qpipe_opts *o,
     rep->stats = qb_calloc_array((size_t)m->cfg.n_layers, sizeof *rep->stats);
     P.x = gpu ? NULL : qb_aligned_alloc((size_t)P.S * act_elems(&P) * sizeof(float));
     P.work = gpu ? NULL : qb_aligned_alloc(act_elems(&P) * sizeof(float));
-    P.pool = qb_pool_create(o->n_threads);
-    if (!rep->stats || (!gpu && (!P.x || !P.work)) || !P.pool) {
+    P.pool = gpu ? NULL : qb_pool_create(o->n_threads);
+    if (!rep->stats || (!gpu && (!P.x || !P.work || !P.pool))) {
         st = qb_err_set(err, QB_ERR_NOMEM, "out of memory for %d calibration samples of %d tokens",
                         P.S, P.L);
         goto out;
     }
-    if (gpu)
-        st = qb_qpipe_gptq_gpu(m, o, &cd, progress, rep, err);
-    struct qb_engine_opts eo = {.max_ctx = P.L, .n_threads = o->n_threads};
-    if (!st && !gpu)
-        st = qb_engine_create_cpu(m, &eo, &P.e, err);
-    if (!st && !gpu)
-        st = embed_all(&P, &cd, err);
-    for (int i = 0; !st && !gpu && i < m->cfg.n_layers; i++) {
-        P.layer = i;
-        st = o->method == QB_METHOD_GPTQ ? gptq_layer(&P, err) : awq_layer(&P, err);
-        release_layer_pages(m, i);
-    }
+    st = gpu ? qb_qpipe_gptq_gpu(m, o, &cd, progress, rep, err) : cpu_layers(&P, &cd, err);
     if (st)
         goto out;
     m->scheme.method = o->method;

@@ -268,8 +268,10 @@ static enum qb_status upload_linear(struct qb_cuda_calib *c, int layer, enum qb_
 extern "C" enum qb_status qb_cuda_calib_load_layer(struct qb_cuda_calib *c, int layer,
                                                    struct qb_err *err)
 {
-    enum qb_status st = QB_OK;
     const struct qb_layer *l = &c->m->layers[layer];
+    enum qb_status st = qb_cuda_sync(c->ctx, err); /* the old layer may still be in use */
+    if (st)
+        return st;
     layer_free(&c->layer);
     for (int s = 0; s < QB_LIN_COUNT && !st; s++)
         st = upload_linear(c, layer, (enum qb_linear_slot)s, err);
@@ -295,7 +297,8 @@ extern "C" enum qb_status qb_cuda_calib_reload_linear(struct qb_cuda_calib *c,
 {
     if (c->layer.index < 0)
         return qb_err_set(err, QB_ERR_INTERNAL, "GPU calibration: no layer loaded");
-    return upload_linear(c, c->layer.index, slot, err);
+    enum qb_status st = qb_cuda_sync(c->ctx, err); /* the old weights may still be in use */
+    return st ? st : upload_linear(c, c->layer.index, slot, err);
 }
 
 /* ---- Hessian ---------------------------------------------------------------------------- */

@@ -16,6 +16,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dtype.h"
 #include "engine.h"
@@ -25,9 +26,9 @@
 #include "qb_test_util.h"
 #include "quant_pipeline.h"
 
-/* Hessians of the same bf16 inputs: f32 Gram matrices summed in another order
- * (max |difference| over max |H|). */
-#define TOL_HESSIAN 1e-5
+/* Hessians of the same bf16 inputs: f32 Gram matrices summed in another order on
+ * the tensor cores (max |difference| over max |H|; as TOL_GEMM of test_cuda_kernels). */
+#define TOL_HESSIAN 1e-4
 /* Fraction of codes that differ between GPU and CPU GPTQ on the same Hessian
  * and weights (ties flip; a flip changes the rest of its row). */
 #define TOL_CODE_FLIPS 0.02
@@ -48,18 +49,6 @@
  * (both evaluated on the same backend). */
 #define TOL_RECON_PIPE 0.10
 #define TOL_PPL 0.01
-
-static double urand(uint64_t *s)
-{
-    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-    return (double)(*s >> 11) / 9007199254740992.0;
-}
-
-static double nrand(uint64_t *s)
-{
-    double u = urand(s) + 1e-12, v = urand(s);
-    return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
-}
 
 static struct qb_model *load_demo_model(void)
 {
@@ -126,6 +115,8 @@ Test(gptq_backend, quantize_rejects_a_bad_backend)
                           "--calib", QB_CALIB_TEXT, "--backend", "tpu", "--out", "/tmp/qb-never",
                           NULL};
     struct qbt_run r;
+    if (access(QB_BINARY, X_OK) != 0) /* test binaries shipped without the build tree */
+        cr_skip_test("no quantbench binary at %s", QB_BINARY);
     qbt_run(argv, NULL, 60, &r);
     cr_assert_eq(r.exit_code, 2, "exit %d, stderr: %s", r.exit_code, r.err);
     cr_assert(strstr(r.err, "--backend"), "%s", r.err);
@@ -147,6 +138,18 @@ Test(gptq_backend, quantize_rejects_a_bad_backend)
     } while (0)
 
 static struct qb_err err;
+
+static double urand(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(*s >> 11) / 9007199254740992.0;
+}
+
+static double nrand(uint64_t *s)
+{
+    double u = urand(s) + 1e-12, v = urand(s);
+    return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
+}
 
 /* Correlated inputs (x = z M, a few strong channels), rounded to bf16. */
 static uint16_t *make_inputs_bf16(int64_t n, int64_t d, uint64_t seed, float **as_f32)
