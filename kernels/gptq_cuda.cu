@@ -32,7 +32,7 @@
  *
  * Reconstruction errors (f64): D = W - W^ [rows][cols], E = D H (DGEMM),
  * err = 1/2 sum D .* E; for RTN the same with the RTN dequantization, computed
- * by rtn_kernel (one thread per (row, group), gptq.py's quantizer).
+ * by group_kernel (one thread per (row, group), gptq.py's quantizer).
  */
 #include <math.h>
 #include <stdio.h>
@@ -348,6 +348,11 @@ static enum qb_status factor_host(struct qb_cuda_calib *c, struct calib_factor *
         goto out;
     *mean = 0;
     for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(diag[i])) {
+            st = qb_err_set(err, QB_ERR_NUMERIC, "Hessian diagonal %lld is %g: the calibration "
+                            "activations overflowed", (long long)i, diag[i]);
+            goto out;
+        }
         f->dead_host[i] = diag[i] == 0;
         *mean += diag[i] == 0 ? 1.0 : diag[i];
     }

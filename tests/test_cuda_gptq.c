@@ -45,10 +45,11 @@
  * errors (both measured with the CPU Hessian) within 5 %. */
 #define TOL_RECON_OWN_H 0.05
 /* Whole demo model: per-layer summed reconstruction errors within 10 %, and the
- * perplexity of the GPU-calibrated model within 1 % of the CPU-calibrated one
- * (both evaluated on the same backend). */
+ * perplexities of the GPU- and CPU-calibrated models (same eval backend) apart by
+ * at most half the CPU result's increase over bf16 (RTN's increase is about twice
+ * GPTQ's here, so a GPU path of RTN quality fails). */
 #define TOL_RECON_PIPE 0.10
-#define TOL_PPL 0.01
+#define TOL_PPL_INCREASE_SHARE 0.5
 
 static struct qb_model *load_demo_model(void)
 {
@@ -301,6 +302,46 @@ Test(cuda_gptq, random_linears_match_cpu)
         compare_gptq(&cases[i]);
 }
 
+static void assert_same_result(const struct qb_qresult *a, const struct qb_qresult *b,
+                               const char *what)
+{
+    size_t n = (size_t)a->rows * a->cols, ng = (size_t)a->rows * (a->cols / a->group);
+    cr_assert(memcmp(a->codes, b->codes, n) == 0, "%s: codes differ", what);
+    cr_assert(memcmp(a->scales, b->scales, ng * sizeof(float)) == 0, "%s: scales differ", what);
+    cr_assert(memcmp(a->zeros, b->zeros, ng) == 0, "%s: zeros differ", what);
+}
+
+/* Same inputs, same bytes; the cached factor is reused only for the same options. */
+Test(cuda_gptq, deterministic_and_factor_cache_follows_options)
+{
+    REQUIRE_GPU();
+    enum { R = 64, D = 384, N = 1024 };
+    float *xf;
+    uint16_t *xb = make_inputs_bf16(N, D, 21, &xf);
+    double *h = cpu_hessian(xf, N, D, 256);
+    float *w = rand_weights(R, D, 22);
+    struct qb_gptq_opts plain = {4, 128, 0, 0, 0, 0.01}, act = {4, 128, 0, 1, 0, 0.01};
+    struct qb_qresult r1, r2, r3, r4;
+    struct qb_cuda_calib *c = NULL, *fresh = NULL;
+    OK(qb_cuda_calib_create(NULL, 0, 0, &c, &err));
+    OK(qb_cuda_hessian_set(c, h, D, &err));
+    OK(qb_cuda_gptq_quantize(c, w, R, D, &plain, &r1, NULL, NULL, NULL, &err));
+    OK(qb_cuda_gptq_quantize(c, w, R, D, &act, &r2, NULL, NULL, NULL, &err));
+    OK(qb_cuda_gptq_quantize(c, w, R, D, &plain, &r3, NULL, NULL, NULL, &err));
+    assert_same_result(&r1, &r3, "plain twice");
+    cr_assert_null(r1.g_idx);
+    cr_assert_not_null(r2.g_idx, "act-order after plain: a new factor with its permutation");
+    OK(qb_cuda_calib_create(NULL, 0, 0, &fresh, &err));
+    OK(qb_cuda_hessian_set(fresh, h, D, &err));
+    OK(qb_cuda_gptq_quantize(fresh, w, R, D, &act, &r4, NULL, NULL, NULL, &err));
+    assert_same_result(&r2, &r4, "act-order, cached context vs fresh");
+    cr_assert(memcmp(r2.g_idx, r4.g_idx, D * sizeof(int32_t)) == 0);
+    qb_qresult_free(&r1), qb_qresult_free(&r2), qb_qresult_free(&r3), qb_qresult_free(&r4);
+    qb_cuda_calib_free(c);
+    qb_cuda_calib_free(fresh);
+    free(xb), free(xf), free(h), free(w);
+}
+
 Test(cuda_gptq, indefinite_hessian_is_a_numeric_error)
 {
     REQUIRE_GPU();
@@ -461,11 +502,16 @@ Test(cuda_gptq, demo_model_gptq_on_gpu_matches_cpu, .timeout = 1800)
     }
     OK(qb_file_read_all(QB_EVAL_TEXT, 1 << 26, &text, &len, &err));
     OK(qb_eval_tokenize(mg, text, len, &ids, &n_ids, &err));
-    double pg = eval_ppl(mg, ids, n_ids), pc = eval_ppl(mc, ids, n_ids);
-    fprintf(stderr, "gptq-int4 %dx%d: GPU-calibrated ppl %.4f (%.1f s, %s, peak GPU %.2f GiB), "
-            "CPU-calibrated ppl %.4f (%.1f s)\n", S, L, pg, t_gpu, rg.device,
+    struct qb_model *m0 = load_demo_model();
+    double p0 = eval_ppl(m0, ids, n_ids), pg = eval_ppl(mg, ids, n_ids);
+    double pc = eval_ppl(mc, ids, n_ids);
+    qb_model_free(m0);
+    fprintf(stderr, "gptq-int4 %dx%d: bf16 ppl %.4f; GPU-calibrated ppl %.4f (%.1f s, %s, peak "
+            "GPU %.2f GiB); CPU-calibrated ppl %.4f (%.1f s)\n", S, L, p0, pg, t_gpu, rg.device,
             rg.peak_gpu_bytes / 1073741824.0, pc, t_cpu);
-    cr_assert_leq(fabs(pg - pc) / pc, TOL_PPL, "ppl gpu %.4f cpu %.4f", pg, pc);
+    cr_assert_gt(pc, p0, "GPTQ int4 must cost perplexity for the comparison to mean anything");
+    cr_assert_leq(fabs(pg - pc), TOL_PPL_INCREASE_SHARE * (pc - p0),
+                  "ppl gpu %.4f cpu %.4f bf16 %.4f", pg, pc, p0);
     free(text), free(ids);
     qb_qpipe_report_free(&rg), qb_qpipe_report_free(&rc);
     qb_model_free(mg), qb_model_free(mc);
