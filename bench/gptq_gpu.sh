@@ -26,6 +26,7 @@ QOUT=${QOUT:-/tmp/qb-gptq-8b-out}
 CALIB=${CALIB:-tests/data/calib-gutenberg.txt}
 SAMPLES=${SAMPLES:-128}
 SEQLEN=${SEQLEN:-2048}
+BACKEND=${BACKEND:-cuda}
 STEPS=${STEPS:-"tests synth quantize"}
 TARGET_S=300
 QB="$BUILD/quantbench"
@@ -62,14 +63,14 @@ if want synth; then
 fi
 
 if want quantize; then
-    step "quantize gptq-int4 g128, ${SAMPLES} x ${SEQLEN} tokens, --backend cuda"
+    step "quantize gptq-int4 g128, ${SAMPLES} x ${SEQLEN} tokens, --backend $BACKEND"
     rm -rf "$QOUT"
     SMI_LOG="$OUTDIR/nvidia-smi-mem.csv"
     nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 500 > "$SMI_LOG" 2>/dev/null &
     SMI_PID=$!
     T0=$(date +%s.%N)
     "$QB" quantize "$MODEL8B" --scheme gptq-int4 --calib "$CALIB" --calib-samples "$SAMPLES" \
-        --calib-seqlen "$SEQLEN" --backend cuda --out "$QOUT" --json --progress-json \
+        --calib-seqlen "$SEQLEN" --backend "$BACKEND" --out "$QOUT" --json --progress-json \
         > "$OUTDIR/quantize.json" 2> "$OUTDIR/quantize.err"
     rc=$?
     T1=$(date +%s.%N)
