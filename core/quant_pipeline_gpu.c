@@ -30,6 +30,11 @@ int qb_qpipe_gptq_on_gpu(const struct qb_model *m, const struct qb_qpipe_opts *o
     if (qb_backend_resolve(o->backend) != QB_BACKEND_CUDA)
         return 0;
     enum qb_status s = qb_cuda_calib_check(m, seqlen, &why);
+    for (int k = 0; !s && k < QB_LIN_COUNT; k++) /* the GPU's packed layout (weight.cu) */
+        if (m->layers[0].lin[k].cols % 32 || o->group % 16)
+            s = qb_err_set(&why, QB_ERR_UNSUPPORTED, "GPU calibration needs --group a multiple "
+                           "of 16 and input widths a multiple of 32 (the GPU's packed "
+                           "layout); use --backend cpu");
     if (s && o->backend == QB_BACKEND_CUDA) {
         *st = qb_err_set(err, s, "%s", why.msg);
         return 0;

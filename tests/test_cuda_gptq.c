@@ -61,14 +61,21 @@ static struct qb_model *load_demo_model(void)
 
 /* ---- backend selection (every machine) ------------------------------------------------- */
 
-static enum qb_status run_gptq(struct qb_model *m, enum qb_backend be, int samples, int seqlen,
-                               struct qb_qpipe_report *rep, struct qb_err *err)
+static enum qb_status run_gptq_group(struct qb_model *m, enum qb_backend be, int samples,
+                                     int seqlen, int group, struct qb_qpipe_report *rep,
+                                     struct qb_err *err)
 {
     struct qb_qpipe_opts o = {.calib = {.path = QB_CALIB_TEXT, .n_samples = samples,
                                         .seqlen = seqlen}};
     o.backend = be;
-    cr_assert_eq(qb_qpipe_opts_from_scheme("gptq-int4", 0, &o, err), QB_OK);
+    cr_assert_eq(qb_qpipe_opts_from_scheme("gptq-int4", group, &o, err), QB_OK);
     return qb_qpipe_run(m, &o, NULL, rep, err);
+}
+
+static enum qb_status run_gptq(struct qb_model *m, enum qb_backend be, int samples, int seqlen,
+                               struct qb_qpipe_report *rep, struct qb_err *err)
+{
+    return run_gptq_group(m, be, samples, seqlen, 0, rep, err);
 }
 
 Test(gptq_backend, cpu_backend_calibrates_on_the_cpu)
@@ -340,6 +347,22 @@ Test(cuda_gptq, deterministic_and_factor_cache_follows_options)
     qb_cuda_calib_free(c);
     qb_cuda_calib_free(fresh);
     free(xb), free(xf), free(h), free(w);
+}
+
+/* Groups of 8 columns are valid GPTQ but not a GPU packed layout: cuda refuses up
+ * front, auto calibrates on the CPU. */
+Test(cuda_gptq, group_the_gpu_cannot_pack_falls_back_or_fails)
+{
+    REQUIRE_GPU();
+    struct qb_model *m = load_demo_model();
+    struct qb_qpipe_report rep;
+    cr_assert_eq(run_gptq_group(m, QB_BACKEND_CUDA, 2, 64, 8, &rep, &err), QB_ERR_UNSUPPORTED);
+    cr_assert(strstr(err.msg, "--backend cpu"), "%s", err.msg);
+    cr_assert_eq(m->scheme.method, QB_METHOD_NONE);
+    OK(run_gptq_group(m, QB_BACKEND_AUTO, 2, 64, 8, &rep, &err));
+    cr_assert_str_eq(rep.device, "cpu");
+    qb_qpipe_report_free(&rep);
+    qb_model_free(m);
 }
 
 Test(cuda_gptq, indefinite_hessian_is_a_numeric_error)
