@@ -17,6 +17,7 @@
  */
 #include "quant_pipeline_impl.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,6 +103,9 @@ static enum qb_status gpu_linear(struct gpu_pipe *G, enum qb_linear_slot slot, s
     st = qb_cuda_gptq_quantize(G->c, w, lin->rows, lin->cols, &go, &q, NULL, &stat->err,
                                &stat->rtn_err, err);
     free(w);
+    if (!st && !isfinite(stat->err))
+        st = qb_err_set(err, QB_ERR_NUMERIC, "GPU GPTQ of layer %d %s: reconstruction error is "
+                        "%g; use --backend cpu", G->layer, qb_linear_slot_name(slot), stat->err);
     if (st)
         goto out;
     G->rep->packed_bytes += qb_qresult_packed_bytes(q.rows, q.cols, q.bits, q.group);
