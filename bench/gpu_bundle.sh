@@ -15,7 +15,7 @@ BUILD=${1:?usage: gpu_bundle.sh BUILD_DIR [BINARY...]}
 shift
 BINS=("$@")
 if [ ${#BINS[@]} -eq 0 ]; then
-    BINS=(quantbench test_cuda_kernels test_cuda_engine test_cuda_packed)
+    BINS=(quantbench test_cuda_kernels test_cuda_engine test_cuda_packed test_cuda_gptq)
 fi
 STAGE=$(mktemp -d)
 mkdir -p "$STAGE/bin" "$STAGE/lib" .gpu
@@ -24,7 +24,7 @@ for b in "${BINS[@]}"; do
 done
 for b in "$STAGE"/bin/*; do
     ldd "$b" | awk '/=>/ {print $3}'
-done | sort -u | grep -v -E 'lib(c|m|dl|pthread|rt|stdc\+\+|gcc_s|cuda|cublas|cublasLt|cusolver|cudart)\.so|ld-linux' |
+done | sort -u | grep -v -E 'lib(c|m|dl|pthread|rt|stdc\+\+|gcc_s|cuda|cublas|cublasLt|cusolver|cusparse|nvJitLink|cudart)\.so|ld-linux' |
     while read -r lib; do cp -L "$lib" "$STAGE/lib/"; done
 strip "$STAGE"/bin/* "$STAGE"/lib/* 2>/dev/null || true
 tar -C "$STAGE" -cJf .gpu/bundle.tar.xz bin lib

@@ -161,7 +161,10 @@ static enum qb_status compare_opts_from_spec(const struct qb_job_spec *s,
         o->speed.n = s->speed_n > 0 ? s->speed_n : QB_COMPARE_SPEED_TG;
         o->speed.r = s->speed_r > 0 ? s->speed_r : QB_COMPARE_SPEED_REPS;
     }
-    return qb_backend_parse(s->backend[0] ? s->backend : "auto", &o->eval.backend, err);
+    enum qb_status st = qb_backend_parse(s->backend[0] ? s->backend : "auto", &o->eval.backend,
+                                         err);
+    o->calib.backend = o->eval.backend; /* GPTQ calibrates where the evals run */
+    return st;
 }
 
 enum qb_status qb_job_record(const struct qb_job_spec *spec, const struct qb_results *rows,
@@ -435,6 +438,10 @@ static enum qb_status run_quantize(const struct qb_job_spec *spec, struct qb_pro
     q.po.calib.n_samples = spec->calib_samples;
     if (qb_qpipe_is_calibrated(q.scheme) && !q.po.calib.path)
         return qb_err_set(err, QB_ERR_USAGE, "%s needs calibration text", q.scheme);
+    enum qb_status bst = qb_backend_parse(spec->backend[0] ? spec->backend : "auto",
+                                          &q.po.backend, err);
+    if (bst)
+        return bst;
     struct qb_model *m = NULL;
     struct qb_qpipe_report rep = {0};
     enum qb_status st = qb_quantize_run(&q, progress, &m, &rep, err);

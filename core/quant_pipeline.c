@@ -10,6 +10,7 @@
 #include "awq.h"
 #include "engine.h"
 #include "linear.h"
+#include "quant_pipeline_impl.h"
 
 /* ---- schemes ---- */
 
@@ -347,6 +348,18 @@ static enum qb_status gptq_layer(struct pipe *P, struct qb_err *err)
         return st;
     progress_step(P, 4, "propagating");
     return forward_samples(P, P->S, 1, NULL, err);
+}
+
+/* For the GPU driver (quant_pipeline_impl.h). */
+enum qb_status qb_qpipe_install_packed(struct qb_linear *lin, const struct qb_qresult *q,
+                                       const char *name, struct qb_err *err)
+{
+    return install_packed(lin, q, name, err);
+}
+
+void qb_qpipe_release_layer(const struct qb_model *m, int layer)
+{
+    release_layer_pages(m, layer);
 }
 
 /* ---- AWQ ---- */
@@ -813,6 +826,22 @@ static enum qb_status embed_all(struct pipe *P, const struct qb_calib_data *cd, 
     return QB_OK;
 }
 
+/* Every layer on the CPU engine. */
+static enum qb_status cpu_layers(struct pipe *P, const struct qb_calib_data *cd,
+                                 struct qb_err *err)
+{
+    struct qb_engine_opts eo = {.max_ctx = P->L, .n_threads = P->o->n_threads};
+    enum qb_status st = qb_engine_create_cpu(P->m, &eo, &P->e, err);
+    if (!st)
+        st = embed_all(P, cd, err);
+    for (int i = 0; !st && i < P->m->cfg.n_layers; i++) {
+        P->layer = i;
+        st = P->o->method == QB_METHOD_GPTQ ? gptq_layer(P, err) : awq_layer(P, err);
+        release_layer_pages(P->m, i);
+    }
+    return st;
+}
+
 enum qb_status qb_qpipe_run(struct qb_model *m, const struct qb_qpipe_opts *o,
                             struct qb_progress *progress, struct qb_qpipe_report *rep,
                             struct qb_err *err)
@@ -853,24 +882,22 @@ enum qb_status qb_qpipe_run(struct qb_model *m, const struct qb_qpipe_opts *o,
     if (cd.capped_by_ctx || cd.capped_by_text)
         qb_progress_log(progress, "calibration seqlen capped to %d (%s)", cd.seqlen,
                         cd.capped_by_text ? "text length" : "model context");
+    int gpu = o->method == QB_METHOD_GPTQ && qb_qpipe_gptq_on_gpu(m, o, P.L, &st, err);
+    if (st)
+        goto out;
+    snprintf(rep->device, sizeof rep->device, "cpu");
+    if (!gpu)
+        qb_progress_log(progress, "calibrating on the CPU");
     rep->stats = qb_calloc_array((size_t)m->cfg.n_layers, sizeof *rep->stats);
-    P.x = qb_aligned_alloc((size_t)P.S * act_elems(&P) * sizeof(float));
-    P.work = qb_aligned_alloc(act_elems(&P) * sizeof(float));
-    P.pool = qb_pool_create(o->n_threads);
-    if (!rep->stats || !P.x || !P.work || !P.pool) {
+    P.x = gpu ? NULL : qb_aligned_alloc((size_t)P.S * act_elems(&P) * sizeof(float));
+    P.work = gpu ? NULL : qb_aligned_alloc(act_elems(&P) * sizeof(float));
+    P.pool = gpu ? NULL : qb_pool_create(o->n_threads);
+    if (!rep->stats || (!gpu && (!P.x || !P.work || !P.pool))) {
         st = qb_err_set(err, QB_ERR_NOMEM, "out of memory for %d calibration samples of %d tokens",
                         P.S, P.L);
         goto out;
     }
-    struct qb_engine_opts eo = {.max_ctx = P.L, .n_threads = o->n_threads};
-    st = qb_engine_create_cpu(m, &eo, &P.e, err);
-    if (!st)
-        st = embed_all(&P, &cd, err);
-    for (int i = 0; !st && i < m->cfg.n_layers; i++) {
-        P.layer = i;
-        st = o->method == QB_METHOD_GPTQ ? gptq_layer(&P, err) : awq_layer(&P, err);
-        release_layer_pages(m, i);
-    }
+    st = gpu ? qb_qpipe_gptq_gpu(m, o, &cd, progress, rep, err) : cpu_layers(&P, &cd, err);
     if (st)
         goto out;
     m->scheme.method = o->method;

@@ -12,7 +12,12 @@
  *
  * GPTQ (true-sequential, as gptq.py's llama.py): Hessians of [q,k,v] inputs ->
  * quantize q,k,v; re-run the layer -> o; re-run -> gate,up; re-run -> down;
- * re-run the quantized layer to produce the next layer's inputs.
+ * re-run the quantized layer to produce the next layer's inputs. When the
+ * backend resolves to CUDA the same schedule runs on the GPU
+ * (quant_pipeline_gpu.c over kernels/qb_cuda_calib.h): activations, the layer
+ * forward (bf16 linear inputs, as the CUDA engine), Hessians, the Cholesky factor
+ * and the column loop on the device; results match the CPU path within the
+ * tolerances of tests/test_cuda_gptq.c.
  * AWQ (as AutoAWQ): one pass with the layer in full precision captures input
  * statistics; scale search per group (q/k/v
  * with the input norm inspecting self-attention's output, o with v only when
@@ -41,6 +46,7 @@
 #define QB_QUANT_PIPELINE_H
 
 #include "calib.h"
+#include "eval.h"
 #include "gptq.h"
 #include "model.h"
 #include "progress.h"
@@ -58,6 +64,8 @@ struct qb_qpipe_opts {
     int group;                    /* default 128 */
     int sym, act_order, static_groups; /* GPTQ only */
     double damp;                  /* GPTQ; 0 = 0.01 */
+    enum qb_backend backend;      /* GPTQ: auto (default) and cuda calibrate on the GPU when
+                                     there is one (quant_pipeline_impl.h), cpu never */
     struct qb_calib_opts calib;   /* seqlen 0 = method default (2048 GPTQ, 512 AWQ) */
     int n_threads;                /* 0 = all cores */
     qb_qpipe_sink sink;           /* optional */
@@ -77,6 +85,8 @@ struct qb_qpipe_report {
     size_t packed_bytes;          /* decoder linears in the packed integer-group layout */
     double seconds;
     long peak_rss_kb;             /* getrusage ru_maxrss at the end */
+    char device[160];             /* where it calibrated: "cpu" or "cuda (GPU name)" */
+    size_t peak_gpu_bytes;        /* GPU memory in use at the peak (cudaMemGetInfo), or 0 */
 };
 
 /* Fill method/bits/group/sym defaults from a calibrated scheme name ("gptq-int4",

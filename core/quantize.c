@@ -41,6 +41,8 @@ static char *provenance(const struct qb_quantize_opts *a, const struct qb_qpipe_
         cJSON_AddNumberToObject(p, "seed", (double)a->po.calib.seed);
         cJSON_AddNumberToObject(p, "seconds", rep->seconds);
         cJSON_AddNumberToObject(p, "peak_rss_kb", (double)rep->peak_rss_kb);
+        if (rep->device[0])
+            cJSON_AddStringToObject(p, "calib_device", rep->device);
     }
     char *s = cJSON_PrintUnformatted(p);
     cJSON_Delete(p);

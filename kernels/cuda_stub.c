@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kernels/qb_cuda.h"
+#include "kernels/qb_cuda_calib.h"
 
 static enum qb_status no_cuda(struct qb_err *err)
 {
@@ -45,6 +46,13 @@ enum qb_status qb_cuda_device_query(struct qb_cuda_device *out, struct qb_err *e
 enum qb_status qb_cuda_measure_bandwidth(double *gbs, struct qb_err *err)
 {
     *gbs = 0;
+    return no_cuda(err);
+}
+
+enum qb_status qb_cuda_calib_check(const struct qb_model *m, int seqlen, struct qb_err *err)
+{
+    (void)m;
+    (void)seqlen;
     return no_cuda(err);
 }
 #else

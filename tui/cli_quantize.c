@@ -64,6 +64,8 @@ static void usage(void)
            "  --static-groups     GPTQ: group parameters from the original weights\n"
            "  --sym               GPTQ: symmetric (zero fixed at 2^(b-1))\n"
            "  --damp X            GPTQ: dampening, fraction of the mean diagonal (default 0.01)\n"
+           "  --backend B         GPTQ calibration on auto (default: the GPU when there is\n"
+           "                      one), cpu or cuda\n"
            "  --threads N         CPU threads (default: all cores)\n"
            "  --json              print one JSON object on stdout\n"
            "  --progress-json     progress as JSON lines on stderr\n"
@@ -72,7 +74,7 @@ static void usage(void)
 
 enum { OPT_SCHEME = 256, OPT_OUT, OPT_CALIB, OPT_SAMPLES, OPT_SEQLEN, OPT_SEED, OPT_GROUP,
        OPT_ACT_ORDER, OPT_STATIC, OPT_SYM, OPT_DAMP, OPT_THREADS, OPT_JSON, OPT_PJSON,
-       OPT_FORMAT, OPT_GPTQ_V2 };
+       OPT_FORMAT, OPT_GPTQ_V2, OPT_BACKEND };
 
 static const struct option options[] = {
     {"scheme", required_argument, NULL, OPT_SCHEME},
@@ -89,6 +91,7 @@ static const struct option options[] = {
     {"sym", no_argument, NULL, OPT_SYM},
     {"damp", required_argument, NULL, OPT_DAMP},
     {"threads", required_argument, NULL, OPT_THREADS},
+    {"backend", required_argument, NULL, OPT_BACKEND},
     {"json", no_argument, NULL, OPT_JSON},
     {"progress-json", no_argument, NULL, OPT_PJSON},
     {"help", no_argument, NULL, 'h'},
@@ -133,6 +136,10 @@ static int handle(struct quant_args *a, int c)
         break;
     case OPT_GROUP: rc = number("--group", 8, 1 << 16, &a->group); break;
     case OPT_THREADS: rc = number("--threads", 0, 4096, &a->threads); break;
+    case OPT_BACKEND:
+        if (qb_backend_parse(optarg, &a->q.po.backend, NULL))
+            rc = qb_cli_usage_error("quantize", "--backend must be auto, cpu or cuda");
+        break;
     case OPT_ACT_ORDER: a->q.po.act_order = 1; break;
     case OPT_STATIC: a->q.po.static_groups = 1; break;
     case OPT_SYM: a->q.po.sym = 1; break;
@@ -194,6 +201,10 @@ static void print_result(const struct quant_args *a, const struct qb_model *m,
 {
     fprintf(stderr, "quantized %s with %s in %.1f s, peak RSS %.1f MiB -> %s\n", a->q.model,
             a->q.scheme, rep->seconds, (double)rep->peak_rss_kb / 1024.0, a->q.out);
+    if (rep->device[0])
+        fprintf(stderr, "calibrated on %s%s", rep->device, rep->peak_gpu_bytes ? "" : "\n");
+    if (rep->device[0] && rep->peak_gpu_bytes)
+        fprintf(stderr, ", peak GPU memory %.2f GiB\n", rep->peak_gpu_bytes / 1073741824.0);
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "model", a->q.model);
     cJSON_AddStringToObject(root, "scheme", a->q.scheme);
@@ -203,6 +214,10 @@ static void print_result(const struct quant_args *a, const struct qb_model *m,
     cJSON_AddNumberToObject(root, "calib_samples", rep->n_samples);
     cJSON_AddNumberToObject(root, "calib_seqlen", rep->seqlen);
     cJSON_AddNumberToObject(root, "packed_bytes", (double)rep->packed_bytes);
+    if (rep->device[0]) {
+        cJSON_AddStringToObject(root, "calib_device", rep->device);
+        cJSON_AddNumberToObject(root, "peak_gpu_bytes", (double)rep->peak_gpu_bytes);
+    }
     cJSON *layers = cJSON_AddArrayToObject(root, "layers");
     if (!a->json && rep->stats)
         printf("%-6s %-10s %14s %14s %7s\n", "layer", "linear", "recon err", "rtn err", "ratio");
