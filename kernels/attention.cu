@@ -56,6 +56,7 @@ template <int HD> static __global__ void attention_kernel(struct att_args a)
     constexpr int P = HD / 32;
     __shared__ float s_m[ATT_WARPS], s_l[ATT_WARPS];
     __shared__ float s_acc[ATT_WARPS][HD];
+    qb_pdl_trigger(); /* the next GEMV may start loading its weights */
     int h = blockIdx.x, t = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int kvh = h / (a.n_heads / a.n_kv), pos = *a.d_pos + t;
     const float *qrow = a.qkv + (size_t)t * a.ldq + (size_t)h * HD + lane * P;

@@ -128,6 +128,16 @@ out:
 
 /* ---- context ----------------------------------------------------------------- */
 
+/* Programmatic dependent launch for the decode GEMVs: on sm_90 and newer,
+ * unless QB_CUDA_NO_PDL is set (to measure what it buys). */
+static int pdl_wanted(void)
+{
+    int major = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) != cudaSuccess)
+        return 0;
+    return major >= 9 && !getenv("QB_CUDA_NO_PDL");
+}
+
 extern "C" enum qb_status qb_cuda_ctx_create(struct qb_cuda_ctx **out, struct qb_err *err)
 {
     enum qb_status st = require_device(err);
@@ -149,6 +159,7 @@ extern "C" enum qb_status qb_cuda_ctx_create(struct qb_cuda_ctx **out, struct qb
         goto out;
     CUBLAS_CHECK(cublasSetWorkspace(c->blas, c->blas_workspace, c->blas_workspace_bytes));
     CUBLAS_CHECK(cublasLtCreate(&c->lt));
+    c->pdl = pdl_wanted();
     *out = c;
     c = NULL;
 out:

@@ -18,6 +18,12 @@
  * reads the same x), weights use streaming loads (read once, evict first).
  * The lanes' partial sums meet in a warp shuffle reduction.
  *
+ * Decode launches these with programmatic dependent launch (c->pdl): a block
+ * may start while the previous kernel (RMSNorm, attention, the gate/up GEMV)
+ * is finishing; it issues its first weight loads and only then waits for
+ * that kernel (x is read after the wait), so the weight stream starts during
+ * the previous kernel's tail.
+ *
  * Several matrices sharing cols (q|k|v) run as one launch with their outputs
  * concatenated; the epilogue stores, accumulates (residual add) or, for the
  * gate/up pair, applies SwiGLU and writes bf16 for the down projection.
@@ -76,12 +82,18 @@ static __device__ __forceinline__ void dot_two_rows(const uint16_t *row0, const 
 {
     int lane = threadIdx.x & 31, c = lane;
     const uint4 *r0 = (const uint4 *)row0, *r1 = (const uint4 *)(row1 ? row1 : row0);
+    bool waited = false;
     for (; c + 32 * (GEMV_UNROLL - 1) < n_chunks; c += 32 * GEMV_UNROLL) {
         uint4 w0[GEMV_UNROLL], w1[GEMV_UNROLL];
 #pragma unroll
         for (int u = 0; u < GEMV_UNROLL; u++) {
             w0[u] = __ldcs(r0 + c + 32 * u);
             w1[u] = __ldcs(r1 + c + 32 * u);
+        }
+        if (!waited) { /* the first weights are in flight: now wait for x */
+            qb_pdl_wait();
+            qb_pdl_trigger();
+            waited = true;
         }
 #pragma unroll
         for (int u = 0; u < GEMV_UNROLL; u++) {
@@ -90,6 +102,10 @@ static __device__ __forceinline__ void dot_two_rows(const uint16_t *row0, const 
             acc[0] += dot8_bf16(w0[u], xf);
             acc[1] += dot8_bf16(w1[u], xf);
         }
+    }
+    if (!waited) {
+        qb_pdl_wait();
+        qb_pdl_trigger();
     }
     for (; c < n_chunks; c += 32) {
         float xf[8];
@@ -156,18 +172,18 @@ gemv_kernel(struct gemv_args a)
     }
 }
 
-static cudaError_t gemv_launch(const struct gemv_args *a, int mode, cudaStream_t s)
+static cudaError_t gemv_launch(const struct gemv_args *a, int mode, bool pdl, cudaStream_t s)
 {
     int64_t per_block = mode == GEMV_SWIGLU ? GEMV_WARPS : GEMV_ROWS_PER_BLOCK;
     int64_t blocks = (a->total_rows + per_block - 1) / per_block;
+    dim3 grid((unsigned)blocks), block(GEMV_WARPS * 32);
     if (blocks > 0x7fffffff)
         return cudaErrorInvalidValue;
     switch (mode) {
-    case GEMV_STORE: gemv_kernel<GEMV_STORE><<<(int)blocks, GEMV_WARPS * 32, 0, s>>>(*a); break;
-    case GEMV_ACCUM: gemv_kernel<GEMV_ACCUM><<<(int)blocks, GEMV_WARPS * 32, 0, s>>>(*a); break;
-    default: gemv_kernel<GEMV_SWIGLU><<<(int)blocks, GEMV_WARPS * 32, 0, s>>>(*a); break;
+    case GEMV_STORE: return qb_launch(pdl, gemv_kernel<GEMV_STORE>, grid, block, s, *a);
+    case GEMV_ACCUM: return qb_launch(pdl, gemv_kernel<GEMV_ACCUM>, grid, block, s, *a);
+    default: return qb_launch(pdl, gemv_kernel<GEMV_SWIGLU>, grid, block, s, *a);
     }
-    return cudaGetLastError();
 }
 
 /* The weights of one launch share cols and format. */
@@ -233,9 +249,9 @@ extern "C" enum qb_status qb_cuda_gemv(struct qb_cuda_ctx *c,
         return st;
     if (w[0]->fmt != QB_WFMT_BF16)
         CUDA_CHECK(qb_gemv_packed_launch(w, n_w, x, x_scale, y, NULL, accumulate ? 1 : 0,
-                                         c->stream));
+                                         c->pdl, c->stream));
     else
-        CUDA_CHECK(gemv_launch(&a, accumulate ? GEMV_ACCUM : GEMV_STORE, c->stream));
+        CUDA_CHECK(gemv_launch(&a, accumulate ? GEMV_ACCUM : GEMV_STORE, c->pdl, c->stream));
 out:
     return st;
 }
@@ -267,9 +283,9 @@ extern "C" enum qb_status qb_cuda_gemv_swiglu(struct qb_cuda_ctx *c,
     if (st)
         return st;
     if (gate->fmt != QB_WFMT_BF16)
-        CUDA_CHECK(qb_gemv_packed_launch(pair, 2, x, x_scale, NULL, out, 2, c->stream));
+        CUDA_CHECK(qb_gemv_packed_launch(pair, 2, x, x_scale, NULL, out, 2, c->pdl, c->stream));
     else
-        CUDA_CHECK(gemv_launch(&a, GEMV_SWIGLU, c->stream));
+        CUDA_CHECK(gemv_launch(&a, GEMV_SWIGLU, c->pdl, c->stream));
 out:
     return st;
 }

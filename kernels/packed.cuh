@@ -145,13 +145,79 @@ template <int FMT> QB_PK_HD float decode_weight(const struct packed_view &v, int
     }
 }
 
+/* ---- scales as the decode kernels load them (device only) ---- */
+
+/* The stored bits of the scale of (row, g), loaded now, decoded later. */
+struct pk_scale_raw {
+    uint32_t s;      /* f16 bits, f32 bits, or a u8 code */
+    uint32_t zero;   /* int groups */
+    float nested;    /* nf4-dq */
+};
+
+/* The scale of flat group index i = row * groups + g. */
+template <int FMT>
+static __device__ __forceinline__ struct pk_scale_raw load_scale_at(const struct packed_view &v,
+                                                                    int64_t i)
+{
+    struct pk_scale_raw r = {0u, 0u, 0.0f};
+    if constexpr (FMT == QB_WFMT_INT4 || FMT == QB_WFMT_INT4_SYM || FMT == QB_WFMT_UINT_G) {
+        r.s = __ldg((const uint16_t *)v.scales + i);
+        r.zero = __ldg(v.zeros + i);
+    } else if constexpr (FMT == QB_WFMT_NF4) {
+        r.s = __float_as_uint(__ldg((const float *)v.scales + i));
+    } else {
+        r.s = __ldg((const uint8_t *)v.scales + i);
+        if constexpr (FMT == QB_WFMT_NF4_DQ)
+            r.nested = __ldg(v.nested + i / QB_NF4_DQ_NEST);
+    }
+    return r;
+}
+
+template <int FMT>
+static __device__ __forceinline__ struct pk_scale_raw load_scale(const struct packed_view &v,
+                                                                 int64_t row, int g)
+{
+    return load_scale_at<FMT>(v, row * v.groups + g);
+}
+
+/* (s, o) of a loaded scale, as group_scale (packed.cuh) defines them. */
+template <int FMT>
+static __device__ __forceinline__ float2 decode_scale(const struct packed_view &v,
+                                                      struct pk_scale_raw r, const float *lut)
+{
+    float s;
+    if constexpr (FMT == QB_WFMT_INT4 || FMT == QB_WFMT_INT4_SYM || FMT == QB_WFMT_UINT_G) {
+        s = qb_f16_bits_to_f32((uint16_t)r.s);
+        return make_float2(s, -s * (float)r.zero);
+    } else if constexpr (FMT == QB_WFMT_NF4) {
+        s = __uint_as_float(r.s);
+    } else if constexpr (FMT == QB_WFMT_NF4_DQ) {
+        s = lut[QB_LUT_DYN_OFFSET + r.s] * r.nested + v.scale_mul;
+    } else if constexpr (FMT == QB_WFMT_NVFP4) {
+        s = qb_fp8_to_f32((uint8_t)r.s, __NV_E4M3) * v.scale_mul;
+    } else {
+        s = __uint_as_float(r.s ? r.s << 23 : 0x00400000u);
+    }
+    return make_float2(s, 0.0f);
+}
+
+template <int FMT> static constexpr bool pk_has_zero()
+{
+    return FMT == QB_WFMT_INT4 || FMT == QB_WFMT_INT4_SYM || FMT == QB_WFMT_UINT_G;
+}
+
 /* Launchers of gemv_packed.cu for gemv.cu / linear.cu (mode: 0 store, 1 add, 2 SwiGLU;
  * SwiGLU takes w[0] = gate, w[1] = up and writes bf16 y_bf16). x_scale (device, one
  * float, or NULL for 1) multiplies every dot product before bias/epilogue: W8A8
  * decode passes x = the E4M3 code values and x_scale = the token's scale. */
 cudaError_t qb_gemv_packed_launch(const struct qb_cuda_weight *const *w, int n_w,
                                   const uint16_t *x, const float *x_scale, float *y,
-                                  uint16_t *y_bf16, int mode, cudaStream_t s);
+                                  uint16_t *y_bf16, int mode, int pdl, cudaStream_t s);
+/* gemv_mma.cu: the same GEMV on the tensor cores for the 4-bit formats (mode as
+ * above; no x_scale); cudaErrorNotSupported when the weights do not qualify. */
+cudaError_t qb_gemv_mma_launch(const struct qb_cuda_weight *const *w, int n_w,
+                               const uint16_t *x, float *y, uint16_t *y_bf16, int mode, int pdl,
+                               cudaStream_t s);
 cudaError_t qb_dequant_launch(const struct qb_cuda_weight *w, uint16_t *out, cudaStream_t s);
 
 /* w8a8.cu: per-token E4M3 quantization of bf16 activations x [n][cols] into

@@ -70,6 +70,7 @@ struct qb_cuda_ctx {
     uint16_t *act_qdq;         /* W8A8 decode: quantized-dequantized bf16 [act_cols] */
     int act_rows;              /* a multiple of 16 (cuBLASLt FP8 shapes) */
     int64_t act_cols;
+    int pdl;                   /* launch decode GEMVs with programmatic dependent launch */
 };
 
 static __device__ __forceinline__ float qb_bf16_bits_to_f32(uint16_t b)
@@ -123,6 +124,46 @@ static __device__ __forceinline__ float qb_block_sum(float v, float *scratch)
     __syncthreads();
     v = lane < n_warps ? scratch[lane] : 0.0f;
     return qb_warp_sum(v);
+}
+
+/*
+ * Programmatic dependent launch (sm_90+). A kernel launched with
+ * qb_launch_pdl may start while the kernel before it is still running, once
+ * every block of that one has called qb_pdl_trigger (or exited). Before
+ * qb_pdl_wait it may only touch data no earlier kernel writes (the decode
+ * GEMVs issue their first weight loads there); after it, everything the
+ * earlier kernels wrote is visible. Both are no-ops for an ordinary launch.
+ */
+static __device__ __forceinline__ void qb_pdl_wait(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+static __device__ __forceinline__ void qb_pdl_trigger(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+/* Launch kernel<<<grid, block, 0, s>>>(args...), with programmatic dependent
+ * launch when pdl is set. */
+template <typename... KArgs, typename... Args>
+static cudaError_t qb_launch(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block,
+                             cudaStream_t s, Args... args)
+{
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute attr[1];
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.stream = s;
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, args...);
 }
 
 #endif /* QB_CUDA_COMMON_CUH */

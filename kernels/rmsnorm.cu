@@ -16,6 +16,7 @@ static __global__ void rmsnorm_kernel(const float *x, const float *w, float eps,
 {
     __shared__ float scratch[32];
     const float *row = x + (size_t)blockIdx.x * dim;
+    qb_pdl_trigger(); /* the next GEMV may start loading its weights */
     uint16_t *o = out + (size_t)blockIdx.x * dim;
     float v[RMS_MAX_PER_THREAD];
     float ss = 0.0f;

@@ -6,7 +6,8 @@
  *   - the fused dequantize-GEMV          with a double dot over the reference weights,
  *   - the prefill linear (dequant+cuBLAS) the same way,
  *   - the gate/up SwiGLU GEMV            with its reference.
- * Every format, int4 with an act-order g_idx, and fp8-w8a8 against the CPU's
+ * Every format, int4 with an act-order g_idx, the tensor-core GEMV over
+ * concatenated matrices with partial tiles, and fp8-w8a8 against the CPU's
  * per-token activation quantization. Skips without a GPU.
  */
 #include <criterion/criterion.h>
@@ -25,6 +26,11 @@
 #define TOL_DEQUANT 4e-3
 /* f32 accumulation over reference-identical weights */
 #define TOL_GEMV 1e-4
+/* the 4-bit formats' tensor-core GEMV (gemv_mma.cu): each weight rounded once
+ * to f16 before the f32 accumulation (relative error uniform within half an
+ * ulp, 2^-11..2^-12 relative: RMS about 2e-4, which a dot of independent
+ * errors keeps), x rounded from bf16 to f16 (exact in f16's normal range) */
+#define TOL_GEMV_MMA 5e-4
 /* cuBLAS over the bf16-rounded dequantized weights (bf16 weight rounding) */
 #define TOL_PREFILL 4e-3
 /* SwiGLU output stored as bf16 */
@@ -148,6 +154,14 @@ static void make(enum qb_wfmt fmt, const struct qb_quant_params *qp, struct qb_l
     OK(qb_cuda_weight_upload(lin, "test weight", dw, &err));
 }
 
+/* The decode GEMV's tolerance: the 4-bit formats without g_idx run on the
+ * tensor cores over f16-rounded weights. */
+static double gemv_tolerance(enum qb_wfmt fmt, const struct qb_quant_params *qp)
+{
+    int eight_bit = fmt == QB_WFMT_INT8 || fmt == QB_WFMT_FP8_E4M3 || fmt == QB_WFMT_FP8_E5M2;
+    return eight_bit || qp->g_idx ? TOL_GEMV : TOL_GEMV_MMA;
+}
+
 static void check_format(const char *label, enum qb_wfmt fmt, const struct qb_quant_params *qp)
 {
     struct qb_linear lin, lin2;
@@ -177,7 +191,7 @@ static void check_format(const char *label, enum qb_wfmt fmt, const struct qb_qu
     OK(qb_cuda_gemv(c, ws, 1, d_x, d_y, 0, &err));
     OK(qb_cuda_sync(c, &err));
     got = from_dev_f32(d_y, ROWS);
-    expect_close(label, "fused GEMV", got, ref_y, ROWS, TOL_GEMV);
+    expect_close(label, "fused GEMV", got, ref_y, ROWS, gemv_tolerance(fmt, qp));
     free(got);
 
     /* prefill linear: dequantize into the scratch, then cuBLAS */
@@ -226,6 +240,69 @@ FORMAT_TEST(nf4, QB_WFMT_NF4, 0)
 FORMAT_TEST(nf4_dq, QB_WFMT_NF4_DQ, 0)
 FORMAT_TEST(nvfp4, QB_WFMT_NVFP4, 0)
 FORMAT_TEST(mxfp4, QB_WFMT_MXFP4, 0)
+
+/* One launch over several matrices (q|k|v) whose shapes leave partial tiles
+ * and steps in the tensor-core GEMV: rows a multiple of 8 but not of 16, cols
+ * a multiple of 32 but not of 128; and a long row that needs more than the
+ * default 48 KiB of shared memory for x. Each output against a double dot. */
+static void check_concat(enum qb_wfmt fmt, const struct qb_quant_params *qp, int n_mats,
+                         const int64_t *rows, int64_t cols)
+{
+    struct qb_linear lin[3];
+    struct qb_cuda_weight dw[3];
+    const struct qb_cuda_weight *ws[3];
+    struct qb_cuda_ctx *c = NULL;
+    int64_t total = 0, off = 0;
+    for (int m = 0; m < n_mats; m++)
+        total += rows[m];
+    float *x = malloc(cols * sizeof *x), *ref = malloc(total * sizeof *ref);
+    uint16_t *xb = malloc(cols * 2);
+    OK(qb_cuda_ctx_create(&c, &err));
+    for (int64_t k = 0; k < cols; k++) {
+        xb[k] = qb_f32_to_bf16(frand());
+        x[k] = qb_bf16_to_f32(xb[k]);
+    }
+    for (int m = 0; m < n_mats; m++) {
+        float *w = malloc((size_t)rows[m] * cols * sizeof *w);
+        for (int64_t i = 0; i < rows[m] * cols; i++)
+            w[i] = frand() * 0.05f;
+        OK(qb_linear_quantize(w, rows[m], cols, fmt, qp, "test weight", &lin[m], &err));
+        qb_wfmt_get(fmt)->dequant_rows(&lin[m], 0, rows[m], w);
+        for (int64_t r = 0; r < rows[m]; r++) {
+            double acc = 0;
+            for (int64_t k = 0; k < cols; k++)
+                acc += (double)w[r * cols + k] * x[k];
+            ref[off + r] = (float)acc;
+        }
+        off += rows[m];
+        OK(qb_cuda_weight_upload(&lin[m], "test weight", &dw[m], &err));
+        ws[m] = &dw[m];
+        free(w);
+    }
+    uint16_t *d_x = dev(xb, (size_t)cols * 2);
+    float *d_y = dev(NULL, (size_t)total * sizeof(float));
+    OK(qb_cuda_gemv(c, ws, n_mats, d_x, d_y, 0, &err));
+    OK(qb_cuda_sync(c, &err));
+    float *got = from_dev_f32(d_y, (size_t)total);
+    expect_close(qb_wfmt_get(fmt)->name, "concat GEMV", got, ref, (size_t)total, TOL_GEMV_MMA);
+    free(got);
+    for (int m = 0; m < n_mats; m++)
+        qb_cuda_weight_free(&dw[m]), qb_linear_release(&lin[m]);
+    qb_cuda_free(d_x), qb_cuda_free(d_y), qb_cuda_ctx_free(c);
+    free(x), free(ref), free(xb);
+}
+
+Test(cuda_packed, tensor_core_gemv_partial_tiles_and_steps)
+{
+    if (!qb_cuda_available())
+        cr_skip_test("no CUDA GPU on this machine");
+    const int64_t qkv[3] = {64, 24, 24}, one[1] = {40};
+    struct qb_quant_params g32 = {.group = 32}, none = {0};
+    check_concat(QB_WFMT_INT4, &g32, 3, qkv, 1056); /* 8 full steps and a quarter one */
+    check_concat(QB_WFMT_NVFP4, &none, 3, qkv, 1120);
+    check_concat(QB_WFMT_NF4, &none, 1, one, 1088);
+    check_concat(QB_WFMT_MXFP4, &none, 1, one, 32768); /* x fragments: 64 KiB */
+}
 
 /* GPTQ act-order: column c takes the scale of group g_idx[c]. */
 Test(cuda_packed, int4_act_order_g_idx)
