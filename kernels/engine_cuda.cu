@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "qb_cuda_common.cuh"
+#include "qb_w4a4.h"
 
 extern "C" {
 #include "engine.h"
@@ -351,6 +352,7 @@ static enum qb_status reserve_dequant(struct cuda_engine *e, const struct qb_mod
 {
     size_t most = 0;
     int64_t act_cols = 0;
+    int act_rows = e->chunk;
     enum qb_status st = QB_OK;
     for (int i = 0; i < m->cfg.n_layers; i++)
         for (int s = 0; s < QB_LIN_COUNT; s++) {
@@ -361,11 +363,16 @@ static enum qb_status reserve_dequant(struct cuda_engine *e, const struct qb_mod
                 most = QB_MAX(most, (size_t)(e->chunk + 15) / 16 * 16 * (size_t)w->rows * 2);
                 act_cols = QB_MAX(act_cols, w->cols);
             }
+            if (qb_w4a4_is(w)) { /* FP4 GEMM result; one 128-row scale tile at least */
+                most = QB_MAX(most, qb_w4a4_scratch_elems(e->chunk, w->rows));
+                act_cols = QB_MAX(act_cols, w->cols);
+                act_rows = QB_MAX(act_rows, qb_w4a4_act_rows(e->chunk));
+            }
         }
     if (most)
         st = qb_cuda_ctx_reserve_dequant(e->ctx, most, err);
     if (!st && act_cols)
-        st = qb_cuda_ctx_reserve_act(e->ctx, e->chunk, act_cols, err);
+        st = qb_cuda_ctx_reserve_act(e->ctx, act_rows, act_cols, err);
     return st;
 }
 

@@ -32,6 +32,7 @@
  * the fp8 GEMV on the dequantized activations.
  */
 #include "packed.cuh"
+#include "qb_w4a4.h"
 
 #define GEMV_WARPS 8
 #define GEMV_ROWS_PER_WARP 2
@@ -229,6 +230,8 @@ extern "C" enum qb_status qb_cuda_gemv(struct qb_cuda_ctx *c,
     enum qb_status st = QB_OK;
     struct gemv_args a = {};
     const float *x_scale = NULL;
+    if (n_w > 0 && qb_w4a4_is(w[0])) /* FP4 activations: w4a4.cu (sm_100+) */
+        return qb_w4a4_gemv(c, w, n_w, x, y, accumulate, err);
     if (n_w < 1 || n_w > GEMV_MAX_MATS)
         return qb_err_set(err, QB_ERR_INTERNAL, "qb_cuda_gemv: %d matrices", n_w);
     for (int i = 0; i < n_w; i++) {
@@ -265,6 +268,8 @@ extern "C" enum qb_status qb_cuda_gemv_swiglu(struct qb_cuda_ctx *c,
     struct gemv_args a = {};
     const struct qb_cuda_weight *pair[2] = {gate, up};
     const float *x_scale = NULL;
+    if (qb_w4a4_is(gate)) /* FP4 activations: w4a4.cu (sm_100+) */
+        return qb_w4a4_gemv_swiglu(c, gate, up, x, out, err);
     st = check_same(up, gate, err);
     if (st)
         return st;

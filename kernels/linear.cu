@@ -15,6 +15,7 @@
  * weight, small next to the GEMM at prefill sizes), then take the same path.
  */
 #include "packed.cuh"
+#include "qb_w4a4.h"
 
 #define BIAS_THREADS 256
 
@@ -41,6 +42,8 @@ extern "C" enum qb_status qb_cuda_linear(struct qb_cuda_ctx *c, const struct qb_
     enum qb_status st = QB_OK;
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     const void *wdata = w->data;
+    if (qb_w4a4_is(w)) /* FP4 activations: w4a4.cu (sm_100+) */
+        return qb_w4a4_linear(c, w, a, n, y, ldy, accumulate, err);
     if (n == 1)
         return qb_cuda_gemv(c, &w, 1, a, y, accumulate, err);
     if (w->act == QB_ACT_FP8_E4M3)
