@@ -45,10 +45,12 @@
  * 32, or nvfp4's 16) (qb_gemv_mma_launch answers
  * cudaErrorNotSupported otherwise and gemv_packed.cu's kernel runs).
  */
+#include <stdlib.h>
+
 #include "packed.cuh"
 
 #define MMA_WARPS 4
-#define MMA_UNROLL 4
+#define MMA_UNROLL 8 /* 4096 columns: a warp's whole share in flight at once */
 #define MMA_TILES 2
 #define MMA_STEP 128
 #define MMA_MAX_MATS 3
@@ -175,18 +177,18 @@ template <int FMT> static constexpr bool mma_half_groups()
 }
 
 /* Codes and raw scales of the steps s0, s0 + MMA_WARPS, ... (MMA_UNROLL of them). */
-struct mma_batch {
-    uint4 q[MMA_UNROLL][MMA_TILES];
-    struct pk_scale_raw sr[MMA_UNROLL][MMA_TILES][2]; /* columns [0,16) and [16,32) */
+template <int U> struct mma_batch {
+    uint4 q[U][MMA_TILES];
+    struct pk_scale_raw sr[U][MMA_TILES][2]; /* columns [0,16) and [16,32) */
 };
 
-template <int FMT>
+template <int FMT, int U>
 static __device__ __forceinline__ void load_batch(const struct mma_tile *tl, int s0, int n_steps,
-                                                  struct mma_batch *b)
+                                                  struct mma_batch<U> *b)
 {
     int t = threadIdx.x & 3;
 #pragma unroll
-    for (int u = 0; u < MMA_UNROLL; u++) {
+    for (int u = 0; u < U; u++) {
         int s = s0 + u * MMA_WARPS;
 #pragma unroll
         for (int i = 0; i < MMA_TILES; i++) {
@@ -206,15 +208,15 @@ static __device__ __forceinline__ void load_batch(const struct mma_tile *tl, int
     }
 }
 
-template <int FMT>
+template <int FMT, int U>
 static __device__ __forceinline__ void mma_batch_run(const struct mma_tile *tl,
-                                                     const struct mma_batch *b, int s0,
+                                                     const struct mma_batch<U> *b, int s0,
                                                      int n_steps, const uint2 *xs,
                                                      const float *lut, float d[MMA_TILES][4])
 {
     int t = threadIdx.x & 3;
 #pragma unroll
-    for (int u = 0; u < MMA_UNROLL; u++) {
+    for (int u = 0; u < U; u++) {
         int s = s0 + u * MMA_WARPS;
         if (s >= n_steps)
             break;
@@ -308,8 +310,8 @@ static __device__ __forceinline__ void store_output(const struct mma_args &a,
     }
 }
 
-template <int FMT, int MODE>
-static __global__ void __launch_bounds__(MMA_WARPS * 32) gemv_mma_kernel(struct mma_args a)
+template <int FMT, int MODE, int U>
+static __global__ void __launch_bounds__(MMA_WARPS * 32, 3) gemv_mma_kernel(struct mma_args a)
 {
     extern __shared__ uint2 xs[]; /* [n_steps][8][4] A fragments */
     __shared__ float lut[MMA_LUT_MAX];
@@ -318,11 +320,11 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32) gemv_mma_kernel(struct 
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     struct mma_tile tl[MMA_TILES];
     int mat[MMA_TILES];
-    struct mma_batch b;
+    struct mma_batch<U> b;
     float d[MMA_TILES][4] = {};
     for (int i = 0; i < MMA_TILES; i++)
         tl[i] = locate_tile<MODE>(a, i, &mat[i]);
-    load_batch<FMT>(tl, warp, a.n_steps, &b); /* weights only: before the wait */
+    load_batch<FMT, U>(tl, warp, a.n_steps, &b); /* weights only: before the wait */
     for (int i = threadIdx.x; i < lut_len; i += blockDim.x)
         lut[i] = a.m[0].lut[i];
     qb_pdl_wait();
@@ -330,11 +332,11 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32) gemv_mma_kernel(struct 
     build_x_fragments(a.x, a.m[0].cols, a.n_steps, xs);
     __syncthreads();
     for (int s0 = warp;;) {
-        mma_batch_run<FMT>(tl, &b, s0, a.n_steps, xs, lut, d);
-        s0 += MMA_WARPS * MMA_UNROLL;
+        mma_batch_run<FMT, U>(tl, &b, s0, a.n_steps, xs, lut, d);
+        s0 += MMA_WARPS * U;
         if (s0 >= a.n_steps)
             break;
-        load_batch<FMT>(tl, s0, a.n_steps, &b);
+        load_batch<FMT, U>(tl, s0, a.n_steps, &b);
     }
     if (lane < 4) /* D row 0: outputs 2t, 2t + 1 of each tile */
         for (int i = 0; i < MMA_TILES; i++) {
@@ -346,7 +348,7 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32) gemv_mma_kernel(struct 
         store_output<MODE>(a, tl, mat, red);
 }
 
-template <int FMT, int MODE>
+template <int FMT, int MODE, int U>
 static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStream_t s)
 {
     int64_t per_block = MODE == MMA_SWIGLU ? 8 : 16;
@@ -355,7 +357,7 @@ static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStrea
     if (blocks > 0x7fffffff)
         return cudaErrorInvalidValue;
     if (smem > MMA_STATIC_SMEM_MAX - 2048) {
-        cudaError_t e = cudaFuncSetAttribute(gemv_mma_kernel<FMT, MODE>,
+        cudaError_t e = cudaFuncSetAttribute(gemv_mma_kernel<FMT, MODE, U>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              (int)smem + 2048);
         if (e != cudaSuccess)
@@ -371,17 +373,26 @@ static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStrea
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
     cfg.numAttrs = pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, gemv_mma_kernel<FMT, MODE>, *a);
+    return cudaLaunchKernelEx(&cfg, gemv_mma_kernel<FMT, MODE, U>, *a);
+}
+
+template <int FMT, int U>
+static cudaError_t mma_launch_u(const struct mma_args *a, int mode, bool pdl, cudaStream_t s)
+{
+    if (mode == MMA_STORE)
+        return mma_launch_mode<FMT, MMA_STORE, U>(a, pdl, s);
+    if (mode == MMA_ACCUM)
+        return mma_launch_mode<FMT, MMA_ACCUM, U>(a, pdl, s);
+    return mma_launch_mode<FMT, MMA_SWIGLU, U>(a, pdl, s);
 }
 
 template <int FMT>
 static cudaError_t mma_launch_fmt(const struct mma_args *a, int mode, bool pdl, cudaStream_t s)
 {
-    if (mode == MMA_STORE)
-        return mma_launch_mode<FMT, MMA_STORE>(a, pdl, s);
-    if (mode == MMA_ACCUM)
-        return mma_launch_mode<FMT, MMA_ACCUM>(a, pdl, s);
-    return mma_launch_mode<FMT, MMA_SWIGLU>(a, pdl, s);
+    const char *u = getenv("QB_MMA_UNROLL"); /* EXPERIMENT: remove */
+    if (u && atoi(u) == 4)
+        return mma_launch_u<FMT, 4>(a, mode, pdl, s);
+    return mma_launch_u<FMT, MMA_UNROLL>(a, mode, pdl, s);
 }
 
 /* 1 when the launch of these weights can take the tensor-core path. */

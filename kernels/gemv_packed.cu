@@ -2,9 +2,10 @@
  * gemv_packed.cu - fused dequantize-GEMV for decode and dequantize-to-bf16
  * for prefill, over every packed format of packed.cuh.
  *
- * GEMV block: 8 warps; each warp owns two output rows (with SwiGLU, row r of
- * gate and row r of up, one output). Along the rows each lane reads 16-byte
- * chunks of codes (chunk c = lane + 32 j):
+ * GEMV block: 8 warps; each warp owns two output rows for the 4-bit formats
+ * and one for the 8-bit ones (with SwiGLU, row r of gate and row r of up, one
+ * output). Along the rows each lane reads 16-byte chunks of codes (chunk c =
+ * lane + 32 j):
  *
  *   4-bit: 32 weights per chunk = two 16-column halves, each inside one group
  *          (group % 16 == 0): acc += s * sum(lut[code] x) + o * sum(x)
@@ -12,11 +13,10 @@
  *
  *   row r codes | lane0 | lane1 | ... | lane31 | lane0 | ...
  *
- * The loads of a step (four chunks of both rows, and for 4-bit their group
- * scales and zeros) are all issued before any is used, so each lane keeps
- * 8 x 16 B of codes in flight and a scale load never waits behind the codes.
- * Both rows share each x chunk (bf16 through the read-only cache) and, for
- * the zero-point formats, its sum. The 4-bit value table (and nf4-dq's 256
+ * The loads of a step (4-bit: four chunks of both rows and their group scales
+ * and zeros; 8-bit: two chunks) are all issued before any is used, so a scale
+ * load never waits behind the codes. Two rows share each x chunk (bf16
+ * through the read-only cache) and, for the zero-point formats, its sum. The 4-bit value table (and nf4-dq's 256
  * entry second-level map) sits in shared memory: 16 entries in 16 banks,
  * conflict-free for any code pattern. With act-order (g_idx) each weight
  * looks up its own group's scale (the slow, exact path).
@@ -34,7 +34,8 @@
 #include "packed.cuh"
 
 #define PK_WARPS 8
-#define PK_UNROLL 4
+#define PK_UNROLL 4   /* 4-bit: 16-byte chunks of each of a warp's two rows in flight */
+#define PK_UNROLL_8 2 /* 8-bit: one row per warp (measured faster than two on the H100) */
 #define PK_MAX_MATS 3
 #define PK_LUT_MAX (QB_LUT_DYN_OFFSET + 256)
 
@@ -189,32 +190,32 @@ static __device__ __forceinline__ void dot_two_rows_4bit(const struct pk_row *r,
 
 /* ---- 8-bit ------------------------------------------------------------------- */
 
-/* acc[i] += this lane's share of row_i . x for two rows of an 8-bit format,
+/* acc[i] += this lane's share of row_i . x for NR rows of an 8-bit format,
  * row scales applied. */
-template <int FMT>
-static __device__ __forceinline__ void dot_two_rows_8bit(const struct pk_row *r,
-                                                         const uint16_t *x, float acc[2])
+template <int FMT, int NR>
+static __device__ __forceinline__ void dot_rows_8bit(const struct pk_row *r, const uint16_t *x,
+                                                     float acc[2])
 {
     const int n_chunks = r[0].v.cols / 16;
     float part[2] = {0.0f, 0.0f};
     bool waited = false;
-    for (int c0 = threadIdx.x & 31; c0 < n_chunks; c0 += 32 * PK_UNROLL) {
-        uint4 q[2][PK_UNROLL];
+    for (int c0 = threadIdx.x & 31; c0 < n_chunks; c0 += 32 * PK_UNROLL_8) {
+        uint4 q[NR][PK_UNROLL_8];
 #pragma unroll
-        for (int u = 0; u < PK_UNROLL; u++)
-            if (c0 + 32 * u < n_chunks) {
-                q[0][u] = __ldcs(r[0].codes + c0 + 32 * u);
-                q[1][u] = __ldcs(r[1].codes + c0 + 32 * u);
-            }
+        for (int u = 0; u < PK_UNROLL_8; u++)
+            if (c0 + 32 * u < n_chunks)
+#pragma unroll
+                for (int i = 0; i < NR; i++)
+                    q[i][u] = __ldcs(r[i].codes + c0 + 32 * u);
         pdl_wait_once(&waited);
 #pragma unroll
-        for (int u = 0; u < PK_UNROLL; u++) {
+        for (int u = 0; u < PK_UNROLL_8; u++) {
             if (c0 + 32 * u >= n_chunks)
                 break;
             float xf[16];
             load_x16(x, (c0 + 32 * u) * 16, xf);
 #pragma unroll
-            for (int i = 0; i < 2; i++) {
+            for (int i = 0; i < NR; i++) {
                 const uint8_t *b = (const uint8_t *)&q[i][u];
 #pragma unroll
                 for (int j = 0; j < 16; j += 2) {
@@ -225,7 +226,7 @@ static __device__ __forceinline__ void dot_two_rows_8bit(const struct pk_row *r,
         }
     }
     pdl_wait_once(&waited); /* a lane with no chunk still reads y after the wait */
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < NR; i++)
         acc[i] += part[i] * __ldg((const float *)r[i].v.scales + r[i].row);
 }
 
@@ -261,6 +262,12 @@ static __device__ __forceinline__ const uint4 *row_codes(const struct packed_vie
     return (const uint4 *)(v.codes + row * (eight_bit ? v.cols : v.cols / 2));
 }
 
+/* Output rows per warp outside SwiGLU: two for 4-bit (x shared by both). */
+template <int FMT> static constexpr int pk_rows_per_warp()
+{
+    return FMT == QB_WFMT_INT8 || FMT == QB_WFMT_FP8_E4M3 || FMT == QB_WFMT_FP8_E5M2 ? 1 : 2;
+}
+
 template <int FMT, int MODE>
 static __global__ void __launch_bounds__(PK_WARPS * 32) gemv_packed_kernel(struct pk_args a)
 {
@@ -270,7 +277,7 @@ static __global__ void __launch_bounds__(PK_WARPS * 32) gemv_packed_kernel(struc
     __shared__ float lut[PK_LUT_MAX];
     int lane = threadIdx.x & 31;
     int64_t slot = (int64_t)blockIdx.x * PK_WARPS + (threadIdx.x >> 5);
-    int64_t r0 = MODE == PK_SWIGLU ? slot : 2 * slot;
+    int64_t r0 = MODE == PK_SWIGLU ? slot : pk_rows_per_warp<FMT>() * slot;
     struct pk_row rows[2];
     const float *bias[2] = {NULL, NULL};
     bool has[2] = {true, false};
@@ -287,13 +294,16 @@ static __global__ void __launch_bounds__(PK_WARPS * 32) gemv_packed_kernel(struc
         has[1] = true;
     } else {
         rows[0] = locate_row(a, r0, &bias[0]);
-        has[1] = r0 + 1 < a.total_rows;
+        has[1] = pk_rows_per_warp<FMT>() == 2 && r0 + 1 < a.total_rows;
         rows[1] = has[1] ? locate_row(a, r0 + 1, &bias[1]) : rows[0];
     }
     for (int i = 0; i < 2; i++)
         rows[i].codes = row_codes(rows[i].v, rows[i].row, eight);
     if constexpr (eight) {
-        dot_two_rows_8bit<FMT>(rows, a.x, acc);
+        if constexpr (MODE == PK_SWIGLU)
+            dot_rows_8bit<FMT, 2>(rows, a.x, acc);
+        else
+            dot_rows_8bit<FMT, 1>(rows, a.x, acc);
     } else {
         if (rows[0].v.g_idx || rows[1].v.g_idx) {
             acc[0] = row_dot_4bit_gidx<FMT>(rows[0], a.x, lut);
@@ -322,7 +332,7 @@ static __global__ void __launch_bounds__(PK_WARPS * 32) gemv_packed_kernel(struc
 template <int FMT>
 static cudaError_t gemv_packed_fmt(const struct pk_args *a, int mode, bool pdl, cudaStream_t s)
 {
-    int64_t per_block = mode == PK_SWIGLU ? PK_WARPS : 2 * PK_WARPS;
+    int64_t per_block = mode == PK_SWIGLU ? PK_WARPS : pk_rows_per_warp<FMT>() * PK_WARPS;
     int64_t blocks = (a->total_rows + per_block - 1) / per_block;
     dim3 grid((unsigned)blocks), block(PK_WARPS * 32);
     if (blocks > 0x7fffffff)
