@@ -22,12 +22,15 @@
  * j (0..7) of the step takes B registers {pair 2(j%2), pair 2(j%2)+1} of word
  * j/2, i.e. columns (c, c+4) and (c+1, c+5) with c = 8(j/2) + 2(j%2). A's
  * registers hold x at the same columns; they are built once per block in
- * shared memory (as f16, one 8-byte entry per (step, j, t)), since every
- * warp of the block reads the same x.
+ * shared memory (as f16, one 16-byte entry per (step, j, t): the register
+ * quad of the mma, rows 8..15 zero), since every warp of the block reads the
+ * same x.
  *
  * Dequantization to f16: int groups (1024 + code via the 0x6400 exponent
  * trick) - (1024 + zero), exact, times the group's f16 scale (exact: the
- * stored precision); the table formats (nf4, nf4-dq, nvfp4, mxfp4) multiply
+ * stored precision); with groups of exactly one step (128, the default of
+ * int4, GPTQ and AWQ) the mma sums (code - zero) x per step and the scales
+ * of the two rows whose outputs a lane holds multiply that in f32; the table formats (nf4, nf4-dq, nvfp4, mxfp4) multiply
  * their f32 table value by the f32 scale and round the product. Each weight
  * is thus rounded once to f16 (11 significant bits), finer than the bf16 the
  * prefill path dequantizes to; x is rounded from bf16 to f16 (exact for
@@ -45,12 +48,10 @@
  * 32, or nvfp4's 16) (qb_gemv_mma_launch answers
  * cudaErrorNotSupported otherwise and gemv_packed.cu's kernel runs).
  */
-#include <stdlib.h>
-
 #include "packed.cuh"
 
 #define MMA_WARPS 4
-#define MMA_UNROLL 8 /* 4096 columns: a warp's whole share in flight at once */
+#define MMA_UNROLL 8 /* 4096 columns: a warp's whole share in flight at once (8 > 4 measured) */
 #define MMA_TILES 2
 #define MMA_STEP 128
 #define MMA_MAX_MATS 3
@@ -76,6 +77,7 @@ struct mma_tile {
     int64_t row;        /* this lane's row inside v */
     const uint4 *codes; /* that row's 16-byte chunks */
     int64_t sbase;      /* flat index of the row's first group scale: row * groups */
+    int64_t sbase_out;  /* the same for tile row 2t (t = lane % 4): the rows D gives this lane */
     int gshift;         /* log2(group): the group of column c is c >> gshift */
     bool valid;
 };
@@ -88,9 +90,11 @@ static __device__ __forceinline__ uint32_t half2_bits(float lo, float hi)
     return *(uint32_t *)&h;
 }
 
-/* xs[(s * 8 + j) * 4 + t] = {x(c), x(c+4)}, {x(c+1), x(c+5)} as f16 pairs,
- * c = 128 s + 32 t + 8 (j / 2) + 2 (j % 2); zero past cols. */
-static __device__ void build_x_fragments(const uint16_t *x, int cols, int n_steps, uint2 *xs)
+/* xs[(s * 8 + j) * 4 + t] = the A registers of lane t for mma j of step s:
+ * {x(c), x(c+4)}, 0, {x(c+1), x(c+5)}, 0 as f16 pairs (rows 8..15 of A are
+ * zero; one 16-byte load fills the register quad the mma reads), c = 128 s +
+ * 32 t + 8 (j / 2) + 2 (j % 2); zero past cols. */
+static __device__ void build_x_fragments(const uint16_t *x, int cols, int n_steps, uint4 *xs)
 {
     for (int item = threadIdx.x; item < n_steps * 16; item += blockDim.x) {
         int s = item >> 4, t = (item >> 2) & 3, w = item & 3;
@@ -112,8 +116,8 @@ static __device__ void build_x_fragments(const uint16_t *x, int cols, int n_step
 #pragma unroll
         for (int h = 0; h < 2; h++) { /* j = 2w + h: c = 8w + 2h */
             int j = 2 * w + h;
-            xs[(s * 8 + j) * 4 + t] = make_uint2(half2_bits(f[2 * h], f[2 * h + 4]),
-                                                 half2_bits(f[2 * h + 1], f[2 * h + 5]));
+            xs[(s * 8 + j) * 4 + t] = make_uint4(half2_bits(f[2 * h], f[2 * h + 4]), 0u,
+                                                 half2_bits(f[2 * h + 1], f[2 * h + 5]), 0u);
         }
     }
 }
@@ -144,27 +148,37 @@ static __device__ __forceinline__ struct mma_scale to_mma_scale(const struct pac
     return m;
 }
 
-/* Pair p (nibbles p and p + 4 of word q) dequantized to f16. */
-template <int FMT>
+/* (q & 0x000f000f) | 0x64006400 in one LOP3: f16 pair (1024 + lo code, 1024 + hi code). */
+static __device__ __forceinline__ __half2 nibbles_plus_1024(uint32_t q)
+{
+    uint32_t d;
+    asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(d) : "r"(q), "n"(0x000f000f), "n"(0x64006400));
+    return *(__half2 *)&d;
+}
+
+/* Pair p (nibbles p and p + 4 of word q) dequantized to f16; with POST (int
+ * groups of 128) only code - zero, the scale coming after the mma. */
+template <int FMT, bool POST>
 static __device__ __forceinline__ uint32_t dequant_pair(uint32_t q, int p, struct mma_scale sc,
                                                         const float *lut)
 {
     __half2 v;
     if constexpr (pk_has_zero<FMT>()) {
-        uint32_t h = ((q >> (4 * p)) & 0x000f000fu) | 0x64006400u; /* 1024 + code */
-        v = __hmul2(__hsub2(*(__half2 *)&h, sc.z), sc.s);
+        v = __hsub2(nibbles_plus_1024(q >> (4 * p)), sc.z); /* code - zero: exact */
+        if constexpr (!POST)
+            v = __hmul2(v, sc.s);
     } else { /* one rounding, of the f32 product */
         v = __floats2half2_rn(lut[(q >> (4 * p)) & 15] * sc.f, lut[(q >> (4 * p + 16)) & 15] * sc.f);
     }
     return *(uint32_t *)&v;
 }
 
-static __device__ __forceinline__ void mma_16816(float *d, uint2 a, uint32_t b0, uint32_t b1)
+static __device__ __forceinline__ void mma_16816(float *d, uint4 a, uint32_t b0, uint32_t b1)
 {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
                  "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a.x), "r"(a.x), "r"(a.y), "r"(a.y), "r"(b0), "r"(b1));
+                 : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b0), "r"(b1));
 }
 
 /* ---- the kernel ------------------------------------------------------------- */
@@ -180,9 +194,10 @@ template <int FMT> static constexpr bool mma_half_groups()
 template <int U> struct mma_batch {
     uint4 q[U][MMA_TILES];
     struct pk_scale_raw sr[U][MMA_TILES][2]; /* columns [0,16) and [16,32) */
+    uint32_t post[U][MMA_TILES];             /* POST: f16 scales of tile rows 2t, 2t+1 */
 };
 
-template <int FMT, int U>
+template <int FMT, bool POST, int U>
 static __device__ __forceinline__ void load_batch(const struct mma_tile *tl, int s0, int n_steps,
                                                   struct mma_batch<U> *b)
 {
@@ -195,6 +210,7 @@ static __device__ __forceinline__ void load_batch(const struct mma_tile *tl, int
             int col = s * MMA_STEP + 32 * t;
             b->q[u][i] = make_uint4(0, 0, 0, 0);
             b->sr[u][i][0] = {0u, 0u, 0.0f};
+            b->post[u][i] = 0u;
             if constexpr (mma_half_groups<FMT>())
                 b->sr[u][i][1] = {0u, 0u, 0.0f};
             if (s >= n_steps || !tl[i].valid || col >= tl[i].v.cols)
@@ -204,14 +220,18 @@ static __device__ __forceinline__ void load_batch(const struct mma_tile *tl, int
             if constexpr (mma_half_groups<FMT>())
                 b->sr[u][i][1] = load_scale_at<FMT>(tl[i].v,
                                                     tl[i].sbase + ((col + 16) >> tl[i].gshift));
+            if constexpr (POST) { /* group = step: scales of the rows this lane outputs */
+                const uint16_t *sc = (const uint16_t *)tl[i].v.scales + tl[i].sbase_out + s;
+                b->post[u][i] = __ldg(sc) | ((uint32_t)__ldg(sc + tl[i].v.groups) << 16);
+            }
         }
     }
 }
 
-template <int FMT, int U>
+template <int FMT, bool POST, int U>
 static __device__ __forceinline__ void mma_batch_run(const struct mma_tile *tl,
                                                      const struct mma_batch<U> *b, int s0,
-                                                     int n_steps, const uint2 *xs,
+                                                     int n_steps, const uint4 *xs,
                                                      const float *lut, float d[MMA_TILES][4])
 {
     int t = threadIdx.x & 3;
@@ -227,16 +247,24 @@ static __device__ __forceinline__ void mma_batch_run(const struct mma_tile *tl,
             sc[i][1] = mma_half_groups<FMT>() ? to_mma_scale<FMT>(tl[i].v, b->sr[u][i][1], lut)
                                               : sc[i][0];
         }
+        float ds[MMA_TILES][4] = {}; /* POST: this step's sums of (code - zero) x */
 #pragma unroll
         for (int j = 0; j < 8; j++) {
-            uint2 a = xs[(s * 8 + j) * 4 + t];
+            uint4 a = xs[(s * 8 + j) * 4 + t];
             int w = j >> 1, p = 2 * (j & 1);
 #pragma unroll
             for (int i = 0; i < MMA_TILES; i++) {
                 const uint32_t *q = (const uint32_t *)&b->q[u][i];
                 struct mma_scale g = sc[i][w >> 1];
-                mma_16816(d[i], a, dequant_pair<FMT>(q[w], p, g, lut),
-                          dequant_pair<FMT>(q[w], p + 1, g, lut));
+                mma_16816(POST ? ds[i] : d[i], a, dequant_pair<FMT, POST>(q[w], p, g, lut),
+                          dequant_pair<FMT, POST>(q[w], p + 1, g, lut));
+            }
+        }
+        if constexpr (POST) {
+#pragma unroll
+            for (int i = 0; i < MMA_TILES; i++) {
+                d[i][0] += ds[i][0] * qb_f16_bits_to_f32((uint16_t)b->post[u][i]);
+                d[i][1] += ds[i][1] * qb_f16_bits_to_f32((uint16_t)(b->post[u][i] >> 16));
             }
         }
     }
@@ -276,6 +304,7 @@ static __device__ __forceinline__ struct mma_tile locate_tile(const struct mma_a
     tl.row = r + g;
     tl.codes = (const uint4 *)(tl.v.codes + tl.row * (tl.v.cols / 2));
     tl.sbase = tl.row * tl.v.groups;
+    tl.sbase_out = (r + 2 * (threadIdx.x & 3)) * tl.v.groups;
     tl.gshift = __ffs(tl.v.group) - 1; /* a power of two (mma_applies) */
     tl.valid = true;
     return tl;
@@ -310,10 +339,11 @@ static __device__ __forceinline__ void store_output(const struct mma_args &a,
     }
 }
 
-template <int FMT, int MODE, int U>
+template <int FMT, int MODE, bool POST>
 static __global__ void __launch_bounds__(MMA_WARPS * 32, 3) gemv_mma_kernel(struct mma_args a)
 {
-    extern __shared__ uint2 xs[]; /* [n_steps][8][4] A fragments */
+    constexpr int U = MMA_UNROLL;
+    extern __shared__ uint4 xs[]; /* [n_steps][8][4] A fragments */
     __shared__ float lut[MMA_LUT_MAX];
     __shared__ float red[MMA_WARPS][MMA_TILES * 8];
     constexpr int lut_len = FMT == QB_WFMT_NF4_DQ ? MMA_LUT_MAX : 16;
@@ -324,7 +354,7 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, 3) gemv_mma_kernel(stru
     float d[MMA_TILES][4] = {};
     for (int i = 0; i < MMA_TILES; i++)
         tl[i] = locate_tile<MODE>(a, i, &mat[i]);
-    load_batch<FMT, U>(tl, warp, a.n_steps, &b); /* weights only: before the wait */
+    load_batch<FMT, POST, U>(tl, warp, a.n_steps, &b); /* weights only: before the wait */
     for (int i = threadIdx.x; i < lut_len; i += blockDim.x)
         lut[i] = a.m[0].lut[i];
     qb_pdl_wait();
@@ -332,11 +362,11 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, 3) gemv_mma_kernel(stru
     build_x_fragments(a.x, a.m[0].cols, a.n_steps, xs);
     __syncthreads();
     for (int s0 = warp;;) {
-        mma_batch_run<FMT, U>(tl, &b, s0, a.n_steps, xs, lut, d);
+        mma_batch_run<FMT, POST, U>(tl, &b, s0, a.n_steps, xs, lut, d);
         s0 += MMA_WARPS * U;
         if (s0 >= a.n_steps)
             break;
-        load_batch<FMT, U>(tl, s0, a.n_steps, &b);
+        load_batch<FMT, POST, U>(tl, s0, a.n_steps, &b);
     }
     if (lane < 4) /* D row 0: outputs 2t, 2t + 1 of each tile */
         for (int i = 0; i < MMA_TILES; i++) {
@@ -348,16 +378,16 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, 3) gemv_mma_kernel(stru
         store_output<MODE>(a, tl, mat, red);
 }
 
-template <int FMT, int MODE, int U>
+template <int FMT, int MODE, bool POST>
 static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStream_t s)
 {
     int64_t per_block = MODE == MMA_SWIGLU ? 8 : 16;
     int64_t blocks = (a->total_rows + per_block - 1) / per_block;
-    size_t smem = (size_t)a->n_steps * 32 * sizeof(uint2);
+    size_t smem = (size_t)a->n_steps * 32 * sizeof(uint4);
     if (blocks > 0x7fffffff)
         return cudaErrorInvalidValue;
     if (smem > MMA_STATIC_SMEM_MAX - 2048) {
-        cudaError_t e = cudaFuncSetAttribute(gemv_mma_kernel<FMT, MODE, U>,
+        cudaError_t e = cudaFuncSetAttribute(gemv_mma_kernel<FMT, MODE, POST>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              (int)smem + 2048);
         if (e != cudaSuccess)
@@ -373,26 +403,31 @@ static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStrea
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
     cfg.numAttrs = pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, gemv_mma_kernel<FMT, MODE, U>, *a);
+    return cudaLaunchKernelEx(&cfg, gemv_mma_kernel<FMT, MODE, POST>, *a);
 }
 
-template <int FMT, int U>
-static cudaError_t mma_launch_u(const struct mma_args *a, int mode, bool pdl, cudaStream_t s)
+template <int FMT, bool POST>
+static cudaError_t mma_launch_post(const struct mma_args *a, int mode, bool pdl, cudaStream_t s)
 {
     if (mode == MMA_STORE)
-        return mma_launch_mode<FMT, MMA_STORE, U>(a, pdl, s);
+        return mma_launch_mode<FMT, MMA_STORE, POST>(a, pdl, s);
     if (mode == MMA_ACCUM)
-        return mma_launch_mode<FMT, MMA_ACCUM, U>(a, pdl, s);
-    return mma_launch_mode<FMT, MMA_SWIGLU, U>(a, pdl, s);
+        return mma_launch_mode<FMT, MMA_ACCUM, POST>(a, pdl, s);
+    return mma_launch_mode<FMT, MMA_SWIGLU, POST>(a, pdl, s);
 }
 
+/* Integer groups that are whole multiples of a step take the scale after the
+ * mma (one f32 FMA per output and step instead of an f16 multiply per pair). */
 template <int FMT>
 static cudaError_t mma_launch_fmt(const struct mma_args *a, int mode, bool pdl, cudaStream_t s)
 {
-    const char *u = getenv("QB_MMA_UNROLL"); /* EXPERIMENT: remove */
-    if (u && atoi(u) == 4)
-        return mma_launch_u<FMT, 4>(a, mode, pdl, s);
-    return mma_launch_u<FMT, MMA_UNROLL>(a, mode, pdl, s);
+    bool post = true;
+    for (int i = 0; i < a->n_mats; i++)
+        post = post && a->m[i].group == MMA_STEP;
+    if constexpr (pk_has_zero<FMT>())
+        if (post)
+            return mma_launch_post<FMT, true>(a, mode, pdl, s);
+    return mma_launch_post<FMT, false>(a, mode, pdl, s);
 }
 
 /* 1 when the launch of these weights can take the tensor-core path. */
