@@ -28,9 +28,9 @@
  *
  * Dequantization to f16: int groups (1024 + code via the 0x6400 exponent
  * trick) - (1024 + zero), exact, times the group's f16 scale (exact: the
- * stored precision); with groups of exactly one step (128, the default of
- * int4, GPTQ and AWQ) the mma sums (code - zero) x per step and the scales
- * of the two rows whose outputs a lane holds multiply that in f32; the table formats (nf4, nf4-dq, nvfp4, mxfp4) multiply
+ * stored precision) (taking the scale after the mma per 128-column group
+ * measured slower: its per-step chains and extra registers cost more than
+ * the f16 multiplies they save); the table formats (nf4, nf4-dq, nvfp4, mxfp4) multiply
  * their f32 table value by the f32 scale and round the product. Each weight
  * is thus rounded once to f16 (11 significant bits), finer than the bf16 the
  * prefill path dequantizes to; x is rounded from bf16 to f16 (exact for
@@ -77,7 +77,6 @@ struct mma_tile {
     int64_t row;        /* this lane's row inside v */
     const uint4 *codes; /* that row's 16-byte chunks */
     int64_t sbase;      /* flat index of the row's first group scale: row * groups */
-    int64_t sbase_out;  /* the same for tile row 2t (t = lane % 4): the rows D gives this lane */
     int gshift;         /* log2(group): the group of column c is c >> gshift */
     bool valid;
 };
@@ -156,17 +155,14 @@ static __device__ __forceinline__ __half2 nibbles_plus_1024(uint32_t q)
     return *(__half2 *)&d;
 }
 
-/* Pair p (nibbles p and p + 4 of word q) dequantized to f16; with POST (int
- * groups of 128) only code - zero, the scale coming after the mma. */
-template <int FMT, bool POST>
+/* Pair p (nibbles p and p + 4 of word q) dequantized to f16. */
+template <int FMT>
 static __device__ __forceinline__ uint32_t dequant_pair(uint32_t q, int p, struct mma_scale sc,
                                                         const float *lut)
 {
     __half2 v;
     if constexpr (pk_has_zero<FMT>()) {
-        v = __hsub2(nibbles_plus_1024(q >> (4 * p)), sc.z); /* code - zero: exact */
-        if constexpr (!POST)
-            v = __hmul2(v, sc.s);
+        v = __hmul2(__hsub2(nibbles_plus_1024(q >> (4 * p)), sc.z), sc.s); /* (code-zero) s */
     } else { /* one rounding, of the f32 product */
         v = __floats2half2_rn(lut[(q >> (4 * p)) & 15] * sc.f, lut[(q >> (4 * p + 16)) & 15] * sc.f);
     }
@@ -194,10 +190,9 @@ template <int FMT> static constexpr bool mma_half_groups()
 template <int U> struct mma_batch {
     uint4 q[U][MMA_TILES];
     struct pk_scale_raw sr[U][MMA_TILES][2]; /* columns [0,16) and [16,32) */
-    uint32_t post[U][MMA_TILES];             /* POST: f16 scales of tile rows 2t, 2t+1 */
 };
 
-template <int FMT, bool POST, int U>
+template <int FMT, int U>
 static __device__ __forceinline__ void load_batch(const struct mma_tile *tl, int s0, int n_steps,
                                                   struct mma_batch<U> *b)
 {
@@ -210,7 +205,6 @@ static __device__ __forceinline__ void load_batch(const struct mma_tile *tl, int
             int col = s * MMA_STEP + 32 * t;
             b->q[u][i] = make_uint4(0, 0, 0, 0);
             b->sr[u][i][0] = {0u, 0u, 0.0f};
-            b->post[u][i] = 0u;
             if constexpr (mma_half_groups<FMT>())
                 b->sr[u][i][1] = {0u, 0u, 0.0f};
             if (s >= n_steps || !tl[i].valid || col >= tl[i].v.cols)
@@ -220,15 +214,11 @@ static __device__ __forceinline__ void load_batch(const struct mma_tile *tl, int
             if constexpr (mma_half_groups<FMT>())
                 b->sr[u][i][1] = load_scale_at<FMT>(tl[i].v,
                                                     tl[i].sbase + ((col + 16) >> tl[i].gshift));
-            if constexpr (POST) { /* group = step: scales of the rows this lane outputs */
-                const uint16_t *sc = (const uint16_t *)tl[i].v.scales + tl[i].sbase_out + s;
-                b->post[u][i] = __ldg(sc) | ((uint32_t)__ldg(sc + tl[i].v.groups) << 16);
-            }
         }
     }
 }
 
-template <int FMT, bool POST, int U>
+template <int FMT, int U>
 static __device__ __forceinline__ void mma_batch_run(const struct mma_tile *tl,
                                                      const struct mma_batch<U> *b, int s0,
                                                      int n_steps, const uint4 *xs,
@@ -247,7 +237,6 @@ static __device__ __forceinline__ void mma_batch_run(const struct mma_tile *tl,
             sc[i][1] = mma_half_groups<FMT>() ? to_mma_scale<FMT>(tl[i].v, b->sr[u][i][1], lut)
                                               : sc[i][0];
         }
-        float ds[MMA_TILES][4] = {}; /* POST: this step's sums of (code - zero) x */
 #pragma unroll
         for (int j = 0; j < 8; j++) {
             uint4 a = xs[(s * 8 + j) * 4 + t];
@@ -256,15 +245,8 @@ static __device__ __forceinline__ void mma_batch_run(const struct mma_tile *tl,
             for (int i = 0; i < MMA_TILES; i++) {
                 const uint32_t *q = (const uint32_t *)&b->q[u][i];
                 struct mma_scale g = sc[i][w >> 1];
-                mma_16816(POST ? ds[i] : d[i], a, dequant_pair<FMT, POST>(q[w], p, g, lut),
-                          dequant_pair<FMT, POST>(q[w], p + 1, g, lut));
-            }
-        }
-        if constexpr (POST) {
-#pragma unroll
-            for (int i = 0; i < MMA_TILES; i++) {
-                d[i][0] += ds[i][0] * qb_f16_bits_to_f32((uint16_t)b->post[u][i]);
-                d[i][1] += ds[i][1] * qb_f16_bits_to_f32((uint16_t)(b->post[u][i] >> 16));
+                mma_16816(d[i], a, dequant_pair<FMT>(q[w], p, g, lut),
+                          dequant_pair<FMT>(q[w], p + 1, g, lut));
             }
         }
     }
@@ -304,7 +286,6 @@ static __device__ __forceinline__ struct mma_tile locate_tile(const struct mma_a
     tl.row = r + g;
     tl.codes = (const uint4 *)(tl.v.codes + tl.row * (tl.v.cols / 2));
     tl.sbase = tl.row * tl.v.groups;
-    tl.sbase_out = (r + 2 * (threadIdx.x & 3)) * tl.v.groups;
     tl.gshift = __ffs(tl.v.group) - 1; /* a power of two (mma_applies) */
     tl.valid = true;
     return tl;
@@ -339,7 +320,7 @@ static __device__ __forceinline__ void store_output(const struct mma_args &a,
     }
 }
 
-template <int FMT, int MODE, bool POST>
+template <int FMT, int MODE>
 static __global__ void __launch_bounds__(MMA_WARPS * 32, 3) gemv_mma_kernel(struct mma_args a)
 {
     constexpr int U = MMA_UNROLL;
@@ -354,7 +335,7 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, 3) gemv_mma_kernel(stru
     float d[MMA_TILES][4] = {};
     for (int i = 0; i < MMA_TILES; i++)
         tl[i] = locate_tile<MODE>(a, i, &mat[i]);
-    load_batch<FMT, POST, U>(tl, warp, a.n_steps, &b); /* weights only: before the wait */
+    load_batch<FMT, U>(tl, warp, a.n_steps, &b); /* weights only: before the wait */
     for (int i = threadIdx.x; i < lut_len; i += blockDim.x)
         lut[i] = a.m[0].lut[i];
     qb_pdl_wait();
@@ -362,11 +343,11 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, 3) gemv_mma_kernel(stru
     build_x_fragments(a.x, a.m[0].cols, a.n_steps, xs);
     __syncthreads();
     for (int s0 = warp;;) {
-        mma_batch_run<FMT, POST, U>(tl, &b, s0, a.n_steps, xs, lut, d);
+        mma_batch_run<FMT, U>(tl, &b, s0, a.n_steps, xs, lut, d);
         s0 += MMA_WARPS * U;
         if (s0 >= a.n_steps)
             break;
-        load_batch<FMT, POST, U>(tl, s0, a.n_steps, &b);
+        load_batch<FMT, U>(tl, s0, a.n_steps, &b);
     }
     if (lane < 4) /* D row 0: outputs 2t, 2t + 1 of each tile */
         for (int i = 0; i < MMA_TILES; i++) {
@@ -378,7 +359,7 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, 3) gemv_mma_kernel(stru
         store_output<MODE>(a, tl, mat, red);
 }
 
-template <int FMT, int MODE, bool POST>
+template <int FMT, int MODE>
 static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStream_t s)
 {
     int64_t per_block = MODE == MMA_SWIGLU ? 8 : 16;
@@ -387,7 +368,7 @@ static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStrea
     if (blocks > 0x7fffffff)
         return cudaErrorInvalidValue;
     if (smem > MMA_STATIC_SMEM_MAX - 2048) {
-        cudaError_t e = cudaFuncSetAttribute(gemv_mma_kernel<FMT, MODE, POST>,
+        cudaError_t e = cudaFuncSetAttribute(gemv_mma_kernel<FMT, MODE>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              (int)smem + 2048);
         if (e != cudaSuccess)
@@ -403,31 +384,17 @@ static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStrea
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
     cfg.numAttrs = pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, gemv_mma_kernel<FMT, MODE, POST>, *a);
+    return cudaLaunchKernelEx(&cfg, gemv_mma_kernel<FMT, MODE>, *a);
 }
 
-template <int FMT, bool POST>
-static cudaError_t mma_launch_post(const struct mma_args *a, int mode, bool pdl, cudaStream_t s)
-{
-    if (mode == MMA_STORE)
-        return mma_launch_mode<FMT, MMA_STORE, POST>(a, pdl, s);
-    if (mode == MMA_ACCUM)
-        return mma_launch_mode<FMT, MMA_ACCUM, POST>(a, pdl, s);
-    return mma_launch_mode<FMT, MMA_SWIGLU, POST>(a, pdl, s);
-}
-
-/* Integer groups that are whole multiples of a step take the scale after the
- * mma (one f32 FMA per output and step instead of an f16 multiply per pair). */
 template <int FMT>
 static cudaError_t mma_launch_fmt(const struct mma_args *a, int mode, bool pdl, cudaStream_t s)
 {
-    bool post = true;
-    for (int i = 0; i < a->n_mats; i++)
-        post = post && a->m[i].group == MMA_STEP;
-    if constexpr (pk_has_zero<FMT>())
-        if (post)
-            return mma_launch_post<FMT, true>(a, mode, pdl, s);
-    return mma_launch_post<FMT, false>(a, mode, pdl, s);
+    if (mode == MMA_STORE)
+        return mma_launch_mode<FMT, MMA_STORE>(a, pdl, s);
+    if (mode == MMA_ACCUM)
+        return mma_launch_mode<FMT, MMA_ACCUM>(a, pdl, s);
+    return mma_launch_mode<FMT, MMA_SWIGLU>(a, pdl, s);
 }
 
 /* 1 when the launch of these weights can take the tensor-core path. */
