@@ -129,13 +129,13 @@ out:
 /* ---- context ----------------------------------------------------------------- */
 
 /* Programmatic dependent launch for the decode GEMVs: on sm_90 and newer,
- * unless QB_CUDA_NO_PDL is set (to measure what it buys). */
+ * unless QUANTBENCH_CUDA_NO_PDL is set (to measure what it buys). */
 static int pdl_wanted(void)
 {
     int major = 0;
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) != cudaSuccess)
         return 0;
-    return major >= 9 && !getenv("QB_CUDA_NO_PDL");
+    return major >= 9 && !getenv("QUANTBENCH_CUDA_NO_PDL");
 }
 
 extern "C" enum qb_status qb_cuda_ctx_create(struct qb_cuda_ctx **out, struct qb_err *err)
