@@ -241,6 +241,126 @@ enum qb_status qb_awq_clip_search(const float *w, int64_t rows, int64_t cols, in
     return QB_OK;
 }
 
+/* ---- range search on a Gram matrix ---- */
+
+struct range_ctx {
+    const float *w;
+    const float *blocks;          /* [cols/group][group][group] diagonal blocks of the Gram */
+    int64_t cols;
+    const struct qb_awq_range_opts *o;
+    int group, maxq;
+    float *lo, *hi;
+    int oom;
+};
+
+/* d^T B d for one group (B: group x group, row-major). */
+static double gram_form(const float *B, const float *d, int G)
+{
+    double e = 0;
+    for (int a = 0; a < G; a++) {
+        const float *row = B + (size_t)a * G;
+        float t = 0;
+        for (int b = 0; b < G; b++)
+            t += row[b] * d[b];
+        e += (double)d[a] * t;
+    }
+    return e;
+}
+
+/* Loss of clamping w[G] to [lo, hi] and quantizing (cur, diff: scratch). */
+static double range_loss(const float *w, const float *B, int G, int maxq, float lo, float hi,
+                         float *cur)
+{
+    for (int j = 0; j < G; j++)
+        cur[j] = fminf(fmaxf(w[j], lo), hi);
+    pseudo_quant_group(cur, G, maxq);
+    for (int j = 0; j < G; j++)
+        cur[j] -= w[j];
+    return gram_form(B, cur, G);
+}
+
+static void range_group(const struct range_ctx *c, const float *w, const float *B, float *cur,
+                        float *lo_out, float *hi_out)
+{
+    int G = c->group, steps = c->o->steps;
+    float mn = 0, mx = 0;
+    for (int j = 0; j < G; j++) {
+        mn = fminf(mn, w[j]);
+        mx = fmaxf(mx, w[j]);
+    }
+    double best = INFINITY;
+    float best_lo = mn, best_hi = mx;
+    for (int i = 0; i < steps; i++) {
+        for (int k = 0; k < (c->o->asym ? steps : 1); k++) {
+            float f_lo = 1.0f - (float)i / (float)c->o->grid;
+            float f_hi = 1.0f - (float)(c->o->asym ? k : i) / (float)c->o->grid;
+            float lo = mn * f_lo, hi = mx * f_hi;
+            if (!c->o->asym) { /* AutoAWQ: +-max|w| shrunk */
+                hi = fmaxf(-mn, mx) * f_hi;
+                lo = -hi;
+            }
+            double e = range_loss(w, B, G, c->maxq, lo, hi, cur);
+            if (e < best) {
+                best = e;
+                best_lo = lo;
+                best_hi = hi;
+            }
+        }
+    }
+    *lo_out = best_lo;
+    *hi_out = best_hi;
+}
+
+static void range_rows(void *p, int64_t b, int64_t e)
+{
+    struct range_ctx *c = p;
+    int64_t ng = c->cols / c->group;
+    int G = c->group;
+    float *cur = malloc((size_t)G * sizeof(float));
+    if (!cur) {
+        __atomic_store_n(&c->oom, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    for (int64_t r = b; r < e; r++)
+        for (int64_t g = 0; g < ng; g++)
+            range_group(c, c->w + r * c->cols + g * G, c->blocks + (size_t)(g * G * G), cur,
+                        &c->lo[r * ng + g], &c->hi[r * ng + g]);
+    free(cur);
+}
+
+enum qb_status qb_awq_range_search(const float *w, int64_t rows, int64_t cols, int bits,
+                                   int group, const double *gram,
+                                   const struct qb_awq_range_opts *o, struct qb_pool *pool,
+                                   float *lo, float *hi, struct qb_err *err)
+{
+    int64_t ng = cols / group;
+    float *blocks = qb_malloc_array((size_t)(ng * group * group), sizeof(float));
+    if (!blocks)
+        return qb_err_set(err, QB_ERR_NOMEM, "out of memory in the AWQ range search");
+    for (int64_t g = 0; g < ng; g++)
+        for (int a = 0; a < group; a++)
+            for (int b = 0; b < group; b++)
+                blocks[(g * group + a) * group + b] =
+                    (float)gram[(g * group + a) * cols + g * group + b];
+    struct range_ctx c = {w, blocks, cols, o, group, (1 << bits) - 1, lo, hi, 0};
+    qb_pool_for(pool, rows, 4, range_rows, &c);
+    free(blocks);
+    if (c.oom)
+        return qb_err_set(err, QB_ERR_NOMEM, "out of memory in the AWQ range search");
+    return QB_OK;
+}
+
+void qb_awq_apply_range(float *w, int64_t rows, int64_t cols, int group, const float *lo,
+                        const float *hi)
+{
+    int64_t ng = cols / group;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            float *v = &w[r * cols + c];
+            *v = fminf(fmaxf(*v, lo[r * ng + c / group]), hi[r * ng + c / group]);
+        }
+}
+
 void qb_awq_apply_clip(float *w, int64_t rows, int64_t cols, int group, const float *max_val)
 {
     int64_t ng = cols / group;

@@ -78,6 +78,7 @@ struct pipe {
     float *x;                     /* [S][L][H] current layer inputs */
     float *work;                  /* [L][H] */
     int layer, step, n_steps;
+    float *awq_fp;                /* AWQ: [search samples][L][H] full-precision stream */
 };
 
 static size_t act_elems(const struct pipe *P)
@@ -174,11 +175,7 @@ struct capture {
     float *keep[QB_LIN_COUNT];            /* AWQ: inputs of the search samples [Ss][L][cols] */
     int sample;                           /* sample being forwarded */
     int keep_samples;                     /* keep inputs of samples < keep_samples */
-    /* AWQ attention loss: project o's input with o and compare with ref */
-    const float *att_ref;                 /* [Ss][L][H] or NULL */
-    float *att_out;                       /* [L][H] scratch */
-    float *att_store;                     /* when non-NULL: store o(att) here ([Ss][L][H]) */
-    double att_sq;                        /* running squared error */
+    float *att_store;                     /* AWQ: store o(att) here ([Ss][L][H]) or NULL */
     enum qb_status st;
     struct qb_err *err;
 };
@@ -198,19 +195,8 @@ static void capture_hook(void *ctx, int layer, enum qb_linear_slot slot, const f
     if (c->keep[slot] && c->sample < c->keep_samples)
         memcpy(c->keep[slot] + (size_t)c->sample * (size_t)n * (size_t)lin->cols, x,
                (size_t)n * (size_t)lin->cols * sizeof(float));
-    if (slot == QB_LIN_O && (c->att_ref || c->att_store) && c->sample < c->keep_samples) {
-        size_t off = (size_t)c->sample * act_elems(P);
-        float *y = c->att_store ? c->att_store + off : c->att_out;
-        qb_linear_matmul(lin, x, n, y, P->pool);
-        if (c->att_ref) {
-            double s = 0;
-            for (size_t i = 0; i < (size_t)n * (size_t)P->H; i++) {
-                double d = (double)y[i] - c->att_ref[off + i];
-                s += d * d;
-            }
-            c->att_sq += s;
-        }
-    }
+    if (slot == QB_LIN_O && c->att_store && c->sample < c->keep_samples)
+        qb_linear_matmul(lin, x, n, c->att_store + (size_t)c->sample * act_elems(P), P->pool);
 }
 
 /* Forward samples [0, n_samples) of the layer: in place when in_place, else on copies. */
@@ -378,8 +364,12 @@ struct awq_layer {
     float *x_mean[AG_COUNT];
     float *keep[AG_COUNT];          /* [Ss][L][cols] inputs of the search samples */
     float *scale[AG_COUNT];         /* chosen scales (NULL when the group is not scaled) */
+    float *v_scale;                 /* o's scales in v's output basis [v rows] (GQA: shared) */
+    int *o_to_v;                    /* [o cols] the v row feeding each o input channel */
+    float *s_exp;                   /* [o cols] scratch: a v-basis candidate expanded */
+    float *x_v, *w_v;               /* [v rows] o's statistics folded to v's basis */
+    float *att_tgt, *mlp_tgt;       /* [Ss][L][H] o and MLP outputs the fp stream calls for */
     float *att_ref;                 /* [Ss][L][H] self-attention output, fp */
-    float *ref;                     /* scratch reference output */
     float *tmp_a, *tmp_b, *tmp_c;   /* scratch [Ss*L][max dim] */
     int Ss;
     int group_id;                   /* the group being searched */
@@ -440,6 +430,41 @@ static void point_linear(struct awq_layer *A, enum qb_linear_slot s, float *w)
     A->Lr->lin[s].data = w;
 }
 
+/* Sum over the search samples of ||layer(x) - fp stream's layer output||^2, the layer run
+ * with its current weights on copies of the (quantized stream's) inputs. */
+static enum qb_status awq_layer_sq_error(struct awq_layer *A, double *sq, struct qb_err *err)
+{
+    struct pipe *P = A->P;
+    size_t ne = act_elems(P);
+    *sq = 0;
+    for (int s = 0; s < A->Ss; s++) {
+        enum qb_status st = check_cancel(P, err);
+        if (st)
+            return st;
+        memcpy(P->work, P->x + (size_t)s * ne, ne * sizeof(float));
+        st = qb_cpu_layer_forward(P->e, P->layer, P->work, P->L, NULL, NULL, err);
+        if (st)
+            return st;
+        const float *y_fp = P->awq_fp + (size_t)s * ne;
+        double acc = 0;
+        for (size_t i = 0; i < ne; i++) {
+            double d = (double)P->work[i] - y_fp[i];
+            acc += d * d;
+        }
+        *sq += acc;
+    }
+    return QB_OK;
+}
+
+/* o's candidate in v's basis expanded to o's input channels. */
+static const float *o_scales_expanded(struct awq_layer *A, const float *s_v)
+{
+    int64_t cols = A->Lr->lin[QB_LIN_O].cols;
+    for (int64_t c = 0; c < cols; c++)
+        A->s_exp[c] = s_v[A->o_to_v[c]];
+    return A->s_exp;
+}
+
 static double awq_loss(void *ctx, const float *scales)
 {
     struct awq_layer *A = ctx;
@@ -448,38 +473,37 @@ static double awq_loss(void *ctx, const float *scales)
     if (qb_progress_cancelled(P->progress))
         return -1;
     switch (A->group_id) {
-    case AG_QKV: {
+    case AG_QKV: { /* the whole layer's output (the MLP in full precision) */
+        double sq;
         for (int s = QB_LIN_Q; s <= QB_LIN_V; s++) {
             make_trial(A, s, scales);
             point_linear(A, s, A->trial[s]);
         }
-        struct capture c = {.P = P, .keep_samples = A->Ss, .att_ref = A->att_ref,
-                            .att_out = A->tmp_c, .st = QB_OK, .err = A->err};
-        enum qb_status st = forward_samples(P, A->Ss, 0, &c, A->err);
+        enum qb_status st = awq_layer_sq_error(A, &sq, A->err);
         for (int s = QB_LIN_Q; s <= QB_LIN_V; s++)
             point_linear(A, s, A->cur[s]);
         if (st) {
             A->st = st;
             return -1;
         }
-        return c.att_sq / ((double)n * P->H);
+        return sq / ((double)n * P->H);
     }
     case AG_O: {
         const struct qb_linear *o = &A->Lr->lin[QB_LIN_O];
-        make_trial(A, QB_LIN_O, scales);
+        make_trial(A, QB_LIN_O, o_scales_expanded(A, scales));
         matmul_f32(P, A->trial[QB_LIN_O], o->rows, o->cols, A->keep[AG_O], n, A->tmp_c);
-        return mse(A->tmp_c, A->ref, (size_t)n * (size_t)o->rows);
+        return mse(A->tmp_c, A->att_tgt, (size_t)n * (size_t)o->rows);
     }
     case AG_MLP:
         make_trial(A, QB_LIN_GATE, scales);
         make_trial(A, QB_LIN_UP, scales);
         mlp_out(A, A->trial[QB_LIN_GATE], A->trial[QB_LIN_UP], A->cur[QB_LIN_DOWN], A->tmp_c);
-        return mse(A->tmp_c, A->ref, (size_t)n * (size_t)P->H);
+        return mse(A->tmp_c, A->mlp_tgt, (size_t)n * (size_t)P->H);
     default: {
         const struct qb_linear *d = &A->Lr->lin[QB_LIN_DOWN];
         make_trial(A, QB_LIN_DOWN, scales);
         matmul_f32(P, A->trial[QB_LIN_DOWN], d->rows, d->cols, A->keep[AG_DOWN], n, A->tmp_c);
-        return mse(A->tmp_c, A->ref, (size_t)n * (size_t)d->rows);
+        return mse(A->tmp_c, A->mlp_tgt, (size_t)n * (size_t)d->rows);
     }
     }
 }
@@ -498,7 +522,13 @@ static void awq_free(struct awq_layer *A)
         free(A->scale[g]);
     }
     free(A->att_ref);
-    free(A->ref);
+    free(A->v_scale);
+    free(A->o_to_v);
+    free(A->s_exp);
+    free(A->x_v);
+    free(A->w_v);
+    free(A->att_tgt);
+    free(A->mlp_tgt);
     free(A->tmp_a);
     free(A->tmp_b);
     free(A->tmp_c);
@@ -530,17 +560,59 @@ static enum qb_status awq_alloc(struct awq_layer *A, struct qb_err *err)
             return qb_err_set(err, QB_ERR_NOMEM, "out of memory for AWQ on layer %d", P->layer);
     }
     A->att_ref = qb_aligned_alloc((size_t)n * (size_t)P->H * sizeof(float));
-    A->ref = qb_aligned_alloc((size_t)(n * big) * sizeof(float));
+    int64_t oc = A->Lr->lin[QB_LIN_O].cols, vr = A->Lr->lin[QB_LIN_V].rows;
+    A->v_scale = qb_malloc_array((size_t)vr, sizeof(float));
+    A->x_v = qb_malloc_array((size_t)vr, sizeof(float));
+    A->w_v = qb_malloc_array((size_t)vr, sizeof(float));
+    A->o_to_v = qb_malloc_array((size_t)oc, sizeof(int));
+    A->s_exp = qb_malloc_array((size_t)oc, sizeof(float));
+    if (!A->v_scale || !A->x_v || !A->w_v || !A->o_to_v || !A->s_exp)
+        return qb_err_set(err, QB_ERR_NOMEM, "out of memory for AWQ on layer %d", P->layer);
     A->tmp_a = qb_aligned_alloc((size_t)(n * big) * sizeof(float));
     A->tmp_b = qb_aligned_alloc((size_t)(n * big) * sizeof(float));
     A->tmp_c = qb_aligned_alloc((size_t)(n * big) * sizeof(float));
-    if (!A->att_ref || !A->ref || !A->tmp_a || !A->tmp_b || !A->tmp_c)
+    if (!A->att_ref || !A->tmp_a || !A->tmp_b || !A->tmp_c)
         return qb_err_set(err, QB_ERR_NOMEM, "out of memory for AWQ on layer %d", P->layer);
     return QB_OK;
 }
 
-/* The capture pass: the full-precision layer over every sample, in place (its output is
- * the next layer's input, as AutoAWQ does). */
+/* Full-precision stream of the search samples through the fp layer, and the targets:
+ * att_tgt = o output that makes the residual after attention equal the fp stream's,
+ * mlp_tgt = MLP output that makes the layer output equal the fp stream's. */
+static enum qb_status awq_fp_stream(struct awq_layer *A, struct qb_err *err)
+{
+    struct pipe *P = A->P;
+    size_t ne = act_elems(P), tot = (size_t)A->Ss * ne;
+    if (!P->awq_fp) {
+        P->awq_fp = qb_aligned_alloc(tot * sizeof(float));
+        if (!P->awq_fp)
+            return qb_err_set(err, QB_ERR_NOMEM, "out of memory for AWQ's fp stream");
+        memcpy(P->awq_fp, P->x, tot * sizeof(float));
+    }
+    A->att_tgt = qb_aligned_alloc(tot * sizeof(float));
+    A->mlp_tgt = qb_aligned_alloc(tot * sizeof(float));
+    if (!A->att_tgt || !A->mlp_tgt)
+        return qb_err_set(err, QB_ERR_NOMEM, "out of memory for AWQ's fp stream");
+    for (size_t i = 0; i < tot; i++)
+        A->mlp_tgt[i] = P->awq_fp[i] - P->x[i];
+    struct capture c = {.P = P, .keep_samples = A->Ss, .att_store = A->att_tgt, .st = QB_OK,
+                        .err = err};
+    for (int s = 0; s < A->Ss; s++) {
+        c.sample = s;
+        enum qb_status st = qb_cpu_layer_forward(P->e, P->layer, P->awq_fp + (size_t)s * ne,
+                                                 P->L, capture_hook, &c, err);
+        if (st)
+            return st;
+    }
+    for (size_t i = 0; i < tot; i++) {
+        A->att_tgt[i] += A->mlp_tgt[i];
+        A->mlp_tgt[i] = P->awq_fp[i] - P->x[i] - A->att_ref[i];
+    }
+    return QB_OK;
+}
+
+/* The capture pass: the full-precision layer over every sample (on copies of the quantized
+ * stream's inputs): statistics, Hessians, the search samples' inputs, then the fp stream. */
 static enum qb_status awq_capture(struct awq_layer *A, struct qb_err *err)
 {
     struct pipe *P = A->P;
@@ -562,6 +634,8 @@ static enum qb_status awq_capture(struct awq_layer *A, struct qb_err *err)
     }
     if (!st)
         st = forward_samples(P, P->S, 0, &c, err);
+    if (!st)
+        st = awq_fp_stream(A, err);
     for (int g = 0; g < AG_COUNT; g++) {
         int64_t cols = A->Lr->lin[awq_input_slot[g]].cols;
         if (!st) {
@@ -575,9 +649,35 @@ static enum qb_status awq_capture(struct awq_layer *A, struct qb_err *err)
     return st;
 }
 
-static int o_scalable(const struct qb_layer *Lr)
+/* o's input channel c (head h = c / head_dim) reads v row (h / (n_heads / n_kv)) * head_dim
+ * + c % head_dim. Fills A->o_to_v; 0 when o cannot share scales with v. */
+static int o_scalable(struct awq_layer *A)
 {
-    return Lr->lin[QB_LIN_V].rows == Lr->lin[QB_LIN_O].cols;
+    const struct qb_config *cfg = &A->P->m->cfg;
+    int64_t cols = A->Lr->lin[QB_LIN_O].cols, vr = A->Lr->lin[QB_LIN_V].rows;
+    int hd = cfg->head_dim, rep = cfg->n_kv_heads > 0 ? cfg->n_heads / cfg->n_kv_heads : 0;
+    if (vr == cols) {
+        for (int64_t c = 0; c < cols; c++)
+            A->o_to_v[c] = (int)c;
+        return 1;
+    }
+    if (rep <= 0 || cols != (int64_t)cfg->n_heads * hd ||
+        vr != (int64_t)cfg->n_kv_heads * hd)
+        return 0;
+    for (int64_t c = 0; c < cols; c++)
+        A->o_to_v[c] = (int)((c / hd) / rep * hd + c % hd);
+    return 1;
+}
+
+/* out[v rows] = mean of in[c] over o's input channels c that read each v row. */
+static void fold_to_v(const struct awq_layer *A, const float *in, float *out)
+{
+    int64_t cols = A->Lr->lin[QB_LIN_O].cols, vr = A->Lr->lin[QB_LIN_V].rows;
+    int64_t per = cols / vr;
+    for (int64_t r = 0; r < vr; r++)
+        out[r] = 0;
+    for (int64_t c = 0; c < cols; c++)
+        out[A->o_to_v[c]] += in[c] / (float)per;
 }
 
 static enum qb_status awq_search_group(struct awq_layer *A, int g, struct qb_err *err)
@@ -586,7 +686,7 @@ static enum qb_status awq_search_group(struct awq_layer *A, int g, struct qb_err
         {QB_LIN_Q, QB_LIN_K, QB_LIN_V}, {QB_LIN_O}, {QB_LIN_GATE, QB_LIN_UP}, {QB_LIN_DOWN}};
     static const int n_members[AG_COUNT] = {3, 1, 2, 1};
     struct pipe *P = A->P;
-    int64_t cols = A->Lr->lin[awq_input_slot[g]].cols, n = n_search_tokens(A);
+    int64_t cols = A->Lr->lin[awq_input_slot[g]].cols;
     const float *ws[3];
     int64_t rows[3];
     for (int k = 0; k < n_members[g]; k++) {
@@ -600,23 +700,27 @@ static enum qb_status awq_search_group(struct awq_layer *A, int g, struct qb_err
         return qb_err_set(err, QB_ERR_NOMEM, "out of memory");
     }
     qb_awq_weight_mean(ws, rows, n_members[g], cols, P->o->group, w_mean);
-    /* the unquantized output of the inspected module */
-    if (g == AG_O)
-        matmul_f32(P, A->cur[QB_LIN_O], A->Lr->lin[QB_LIN_O].rows, cols, A->keep[AG_O], n,
-                   A->ref);
-    else if (g == AG_MLP)
-        mlp_out(A, A->cur[QB_LIN_GATE], A->cur[QB_LIN_UP], A->cur[QB_LIN_DOWN], A->ref);
-    else if (g == AG_DOWN)
-        matmul_f32(P, A->cur[QB_LIN_DOWN], A->Lr->lin[QB_LIN_DOWN].rows, cols, A->keep[AG_DOWN],
-                   n, A->ref);
     A->group_id = g;
     A->st = QB_OK;
     double ratio, loss;
-    enum qb_status st = qb_awq_search_scales(A->x_mean[g], w_mean, cols, QB_AWQ_N_GRID, awq_loss,
-                                             A, A->scale[g], &ratio, &loss, err);
+    const float *x_mean = A->x_mean[g];
+    float *best = A->scale[g];
+    int64_t n_ch = cols;
+    if (g == AG_O) { /* search in v's output basis: fold the channels sharing a v row */
+        n_ch = A->Lr->lin[QB_LIN_V].rows;
+        fold_to_v(A, A->x_mean[g], A->x_v);
+        fold_to_v(A, w_mean, A->w_v);
+        x_mean = A->x_v;
+        memcpy(w_mean, A->w_v, (size_t)n_ch * sizeof(float));
+        best = A->v_scale;
+    }
+    enum qb_status st = qb_awq_search_scales(x_mean, w_mean, n_ch, QB_AWQ_N_GRID, awq_loss, A,
+                                             best, &ratio, &loss, err);
     free(w_mean);
     if (A->st)
         return A->st;
+    if (!st && g == AG_O)
+        memcpy(A->scale[g], o_scales_expanded(A, best), (size_t)cols * sizeof(float));
     if (!st)
         qb_progress_log(P->progress, "layer %d awq %s: best ratio %.2f, loss %.4g", P->layer,
                         g == AG_QKV ? "q/k/v" : g == AG_O ? "o" : g == AG_MLP ? "gate/up" : "down",
@@ -661,7 +765,7 @@ static void awq_apply_scales(struct awq_layer *A)
         scale_cols(A->cur[k], Lr->lin[k].rows, H, s);
     div_cols(A->keep[AG_QKV], n, H, s);
     if ((s = A->scale[AG_O])) {
-        div_rows(&Lr->lin[QB_LIN_V], A->cur[QB_LIN_V], s);
+        div_rows(&Lr->lin[QB_LIN_V], A->cur[QB_LIN_V], A->v_scale);
         scale_cols(A->cur[QB_LIN_O], Lr->lin[QB_LIN_O].rows, Lr->lin[QB_LIN_O].cols, s);
         div_cols(A->keep[AG_O], n, Lr->lin[QB_LIN_O].cols, s);
     }
@@ -682,29 +786,36 @@ static int slot_group(enum qb_linear_slot s)
     return s <= QB_LIN_V ? AG_QKV : s == QB_LIN_O ? AG_O : s == QB_LIN_DOWN ? AG_DOWN : AG_MLP;
 }
 
+/* Asymmetric range search for linear s on its inputs' Hessian (every calibration token) in
+ * the scaled basis: H'[a][b] = H[a][b] / (s[a] s[b]). */
 static enum qb_status awq_clip(struct awq_layer *A, enum qb_linear_slot s, struct qb_err *err)
 {
     struct pipe *P = A->P;
     const struct qb_linear *l = &A->Lr->lin[s];
-    int64_t n = n_search_tokens(A), step = QB_MAX(1, n / QB_AWQ_CLIP_TOKENS);
-    int64_t m = (n + step - 1) / step, cols = l->cols;
-    const float *src = A->keep[slot_group(s)];
-    float *x = qb_malloc_array((size_t)(m * cols), sizeof(float));
-    float *mv = qb_malloc_array((size_t)(l->rows * (cols / P->o->group)), sizeof(float));
+    int64_t cols = l->cols, ng = cols / P->o->group;
+    const double *h = A->hess[slot_group(s)];
+    const float *sc = A->scale[slot_group(s)];
+    double *g = qb_malloc_array((size_t)(cols * cols), sizeof(double));
+    float *lo = qb_malloc_array((size_t)(l->rows * ng), sizeof(float));
+    float *hi = qb_malloc_array((size_t)(l->rows * ng), sizeof(float));
     enum qb_status st = QB_OK;
-    if (!x || !mv) {
+    if (!g || !lo || !hi) {
         st = qb_err_set(err, QB_ERR_NOMEM, "out of memory in the AWQ clip search");
         goto out;
     }
-    for (int64_t t = 0; t < m; t++)
-        memcpy(x + t * cols, src + t * step * cols, (size_t)cols * sizeof(float));
-    st = qb_awq_clip_search(A->cur[s], l->rows, cols, P->o->bits, P->o->group, x, m, P->pool, mv,
-                            err);
+    for (int64_t a = 0; a < cols; a++)
+        for (int64_t b = 0; b < cols; b++)
+            g[a * cols + b] = sc ? h[a * cols + b] / ((double)sc[a] * sc[b]) : h[a * cols + b];
+    struct qb_awq_range_opts ro = {QB_AWQ_CLIP_GRID,
+                                   (int)(QB_AWQ_CLIP_MAX_SHRINK * QB_AWQ_CLIP_GRID), 1};
+    st = qb_awq_range_search(A->cur[s], l->rows, cols, P->o->bits, P->o->group, g, &ro, P->pool,
+                             lo, hi, err);
     if (!st)
-        qb_awq_apply_clip(A->cur[s], l->rows, cols, P->o->group, mv);
+        qb_awq_apply_range(A->cur[s], l->rows, cols, P->o->group, lo, hi);
 out:
-    free(x);
-    free(mv);
+    free(g);
+    free(lo);
+    free(hi);
     return st;
 }
 
@@ -714,8 +825,8 @@ static void awq_effective(struct awq_layer *A, enum qb_linear_slot s, float *deq
 {
     const struct qb_linear *l = &A->Lr->lin[s];
     const float *s_in = A->scale[slot_group(s)];
-    const float *s_out = s == QB_LIN_V ? A->scale[AG_O] : s == QB_LIN_UP ? A->scale[AG_DOWN]
-                                                                           : NULL;
+    const float *s_out = s == QB_LIN_V ? (A->scale[AG_O] ? A->v_scale : NULL)
+                       : s == QB_LIN_UP ? A->scale[AG_DOWN] : NULL;
     for (int64_t r = 0; r < l->rows; r++)
         for (int64_t c = 0; c < l->cols; c++) {
             float v = deq[r * l->cols + c];
@@ -781,7 +892,7 @@ static enum qb_status awq_layer(struct pipe *P, struct qb_err *err)
     if (st)
         goto out;
     progress_step(P, 2, "awq search");
-    if (o_scalable(A.Lr))
+    if (o_scalable(&A))
         st = awq_search_group(&A, AG_O, err);
     if (!st)
         st = awq_search_group(&A, AG_MLP, err);
@@ -916,6 +1027,7 @@ out:
     qb_pool_free(P.pool);
     free(P.x);
     free(P.work);
+    free(P.awq_fp);
     qb_calib_free(&cd);
     if (st) {
         free(rep->stats);

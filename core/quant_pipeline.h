@@ -18,19 +18,36 @@
  * forward (bf16 linear inputs, as the CUDA engine), Hessians, the Cholesky factor
  * and the column loop on the device; results match the CPU path within the
  * tolerances of tests/test_cuda_gptq.c.
- * AWQ (as AutoAWQ): one pass with the layer in full precision captures input
- * statistics; scale search per group (q/k/v
- * with the input norm inspecting self-attention's output, o with v only when
- * v's output dim equals o's input dim, gate/up with the post-attention norm
- * inspecting the MLP output, down with up), scales folded into the previous
- * op, clip search (on every linear: AutoAWQ skips q/k, which on the demo model
- * measured 67.4 % instead of 65.5 % of RTN's perplexity increase), then int4
- * quantization. The searches run on the
- * first QB_AWQ_SEARCH_TOKENS tokens' worth of whole samples; the statistics
- * use every token. Unlike AutoAWQ (which passes the full-precision layer's
- * output on), the quantized layer's output feeds the next layer, as for GPTQ:
- * on the demo model this measured 67 % instead of 71 % of RTN's perplexity
- * increase (8192 search tokens: no gain).
+ * AWQ (AutoAWQ's method, with the changes below): one pass with the layer in
+ * full precision captures input statistics and Hessians on every calibration
+ * token; scale search s = x_mean^a / w_mean^(1-a) over 20 a per group (q/k/v
+ * with the input norm, o with v, gate/up with the post-attention norm, down
+ * with up), scales folded into the previous op; asymmetric clip search on
+ * every linear (q/k too); int4 g128 zero-point quantization. The quantized
+ * layer's output feeds the next layer (as GPTQ). The searches run on the first
+ * QB_AWQ_SEARCH_TOKENS tokens' worth of whole samples. Measured on the demo
+ * model (all 243 eval chunks, share of RTN int4's perplexity increase; AutoAWQ
+ * as such: 71 %):
+ *   - quantized layer outputs forwarded instead of AutoAWQ's fp ones: 67 %;
+ *     8192 search tokens: no gain;
+ *   - clipping q/k as well: 65.5 %;
+ *   - the loss target is the full-precision model: a full-precision stream of
+ *     the search samples runs beside the quantized one (P->awq_fp), and the
+ *     searches, whose inputs come from the quantized predecessors, aim at the
+ *     output that restores the fp stream (o and q/k/v: the attention output
+ *     that makes the residual equal the fp stream's; gate/up and down: the MLP
+ *     output that makes the layer output equal it);
+ *   - o is scaled with v under GQA too (AutoAWQ skips it when v's rows differ
+ *     from o's columns): one scale per v row, shared by the o input channels
+ *     of the query heads reading it; statistics averaged over those channels;
+ *   - clipping: awq.h's range search on the Hessian (every token, not 512),
+ *     min and max shrunk separately (the quantizer has a zero point);
+ *     alone on the 65.5 % method: 56.9 %; with the three above: 46.2 %;
+ *   - q/k/v's scales judged on the whole layer's output (the MLP in full
+ *     precision) against the fp stream's, not on the attention output:
+ *     42.7 % (all four: the method as it stands).
+ * The scale search costs 20 forwards of Ss samples through the layer per
+ * layer; the fp stream 1 forward of Ss samples.
  *
  * Result in the model: each decoder linear is replaced by its packed linear
  * (qb_linear_pack_groups: INT4, INT4_SYM or UINT_G with g_idx); the integer

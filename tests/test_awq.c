@@ -156,3 +156,118 @@ Test(awq, clip_search_shrinks_an_unused_outlier)
     qb_awq_apply_clip(w, R, C, 32, mv);
     cr_assert_eq(w[7], mv[0]);
 }
+
+/* mean over tokens of (x . d)^2 for one group, d = Q(clamp(w, lo, hi)) - w (independent of
+ * the Gram path: straight from the tokens, in f64) */
+static double token_loss(const float *w, int G, float lo, float hi, const float *x, int cols,
+                         int g0, int n)
+{
+    float cur[64];
+    for (int j = 0; j < G; j++)
+        cur[j] = fminf(fmaxf(w[j], lo), hi);
+    qb_awq_pseudo_quantize(cur, 1, G, 4, G);
+    double e = 0;
+    for (int t = 0; t < n; t++) {
+        double d = 0;
+        for (int j = 0; j < G; j++)
+            d += (double)x[t * cols + g0 + j] * ((double)cur[j] - w[j]);
+        e += d * d;
+    }
+    return 2 * e / n;
+}
+
+static void gram_of(const float *x, int n, int cols, double *g)
+{
+    for (int a = 0; a < cols; a++)
+        for (int b = 0; b < cols; b++) {
+            double s = 0;
+            for (int t = 0; t < n; t++)
+                s += (double)x[t * cols + a] * x[t * cols + b];
+            g[a * cols + b] = 2 * s / n;
+        }
+}
+
+Test(awq, asym_range_search_matches_brute_force)
+{
+    enum { R = 4, C = 64, G = 32, T = 200, NG = C / G };
+    static float w[R * C], x[T * C];
+    static double gram[C * C];
+    float lo[R * NG], hi[R * NG];
+    uint64_t st = 11;
+    for (int i = 0; i < R * C; i++)
+        w[i] = (float)(0.02 * nrand(&st) + (i % 17 == 0 ? 0.05 : 0.0)); /* skewed groups */
+    for (int t = 0; t < T; t++)
+        for (int c = 0; c < C; c++)
+            x[t * C + c] = (float)(nrand(&st) * (c % 8 == 1 ? 4.0 : 1.0) + 0.3);
+    gram_of(x, T, C, gram);
+    struct qb_awq_range_opts o = {.grid = 20, .steps = 10, .asym = 1};
+    cr_assert_eq(qb_awq_range_search(w, R, C, 4, G, gram, &o, NULL, lo, hi, NULL), QB_OK);
+    for (int r = 0; r < R; r++)
+        for (int g = 0; g < NG; g++) {
+            const float *v = w + r * C + g * G;
+            float mn = 0, mx = 0;
+            for (int j = 0; j < G; j++)
+                mn = fminf(mn, v[j]), mx = fmaxf(mx, v[j]);
+            double best = INFINITY;
+            for (int i = 0; i < 10; i++)
+                for (int k = 0; k < 10; k++) {
+                    double e = token_loss(v, G, mn * (1 - i / 20.0f), mx * (1 - k / 20.0f), x,
+                                          C, g * G, T);
+                    best = fmin(best, e);
+                }
+            double got = token_loss(v, G, lo[r * NG + g], hi[r * NG + g], x, C, g * G, T);
+            cr_assert(got <= best * (1 + 1e-4), "row %d group %d: %g vs brute force %g", r, g,
+                      got, best);
+            cr_assert(lo[r * NG + g] <= 0 && hi[r * NG + g] >= 0);
+        }
+}
+
+Test(awq, asym_range_search_clips_one_side_only)
+{
+    /* an unused negative outlier: the low end is shrunk, the high end left alone */
+    enum { R = 1, C = 32, T = 128 };
+    static float w[R * C], x[T * C];
+    static double gram[C * C];
+    float lo, hi;
+    uint64_t st = 13;
+    for (int i = 0; i < R * C; i++)
+        w[i] = (float)(0.02 * nrand(&st));
+    w[7] = -1.0f;
+    float mx = 0;
+    for (int i = 0; i < C; i++)
+        mx = fmaxf(mx, w[i]);
+    for (int t = 0; t < T; t++)
+        for (int c = 0; c < C; c++)
+            x[t * C + c] = c == 7 ? 0.0f : (float)nrand(&st);
+    gram_of(x, T, C, gram);
+    struct qb_awq_range_opts o = {.grid = 20, .steps = 10, .asym = 1};
+    cr_assert_eq(qb_awq_range_search(w, R, C, 4, C, gram, &o, NULL, &lo, &hi, NULL), QB_OK);
+    cr_assert(lo > -1.0f && lo >= -0.55f - 1e-6f, "low end shrunk to the limit (%g)", lo);
+    cr_assert(hi > 0.5f * mx, "high end kept near max %g (%g)", mx, hi);
+    qb_awq_apply_range(w, R, C, C, &lo, &hi);
+    cr_assert_eq(w[7], lo);
+}
+
+Test(awq, sym_range_search_on_the_gram_equals_the_token_clip_search)
+{
+    /* the Gram form d^T (2 X^T X / n) d is the token loss 2 mean_t (x_t . d)^2, so with the
+     * symmetric grid the range search picks AutoAWQ's clip (the token search) */
+    enum { R = 6, C = 64, G = 32, T = 300, NG = C / G };
+    static float w[R * C], x[T * C];
+    static double gram[C * C];
+    float lo[R * NG], hi[R * NG], mv[R * NG];
+    uint64_t st = 17;
+    for (int i = 0; i < R * C; i++)
+        w[i] = (float)(0.02 * nrand(&st) * (i % 29 == 0 ? 6.0 : 1.0));
+    for (int t = 0; t < T; t++)
+        for (int c = 0; c < C; c++)
+            x[t * C + c] = (float)(nrand(&st) * (c % 5 == 2 ? 3.0 : 1.0));
+    gram_of(x, T, C, gram);
+    struct qb_awq_range_opts o = {.grid = 20, .steps = 10, .asym = 0};
+    cr_assert_eq(qb_awq_range_search(w, R, C, 4, G, gram, &o, NULL, lo, hi, NULL), QB_OK);
+    cr_assert_eq(qb_awq_clip_search(w, R, C, 4, G, x, T, NULL, mv, NULL), QB_OK);
+    for (int i = 0; i < R * NG; i++) {
+        cr_assert_eq(hi[i], mv[i], "group %d: %g vs %g", i, hi[i], mv[i]);
+        cr_assert_eq(lo[i], -mv[i]);
+    }
+}
