@@ -28,7 +28,7 @@
  *     asymmetric: the quantizer has a zero point, so the low end min(w, 0) and
  *     the high end max(w, 0) shrink separately, by i/20 and k/20 for i, k = 0 .. 9
  *     (100 candidates). On the demo model this alone takes AWQ from 65.5 % to
- *     56.9 % of RTN's perplexity increase, 42.7 % with AWQ's other changes
+ *     56.9 % of RTN's perplexity increase, 37.5 % with AWQ's other changes
  *     (quant_pipeline.h); the symmetric grid on the Hessian: 55.2 % instead.
  *   - qb_awq_clip_search: AutoAWQ's auto_clip on given tokens, range +-max|w|
  *     (1 - i/20) for i = 0 .. 9; the plain reference of the range search's

@@ -364,10 +364,6 @@ struct awq_layer {
     float *x_mean[AG_COUNT];
     float *keep[AG_COUNT];          /* [Ss][L][cols] inputs of the search samples */
     float *scale[AG_COUNT];         /* chosen scales (NULL when the group is not scaled) */
-    float *v_scale;                 /* o's scales in v's output basis [v rows] (GQA: shared) */
-    int *o_to_v;                    /* [o cols] the v row feeding each o input channel */
-    float *s_exp;                   /* [o cols] scratch: a v-basis candidate expanded */
-    float *x_v, *w_v;               /* [v rows] o's statistics folded to v's basis */
     float *att_tgt, *mlp_tgt;       /* [Ss][L][H] o and MLP outputs the fp stream calls for */
     float *att_ref;                 /* [Ss][L][H] self-attention output, fp */
     float *tmp_a, *tmp_b, *tmp_c;   /* scratch [Ss*L][max dim] */
@@ -456,15 +452,6 @@ static enum qb_status awq_layer_sq_error(struct awq_layer *A, double *sq, struct
     return QB_OK;
 }
 
-/* o's candidate in v's basis expanded to o's input channels. */
-static const float *o_scales_expanded(struct awq_layer *A, const float *s_v)
-{
-    int64_t cols = A->Lr->lin[QB_LIN_O].cols;
-    for (int64_t c = 0; c < cols; c++)
-        A->s_exp[c] = s_v[A->o_to_v[c]];
-    return A->s_exp;
-}
-
 static double awq_loss(void *ctx, const float *scales)
 {
     struct awq_layer *A = ctx;
@@ -490,7 +477,7 @@ static double awq_loss(void *ctx, const float *scales)
     }
     case AG_O: {
         const struct qb_linear *o = &A->Lr->lin[QB_LIN_O];
-        make_trial(A, QB_LIN_O, o_scales_expanded(A, scales));
+        make_trial(A, QB_LIN_O, scales);
         matmul_f32(P, A->trial[QB_LIN_O], o->rows, o->cols, A->keep[AG_O], n, A->tmp_c);
         return mse(A->tmp_c, A->att_tgt, (size_t)n * (size_t)o->rows);
     }
@@ -522,11 +509,6 @@ static void awq_free(struct awq_layer *A)
         free(A->scale[g]);
     }
     free(A->att_ref);
-    free(A->v_scale);
-    free(A->o_to_v);
-    free(A->s_exp);
-    free(A->x_v);
-    free(A->w_v);
     free(A->att_tgt);
     free(A->mlp_tgt);
     free(A->tmp_a);
@@ -560,14 +542,6 @@ static enum qb_status awq_alloc(struct awq_layer *A, struct qb_err *err)
             return qb_err_set(err, QB_ERR_NOMEM, "out of memory for AWQ on layer %d", P->layer);
     }
     A->att_ref = qb_aligned_alloc((size_t)n * (size_t)P->H * sizeof(float));
-    int64_t oc = A->Lr->lin[QB_LIN_O].cols, vr = A->Lr->lin[QB_LIN_V].rows;
-    A->v_scale = qb_malloc_array((size_t)vr, sizeof(float));
-    A->x_v = qb_malloc_array((size_t)vr, sizeof(float));
-    A->w_v = qb_malloc_array((size_t)vr, sizeof(float));
-    A->o_to_v = qb_malloc_array((size_t)oc, sizeof(int));
-    A->s_exp = qb_malloc_array((size_t)oc, sizeof(float));
-    if (!A->v_scale || !A->x_v || !A->w_v || !A->o_to_v || !A->s_exp)
-        return qb_err_set(err, QB_ERR_NOMEM, "out of memory for AWQ on layer %d", P->layer);
     A->tmp_a = qb_aligned_alloc((size_t)(n * big) * sizeof(float));
     A->tmp_b = qb_aligned_alloc((size_t)(n * big) * sizeof(float));
     A->tmp_c = qb_aligned_alloc((size_t)(n * big) * sizeof(float));
@@ -649,35 +623,9 @@ static enum qb_status awq_capture(struct awq_layer *A, struct qb_err *err)
     return st;
 }
 
-/* o's input channel c (head h = c / head_dim) reads v row (h / (n_heads / n_kv)) * head_dim
- * + c % head_dim. Fills A->o_to_v; 0 when o cannot share scales with v. */
-static int o_scalable(struct awq_layer *A)
+static int o_scalable(const struct qb_layer *Lr)
 {
-    const struct qb_config *cfg = &A->P->m->cfg;
-    int64_t cols = A->Lr->lin[QB_LIN_O].cols, vr = A->Lr->lin[QB_LIN_V].rows;
-    int hd = cfg->head_dim, rep = cfg->n_kv_heads > 0 ? cfg->n_heads / cfg->n_kv_heads : 0;
-    if (vr == cols) {
-        for (int64_t c = 0; c < cols; c++)
-            A->o_to_v[c] = (int)c;
-        return 1;
-    }
-    if (rep <= 0 || cols != (int64_t)cfg->n_heads * hd ||
-        vr != (int64_t)cfg->n_kv_heads * hd)
-        return 0;
-    for (int64_t c = 0; c < cols; c++)
-        A->o_to_v[c] = (int)((c / hd) / rep * hd + c % hd);
-    return 1;
-}
-
-/* out[v rows] = mean of in[c] over o's input channels c that read each v row. */
-static void fold_to_v(const struct awq_layer *A, const float *in, float *out)
-{
-    int64_t cols = A->Lr->lin[QB_LIN_O].cols, vr = A->Lr->lin[QB_LIN_V].rows;
-    int64_t per = cols / vr;
-    for (int64_t r = 0; r < vr; r++)
-        out[r] = 0;
-    for (int64_t c = 0; c < cols; c++)
-        out[A->o_to_v[c]] += in[c] / (float)per;
+    return Lr->lin[QB_LIN_V].rows == Lr->lin[QB_LIN_O].cols;
 }
 
 static enum qb_status awq_search_group(struct awq_layer *A, int g, struct qb_err *err)
@@ -703,24 +651,11 @@ static enum qb_status awq_search_group(struct awq_layer *A, int g, struct qb_err
     A->group_id = g;
     A->st = QB_OK;
     double ratio, loss;
-    const float *x_mean = A->x_mean[g];
-    float *best = A->scale[g];
-    int64_t n_ch = cols;
-    if (g == AG_O) { /* search in v's output basis: fold the channels sharing a v row */
-        n_ch = A->Lr->lin[QB_LIN_V].rows;
-        fold_to_v(A, A->x_mean[g], A->x_v);
-        fold_to_v(A, w_mean, A->w_v);
-        x_mean = A->x_v;
-        memcpy(w_mean, A->w_v, (size_t)n_ch * sizeof(float));
-        best = A->v_scale;
-    }
-    enum qb_status st = qb_awq_search_scales(x_mean, w_mean, n_ch, QB_AWQ_N_GRID, awq_loss, A,
-                                             best, &ratio, &loss, err);
+    enum qb_status st = qb_awq_search_scales(A->x_mean[g], w_mean, cols, QB_AWQ_N_GRID, awq_loss,
+                                             A, A->scale[g], &ratio, &loss, err);
     free(w_mean);
     if (A->st)
         return A->st;
-    if (!st && g == AG_O)
-        memcpy(A->scale[g], o_scales_expanded(A, best), (size_t)cols * sizeof(float));
     if (!st)
         qb_progress_log(P->progress, "layer %d awq %s: best ratio %.2f, loss %.4g", P->layer,
                         g == AG_QKV ? "q/k/v" : g == AG_O ? "o" : g == AG_MLP ? "gate/up" : "down",
@@ -765,7 +700,7 @@ static void awq_apply_scales(struct awq_layer *A)
         scale_cols(A->cur[k], Lr->lin[k].rows, H, s);
     div_cols(A->keep[AG_QKV], n, H, s);
     if ((s = A->scale[AG_O])) {
-        div_rows(&Lr->lin[QB_LIN_V], A->cur[QB_LIN_V], A->v_scale);
+        div_rows(&Lr->lin[QB_LIN_V], A->cur[QB_LIN_V], s);
         scale_cols(A->cur[QB_LIN_O], Lr->lin[QB_LIN_O].rows, Lr->lin[QB_LIN_O].cols, s);
         div_cols(A->keep[AG_O], n, Lr->lin[QB_LIN_O].cols, s);
     }
@@ -825,8 +760,8 @@ static void awq_effective(struct awq_layer *A, enum qb_linear_slot s, float *deq
 {
     const struct qb_linear *l = &A->Lr->lin[s];
     const float *s_in = A->scale[slot_group(s)];
-    const float *s_out = s == QB_LIN_V ? (A->scale[AG_O] ? A->v_scale : NULL)
-                       : s == QB_LIN_UP ? A->scale[AG_DOWN] : NULL;
+    const float *s_out = s == QB_LIN_V ? A->scale[AG_O] : s == QB_LIN_UP ? A->scale[AG_DOWN]
+                                                                           : NULL;
     for (int64_t r = 0; r < l->rows; r++)
         for (int64_t c = 0; c < l->cols; c++) {
             float v = deq[r * l->cols + c];
@@ -892,7 +827,7 @@ static enum qb_status awq_layer(struct pipe *P, struct qb_err *err)
     if (st)
         goto out;
     progress_step(P, 2, "awq search");
-    if (o_scalable(&A))
+    if (o_scalable(A.Lr))
         st = awq_search_group(&A, AG_O, err);
     if (!st)
         st = awq_search_group(&A, AG_MLP, err);
