@@ -28,10 +28,10 @@
  *
  * Dequantization to f16: int groups (1024 + code via the 0x6400 exponent
  * trick) - (1024 + zero), exact, times the group's f16 scale (exact: the
- * stored precision) (taking the scale after the mma per 128-column group
- * measured slower: its per-step chains and extra registers cost more than
- * the f16 multiplies they save); the table formats (nf4, nf4-dq, nvfp4, mxfp4) multiply
- * their f32 table value by the f32 scale and round the product. Each weight
+ * stored precision); taking the scale after the mma per 128-column group
+ * measured slower (its per-step chains and extra registers cost more than the
+ * f16 multiplies they save). The table formats (nf4, nf4-dq, nvfp4, mxfp4)
+ * multiply their f32 table value by the f32 scale and round the product. Each weight
  * is thus rounded once to f16 (11 significant bits), finer than the bf16 the
  * prefill path dequantizes to; x is rounded from bf16 to f16 (exact for
  * |x| in [2^-14, 65504]). Accumulation is f32.
@@ -164,7 +164,8 @@ static __device__ __forceinline__ uint32_t dequant_pair(uint32_t q, int p, struc
     if constexpr (pk_has_zero<FMT>()) {
         v = __hmul2(__hsub2(nibbles_plus_1024(q >> (4 * p)), sc.z), sc.s); /* (code-zero) s */
     } else { /* one rounding, of the f32 product */
-        v = __floats2half2_rn(lut[(q >> (4 * p)) & 15] * sc.f, lut[(q >> (4 * p + 16)) & 15] * sc.f);
+        v = __floats2half2_rn(lut[(q >> (4 * p)) & 15] * sc.f,
+                              lut[(q >> (4 * p + 16)) & 15] * sc.f);
     }
     return *(uint32_t *)&v;
 }
