@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qb_test_util.h"
 #include "engine.h"
 #include "kernels/qb_cuda.h"
 #include "model.h"
@@ -109,18 +110,6 @@ static float *run(struct qb_engine *e, const int32_t *ids, int n_pre, int n_tota
     return logits;
 }
 
-static double row_rel_err(const float *a, const float *b, int n)
-{
-    double num = 0, den = 0;
-    for (int i = 0; i < n; i++) {
-        if (!isfinite(a[i]))
-            return INFINITY;
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
-
 /* Perplexity of ids[1..n) under the logits of rows 0..n-2. */
 static double perplexity(const float *logits, const int32_t *ids, int n, int vocab)
 {
@@ -160,7 +149,7 @@ static float *compare_engines(const struct qb_model *m, const char *label, const
     int worst_row = 0, argmax_same = 0;
     for (int i = 0; i < n_total; i++) {
         const float *g = got + (size_t)i * vocab, *r = ref + (size_t)i * vocab;
-        double e = row_rel_err(g, r, vocab);
+        double e = qbt_rel_l2(g, r, (size_t)vocab);
         int ag = 0, ar = 0;
         for (int j = 1; j < vocab; j++) {
             ag = g[j] > g[ag] ? j : ag;

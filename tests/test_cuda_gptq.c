@@ -390,16 +390,6 @@ Test(cuda_gptq, indefinite_hessian_is_a_numeric_error)
     free(h), free(w);
 }
 
-static double rel_l2(const float *a, const float *b, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return sqrt(num / den);
-}
-
 struct cpu_tap {
     struct qb_hessian *h;
     enum qb_linear_slot slot;
@@ -448,7 +438,7 @@ Test(cuda_gptq, demo_layer_forward_hessian_and_gptq_match_cpu, .timeout = 600)
         cr_assert(memcmp(x0, xg, sizeof(float) * elems) == 0, "a capture leaves x alone");
         OK(qb_cuda_calib_forward(c, s, -1, 1, &err));
         OK(qb_cuda_calib_get_x(c, s, xg, &err));
-        double d = rel_l2(xg, x, elems);
+        double d = qbt_rel_l2(xg, x, elems);
         cr_assert_lt(d, TOL_LAYER_X, "layer 0 output of sample %d: rel L2 %g", s, d);
     }
     OK(qb_cuda_hessian_finish(c, &err));

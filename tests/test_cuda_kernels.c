@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "qb_test_util.h"
 #include "dtype.h"
 #include "engine.h"
 #include "kernels/qb_cuda.h"
@@ -75,22 +76,10 @@ static uint16_t *rand_bf16(size_t n, float scale, float **as_f32)
     return p;
 }
 
-static double rel_l2(const float *got, const float *ref, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(got[i]))
-            return INFINITY; /* NaN/Inf (poison included) never pass */
-        num += ((double)got[i] - ref[i]) * ((double)got[i] - ref[i]);
-        den += (double)ref[i] * ref[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
-
 static void expect_close(const char *what, const float *got, const float *ref, size_t n,
                          double tol)
 {
-    double e = rel_l2(got, ref, n);
+    double e = qbt_rel_l2(got, ref, n);
     size_t bad = 0;
     while (bad < n && isfinite(got[bad]))
         bad++;
@@ -564,9 +553,9 @@ Test(cuda_kernels, errors_become_qb_status)
 Test(cuda_kernels, comparator_self_check)
 {
     float a[4] = {1, 2, 3, 4}, b[4] = {1, 2, 3, 4.1f}, c[4] = {1, NAN, 3, 4};
-    cr_assert(rel_l2(a, a, 4) == 0);
-    cr_assert(rel_l2(b, a, 4) > TOL_BF16_OUT);
-    cr_assert(!(rel_l2(c, a, 4) <= 1));
+    cr_assert(qbt_rel_l2(a, a, 4) == 0);
+    cr_assert(qbt_rel_l2(b, a, 4) > TOL_BF16_OUT);
+    cr_assert(!(qbt_rel_l2(c, a, 4) <= 1));
 }
 
 Test(cuda_kernels, device_query_and_bandwidth)

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "qb_test_util.h"
 #include "dtype.h"
 #include "engine.h"
 #include "kernels/qb_cuda.h"
@@ -58,22 +59,10 @@ static float frand(void)
     return (float)((rng >> 40) * (2.0 / 16777216.0) - 1.0);
 }
 
-static double rel_l2(const float *got, const float *ref, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(got[i]))
-            return INFINITY;
-        num += ((double)got[i] - ref[i]) * ((double)got[i] - ref[i]);
-        den += (double)ref[i] * ref[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
-
 static void expect_close(const char *fmt, const char *what, const float *got, const float *ref,
                          size_t n, double tol)
 {
-    double e = rel_l2(got, ref, n);
+    double e = qbt_rel_l2(got, ref, n);
     cr_log_info("%-10s %-16s rel L2 error %.3g (tolerance %.3g)", fmt, what, e, tol);
     cr_assert(e <= tol, "%s %s: rel L2 error %.3g > %.3g", fmt, what, e, tol);
 }

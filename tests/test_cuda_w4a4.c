@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qb_test_util.h"
 #include "dtype.h"
 #include "engine.h"
 #include "fp_formats.h"
@@ -87,18 +88,6 @@ static float float_of(uint32_t u)
 static int same_float(float a, float b)
 {
     return (isnan(a) && isnan(b)) || bits_of(a) == bits_of(b);
-}
-
-static double rel_l2(const float *got, const float *ref, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(got[i]))
-            return INFINITY;
-        num += ((double)got[i] - ref[i]) * ((double)got[i] - ref[i]);
-        den += (double)ref[i] * ref[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
 }
 
 /* ---- the codec against core ------------------------------------------------------ */
@@ -357,7 +346,7 @@ static double check_emulation(const struct qb_linear *lin, int64_t n, struct qb_
     OK(qb_w4a4_quantize_act(lin->qp.act, ab, n, lin->cols, &a, &err));
     qb_w4a4_emulate_linear(&w, lin->bias, &a, y);
     qb_linear_matmul(lin, x, n, ref, pool);
-    double e = rel_l2(y, ref, (size_t)(n * lin->rows));
+    double e = qbt_rel_l2(y, ref, (size_t)(n * lin->rows));
     cr_assert(e <= TOL_EMULATED, "%lld x %lld, act %d: rel L2 %.3g > %.3g",
               (long long)lin->rows, (long long)lin->cols, lin->qp.act, e, TOL_EMULATED);
     qb_w4a4_operand_free(&w);
@@ -555,7 +544,7 @@ static void check_gpu_gemv(struct qb_cuda_ctx *c, enum qb_act_mode kind, int64_t
     OK(qb_w4a4_gemv(c, wp, 3, d_x, d_y, 0, &err));
     OK(qb_cuda_sync(c, &err));
     OK(qb_cuda_download(got, d_y, sizeof got, &err));
-    double e = rel_l2(got, want, 392);
+    double e = qbt_rel_l2(got, want, 392);
     cr_log_info("GPU W4A4 GEMV %s cols=%lld (q|k|v): rel L2 %.3g (tolerance %.3g)",
                 kind == QB_ACT_NVFP4 ? "nvfp4" : "mxfp4", (long long)cols, e, TOL_GEMV);
     cr_assert(e <= TOL_GEMV, "GEMV rel L2 %.3g > %.3g", e, TOL_GEMV);
@@ -564,7 +553,7 @@ static void check_gpu_gemv(struct qb_cuda_ctx *c, enum qb_act_mode kind, int64_t
     OK(qb_cuda_download(got, d_y, sizeof got, &err));
     for (int i = 0; i < 392; i++)
         want[i] *= 2;
-    e = rel_l2(got, want, 392);
+    e = qbt_rel_l2(got, want, 392);
     cr_assert(e <= TOL_GEMV, "accumulated GEMV rel L2 %.3g > %.3g", e, TOL_GEMV);
     /* SwiGLU of w0 (gate) and a second 256-row weight (up, no bias: the engine's MLP) */
     struct qb_linear up;
@@ -588,7 +577,7 @@ static void check_gpu_gemv(struct qb_cuda_ctx *c, enum qb_act_mode kind, int64_t
     OK(qb_cuda_download(sw_bf16, d_out, sizeof sw_bf16, &err));
     for (int i = 0; i < 256; i++)
         sw_got[i] = qb_bf16_to_f32(sw_bf16[i]);
-    e = rel_l2(sw_got, sw_ref, 256);
+    e = qbt_rel_l2(sw_got, sw_ref, 256);
     cr_assert(e <= TOL_SWIGLU, "SwiGLU GEMV rel L2 %.3g > %.3g", e, TOL_SWIGLU);
     for (int i = 0; i < 3; i++) {
         qb_cuda_weight_free(&w[i]);
@@ -677,7 +666,7 @@ Test(w4a4_gpu, fp4_gemm_matches_emulation)
             OK(qb_w4a4_linear(c, &w, d_a, (int)n, d_y, (int)rows, 0, &err));
             OK(qb_cuda_sync(c, &err));
             OK(qb_cuda_download(got, d_y, (size_t)(n * rows) * 4, &err));
-            double e = rel_l2(got, want, (size_t)(n * rows));
+            double e = qbt_rel_l2(got, want, (size_t)(n * rows));
             cr_log_info("FP4 GEMM act %d %lldx%lld n=%lld: rel L2 %.3g", kind, (long long)rows,
                         (long long)cols, (long long)n, e);
             cr_assert(e <= TOL_FP4_GEMM, "rel L2 %.3g > %.3g", e, TOL_FP4_GEMM);

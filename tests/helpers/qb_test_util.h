@@ -1,7 +1,8 @@
 /*
  * qb_test_util.h - helpers shared by the criterion suites: temporary
- * directories, copies of the demo model with one file broken, and running
- * the quantbench binary with captured stdout/stderr and exit code.
+ * directories, copies of the demo model with one file broken, running the
+ * quantbench binary with captured stdout/stderr and exit code, and the
+ * relative error the numeric suites compare against their tolerances.
  */
 #ifndef QB_TEST_UTIL_H
 #define QB_TEST_UTIL_H
@@ -39,5 +40,10 @@ void qbt_run_free(struct qbt_run *r);
 int qbt_count_lines(const char *s);
 /* 1 if QB_PYTHON can import every module in the comma-separated list. */
 int qbt_python_has(const char *modules);
+
+/* ||got - ref|| / ||ref|| over n values, in double (||ref|| = 0 counts as 1);
+ * INFINITY when got holds a NaN or an infinity, so a poisoned output never
+ * passes a tolerance. */
+double qbt_rel_l2(const float *got, const float *ref, size_t n);
 
 #endif /* QB_TEST_UTIL_H */
