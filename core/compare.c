@@ -27,21 +27,6 @@ struct span {
     char last_log[QB_PROGRESS_LINE_MAX];
 };
 
-static void span_logs(struct span *sp, const struct qb_progress_snapshot *s)
-{
-    int start = 0;
-    for (int i = s->n_log - 1; i >= 0 && sp->last_log[0]; i--) {
-        if (strcmp(s->log[i], sp->last_log) == 0) {
-            start = i + 1;
-            break;
-        }
-    }
-    for (int i = start; i < s->n_log; i++)
-        qb_progress_log(sp->outer, "%s", s->log[i]);
-    if (s->n_log > 0)
-        snprintf(sp->last_log, sizeof sp->last_log, "%s", s->log[s->n_log - 1]);
-}
-
 static void span_publish(void *ctx, const struct qb_progress *inner)
 {
     struct span *sp = ctx;
@@ -60,7 +45,7 @@ static void span_publish(void *ctx, const struct qb_progress *inner)
     qb_progress_update(sp->outer, f, s.done, s.total, s.unit[0] ? s.unit : NULL);
     if (s.metric_valid)
         qb_progress_metric(sp->outer, s.metric_name, s.metric);
-    span_logs(sp, &s);
+    qb_progress_relay_logs(sp->outer, &s, sp->last_log);
 }
 
 /* A private progress reporting into [lo, hi] of outer in n_parts parts; NULL (report

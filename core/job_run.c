@@ -201,21 +201,6 @@ struct run_relay {
     char last_log[QB_PROGRESS_LINE_MAX];
 };
 
-static void relay_logs(struct run_relay *r, const struct qb_progress_snapshot *s)
-{
-    int start = 0;
-    for (int i = s->n_log - 1; i >= 0 && r->last_log[0]; i--) {
-        if (strcmp(s->log[i], r->last_log) == 0) {
-            start = i + 1;
-            break;
-        }
-    }
-    for (int i = start; i < s->n_log; i++)
-        qb_progress_log(r->outer, "%s", s->log[i]);
-    if (s->n_log > 0)
-        snprintf(r->last_log, sizeof r->last_log, "%s", s->log[s->n_log - 1]);
-}
-
 static void relay_publish(void *ctx, const struct qb_progress *inner)
 {
     struct run_relay *r = ctx;
@@ -254,7 +239,7 @@ static void relay_publish(void *ctx, const struct qb_progress *inner)
                        s.unit[0] ? s.unit : NULL);
     if (s.metric_valid)
         qb_progress_metric(r->outer, s.metric_name, s.metric);
-    relay_logs(r, &s);
+    qb_progress_relay_logs(r->outer, &s, r->last_log);
 }
 
 /* n_runs: the baseline plus every scheme that is not the baseline's dtype

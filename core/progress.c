@@ -294,3 +294,19 @@ char *qb_progress_to_json(const struct qb_progress_snapshot *s, char *buf, size_
              s->error[0] ? "\"" : "");
     return buf;
 }
+
+void qb_progress_relay_logs(struct qb_progress *outer, const struct qb_progress_snapshot *s,
+                            char last_log[QB_PROGRESS_LINE_MAX])
+{
+    int start = 0;
+    for (int i = s->n_log - 1; i >= 0 && last_log[0]; i--) {
+        if (strcmp(s->log[i], last_log) == 0) {
+            start = i + 1;
+            break;
+        }
+    }
+    for (int i = start; i < s->n_log; i++)
+        qb_progress_log(outer, "%s", s->log[i]);
+    if (s->n_log > 0)
+        snprintf(last_log, QB_PROGRESS_LINE_MAX, "%s", s->log[s->n_log - 1]);
+}

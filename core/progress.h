@@ -92,6 +92,12 @@ void qb_progress_read(const struct qb_progress *p, struct qb_progress_snapshot *
 void qb_progress_cancel(struct qb_progress *p);
 int qb_progress_cancelled(const struct qb_progress *p);
 
+/* Relaying an inner job's progress into an outer one: log onto outer the lines
+ * of s that come after last_log (the newest line relayed so far, "" at first),
+ * then remember s's newest line in last_log. */
+void qb_progress_relay_logs(struct qb_progress *outer, const struct qb_progress_snapshot *s,
+                            char last_log[QB_PROGRESS_LINE_MAX]);
+
 /* One JSON line (no newline) describing the snapshot, into buf; returns buf. */
 char *qb_progress_to_json(const struct qb_progress_snapshot *s, char *buf, size_t size);
 

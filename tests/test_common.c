@@ -1,6 +1,6 @@
 /*
  * test_common.c - dtype conversions, the error line, checked allocation,
- * the thread pool and the progress snapshot.
+ * the thread pool, the progress snapshot and relaying one job's log into another.
  * qb-test-labels: arm64
  */
 #include <criterion/criterion.h>
@@ -127,4 +127,31 @@ Test(progress, snapshot_log_and_cancel)
     /* NULL progress is a no-op */
     qb_progress_update(NULL, 1, 1, 1, NULL);
     cr_assert_eq(qb_progress_cancelled(NULL), 0);
+}
+
+/* An inner job's new log lines reach the outer job once each, however often
+ * the inner snapshot is relayed. */
+Test(progress, relay_logs_forwards_each_new_line_once)
+{
+    struct qb_progress *inner = qb_progress_create(), *outer = qb_progress_create();
+    char last[QB_PROGRESS_LINE_MAX] = "";
+    struct qb_progress_snapshot s;
+    qb_progress_begin(inner, QB_JOB_EVAL, "scoring");
+    qb_progress_begin(outer, QB_JOB_COMPARE, "comparing");
+    qb_progress_log(inner, "a");
+    qb_progress_log(inner, "b");
+    qb_progress_read(inner, &s);
+    qb_progress_relay_logs(outer, &s, last);
+    qb_progress_relay_logs(outer, &s, last); /* nothing new: nothing relayed */
+    qb_progress_log(inner, "c");
+    qb_progress_read(inner, &s);
+    qb_progress_relay_logs(outer, &s, last);
+    qb_progress_read(outer, &s);
+    cr_assert_eq(s.n_log, 3);
+    cr_assert_str_eq(s.log[0], "a");
+    cr_assert_str_eq(s.log[1], "b");
+    cr_assert_str_eq(s.log[2], "c");
+    cr_assert_str_eq(last, "c");
+    qb_progress_free(inner);
+    qb_progress_free(outer);
 }
