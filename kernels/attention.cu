@@ -57,6 +57,7 @@ template <int HD> static __global__ void attention_kernel(struct att_args a)
     __shared__ float s_m[ATT_WARPS], s_l[ATT_WARPS];
     __shared__ float s_acc[ATT_WARPS][HD];
     qb_pdl_trigger(); /* the next GEMV may start loading its weights */
+    qb_pdl_wait();    /* q and the cache come from rope_kv */
     int h = blockIdx.x, t = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int kvh = h / (a.n_heads / a.n_kv), pos = *a.d_pos + t;
     const float *qrow = a.qkv + (size_t)t * a.ldq + (size_t)h * HD + lane * P;
@@ -108,16 +109,16 @@ template <int HD> static __global__ void attention_kernel(struct att_args a)
     }
 }
 
-static cudaError_t attention_launch(const struct att_args *a, int hd, int n, cudaStream_t s)
+static cudaError_t attention_launch(const struct att_args *a, int hd, int n, bool pdl,
+                                    cudaStream_t s)
 {
-    dim3 grid(a->n_heads, n);
+    dim3 grid(a->n_heads, n), block(ATT_WARPS * 32);
     switch (hd) {
-    case 64: attention_kernel<64><<<grid, ATT_WARPS * 32, 0, s>>>(*a); break;
-    case 128: attention_kernel<128><<<grid, ATT_WARPS * 32, 0, s>>>(*a); break;
-    case 256: attention_kernel<256><<<grid, ATT_WARPS * 32, 0, s>>>(*a); break;
+    case 64: return qb_launch(pdl, attention_kernel<64>, grid, block, s, *a);
+    case 128: return qb_launch(pdl, attention_kernel<128>, grid, block, s, *a);
+    case 256: return qb_launch(pdl, attention_kernel<256>, grid, block, s, *a);
     default: return cudaErrorInvalidValue;
     }
-    return cudaGetLastError();
 }
 
 extern "C" enum qb_status qb_cuda_attention(struct qb_cuda_ctx *c,
@@ -140,7 +141,7 @@ extern "C" enum qb_status qb_cuda_attention(struct qb_cuda_ctx *c,
         CUDA_CHECK(qb_attention_tc_launch(qkv, ldq, n, s->n_heads, s->n_kv_heads, s->head_dim,
                                           s->max_ctx, d_pos, k_cache, v_cache, out, c->stream));
     else
-        CUDA_CHECK(attention_launch(&a, s->head_dim, n, c->stream));
+        CUDA_CHECK(attention_launch(&a, s->head_dim, n, c->pdl, c->stream));
 out:
     return st;
 }

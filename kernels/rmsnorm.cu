@@ -17,6 +17,7 @@ static __global__ void rmsnorm_kernel(const float *x, const float *w, float eps,
     __shared__ float scratch[32];
     const float *row = x + (size_t)blockIdx.x * dim;
     qb_pdl_trigger(); /* the next GEMV may start loading its weights */
+    qb_pdl_wait();    /* x comes from the kernel before */
     uint16_t *o = out + (size_t)blockIdx.x * dim;
     float v[RMS_MAX_PER_THREAD];
     float ss = 0.0f;
@@ -36,10 +37,9 @@ static __global__ void rmsnorm_kernel(const float *x, const float *w, float eps,
 }
 
 static cudaError_t rmsnorm_launch(const float *x, const float *w, float eps, int n, int dim,
-                                  uint16_t *out, cudaStream_t s)
+                                  uint16_t *out, bool pdl, cudaStream_t s)
 {
-    rmsnorm_kernel<<<n, RMS_THREADS, 0, s>>>(x, w, eps, dim, out);
-    return cudaGetLastError();
+    return qb_launch(pdl, rmsnorm_kernel, dim3(n), dim3(RMS_THREADS), s, x, w, eps, dim, out);
 }
 
 extern "C" enum qb_status qb_cuda_rmsnorm(struct qb_cuda_ctx *c, const float *x, const float *w,
@@ -51,7 +51,7 @@ extern "C" enum qb_status qb_cuda_rmsnorm(struct qb_cuda_ctx *c, const float *x,
         return qb_err_set(err, QB_ERR_UNSUPPORTED,
                           "qb_cuda_rmsnorm: n=%d dim=%d (dim must be 1..%d)", n, dim,
                           RMS_THREADS * RMS_MAX_PER_THREAD);
-    CUDA_CHECK(rmsnorm_launch(x, w, eps, n, dim, out, c->stream));
+    CUDA_CHECK(rmsnorm_launch(x, w, eps, n, dim, out, c->pdl, c->stream));
 out:
     return st;
 }

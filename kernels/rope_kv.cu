@@ -41,6 +41,8 @@ static __device__ float head_inv_rms(const float *p, int hd, const float *norm, 
 
 static __global__ void rope_kv_kernel(struct rope_args a)
 {
+    qb_pdl_trigger(); /* attention may launch; it waits for this kernel to finish */
+    qb_pdl_wait();    /* qkv comes from the GEMV before */
     int t = blockIdx.x, lane = threadIdx.x & 31;
     int h = blockIdx.y * ROPE_WARPS + (threadIdx.x >> 5);
     int n_q = a.n_heads, n_k = a.n_kv, half = a.hd / 2;
@@ -73,12 +75,11 @@ static __global__ void rope_kv_kernel(struct rope_args a)
     }
 }
 
-static cudaError_t rope_kv_launch(const struct rope_args *a, int n, cudaStream_t s)
+static cudaError_t rope_kv_launch(const struct rope_args *a, int n, bool pdl, cudaStream_t s)
 {
     int heads = a->n_heads + 2 * a->n_kv;
     dim3 grid(n, (heads + ROPE_WARPS - 1) / ROPE_WARPS);
-    rope_kv_kernel<<<grid, ROPE_WARPS * 32, 0, s>>>(*a);
-    return cudaGetLastError();
+    return qb_launch(pdl, rope_kv_kernel, grid, dim3(ROPE_WARPS * 32), s, *a);
 }
 
 extern "C" enum qb_status qb_cuda_rope_kv(struct qb_cuda_ctx *c,
@@ -95,7 +96,7 @@ extern "C" enum qb_status qb_cuda_rope_kv(struct qb_cuda_ctx *c,
     if (n <= 0 || s->head_dim % 2 || ldq < (s->n_heads + 2 * s->n_kv_heads) * s->head_dim)
         return qb_err_set(err, QB_ERR_INTERNAL, "qb_cuda_rope_kv: n=%d head_dim=%d ldq=%d", n,
                           s->head_dim, ldq);
-    CUDA_CHECK(rope_kv_launch(&a, n, c->stream));
+    CUDA_CHECK(rope_kv_launch(&a, n, c->pdl, c->stream));
 out:
     return st;
 }
