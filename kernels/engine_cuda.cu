@@ -192,15 +192,15 @@ static enum qb_status attention_block(struct cuda_engine *e, struct cuda_layer *
 {
     enum qb_status st;
     int ldq = e->q_dim + 2 * e->kv_dim;
-    st = qb_cuda_rmsnorm(e->ctx, e->x, l->attn_norm, e->eps, m, e->hidden, e->a, err);
-    if (st)
-        return st;
     if (m == 1) {
         const struct qb_cuda_weight *qkv[3] = {&l->lin[QB_LIN_Q], &l->lin[QB_LIN_K],
                                                &l->lin[QB_LIN_V]};
-        st = qb_cuda_gemv(e->ctx, qkv, 3, e->a, e->qkv, 0, err);
+        struct qb_cuda_norm_in in = {e->x, l->attn_norm, e->eps, e->a};
+        st = qb_cuda_gemv_norm(e->ctx, qkv, 3, &in, e->qkv, 0, err);
     } else {
-        st = qb_cuda_linear(e->ctx, &l->lin[QB_LIN_Q], e->a, m, e->qkv, ldq, 0, err);
+        st = qb_cuda_rmsnorm(e->ctx, e->x, l->attn_norm, e->eps, m, e->hidden, e->a, err);
+        if (!st)
+            st = qb_cuda_linear(e->ctx, &l->lin[QB_LIN_Q], e->a, m, e->qkv, ldq, 0, err);
         if (!st)
             st = qb_cuda_linear(e->ctx, &l->lin[QB_LIN_K], e->a, m, e->qkv + e->q_dim, ldq, 0,
                                 err);
@@ -223,14 +223,15 @@ static enum qb_status mlp_block(struct cuda_engine *e, struct cuda_layer *l, int
                                 struct qb_err *err)
 {
     enum qb_status st;
-    st = qb_cuda_rmsnorm(e->ctx, e->x, l->ffn_norm, e->eps, m, e->hidden, e->a, err);
-    if (st)
-        return st;
     if (m == 1 && !e->mlp_bias) {
-        st = qb_cuda_gemv_swiglu(e->ctx, &l->lin[QB_LIN_GATE], &l->lin[QB_LIN_UP], e->a, e->a2,
-                                 err);
+        struct qb_cuda_norm_in in = {e->x, l->ffn_norm, e->eps, e->a};
+        st = qb_cuda_gemv_swiglu_norm(e->ctx, &l->lin[QB_LIN_GATE], &l->lin[QB_LIN_UP], &in,
+                                      e->a2, err);
     } else {
-        st = qb_cuda_linear(e->ctx, &l->lin[QB_LIN_GATE], e->a, m, e->gu, 2 * e->inter, 0, err);
+        st = qb_cuda_rmsnorm(e->ctx, e->x, l->ffn_norm, e->eps, m, e->hidden, e->a, err);
+        if (!st)
+            st = qb_cuda_linear(e->ctx, &l->lin[QB_LIN_GATE], e->a, m, e->gu, 2 * e->inter, 0,
+                                err);
         if (!st)
             st = qb_cuda_linear(e->ctx, &l->lin[QB_LIN_UP], e->a, m, e->gu + e->inter,
                                 2 * e->inter, 0, err);

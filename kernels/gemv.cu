@@ -294,3 +294,65 @@ extern "C" enum qb_status qb_cuda_gemv_swiglu(struct qb_cuda_ctx *c,
 out:
     return st;
 }
+
+/* The GEMV of rmsnorm(in->x) fused on the tensor cores (gemv_mma.cu) when the
+ * weights take that path: *fused = 1; otherwise nothing runs and *fused = 0. */
+static enum qb_status try_fused_norm(struct qb_cuda_ctx *c, const struct qb_cuda_weight *const *w,
+                                     int n_w, const struct qb_cuda_norm_in *in, float *y,
+                                     uint16_t *y_bf16, int mode, int *fused, struct qb_err *err)
+{
+    enum qb_status st = QB_OK;
+    struct qb_gemv_in gi = {NULL, in->x, in->w, in->eps};
+    cudaError_t e = cudaErrorNotSupported;
+    *fused = 0;
+    for (int i = 0; i < n_w; i++) {
+        st = check_same(w[i], w[0], err);
+        if (st)
+            return st;
+    }
+    if (!qb_w4a4_is(w[0]) && w[0]->fmt != QB_WFMT_BF16)
+        e = qb_gemv_mma_launch(w, n_w, &gi, y, y_bf16, mode, c->pdl, c->stream);
+    if (e == cudaErrorNotSupported)
+        return QB_OK;
+    CUDA_CHECK(e);
+    *fused = 1;
+out:
+    return st;
+}
+
+extern "C" enum qb_status qb_cuda_gemv_norm(struct qb_cuda_ctx *c,
+                                            const struct qb_cuda_weight *const *w, int n_w,
+                                            const struct qb_cuda_norm_in *in, float *y,
+                                            int accumulate, struct qb_err *err)
+{
+    int fused = 0;
+    enum qb_status st = QB_OK;
+    if (n_w < 1 || n_w > GEMV_MAX_MATS)
+        return qb_err_set(err, QB_ERR_INTERNAL, "qb_cuda_gemv_norm: %d matrices", n_w);
+    st = try_fused_norm(c, w, n_w, in, y, NULL, accumulate ? 1 : 0, &fused, err);
+    if (!st && !fused)
+        st = qb_cuda_rmsnorm(c, in->x, in->w, in->eps, 1, (int)w[0]->cols, in->a, err);
+    if (!st && !fused)
+        st = qb_cuda_gemv(c, w, n_w, in->a, y, accumulate, err);
+    return st;
+}
+
+extern "C" enum qb_status qb_cuda_gemv_swiglu_norm(struct qb_cuda_ctx *c,
+                                                   const struct qb_cuda_weight *gate,
+                                                   const struct qb_cuda_weight *up,
+                                                   const struct qb_cuda_norm_in *in,
+                                                   uint16_t *out, struct qb_err *err)
+{
+    int fused = 0;
+    enum qb_status st = QB_OK;
+    const struct qb_cuda_weight *pair[2] = {gate, up};
+    if (gate->rows != up->rows || gate->bias || up->bias)
+        return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                          "CUDA gate/up GEMV: shapes differ or MLP biases present");
+    st = try_fused_norm(c, pair, 2, in, NULL, out, 2, &fused, err);
+    if (!st && !fused)
+        st = qb_cuda_rmsnorm(c, in->x, in->w, in->eps, 1, (int)gate->cols, in->a, err);
+    if (!st && !fused)
+        st = qb_cuda_gemv_swiglu(c, gate, up, in->a, out, err);
+    return st;
+}

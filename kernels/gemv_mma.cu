@@ -28,7 +28,9 @@
  *
  * Dequantization to f16: int groups (1024 + code via the 0x6400 exponent
  * trick) - (1024 + zero), exact, times the group's f16 scale (exact: the
- * stored precision); taking the scale after the mma per 128-column group
+ * stored precision); the odd pairs take the nibble in place, 1024 + 16 code,
+ * and one HFMA2 by 1/16 minus (64 + zero), also exact, so a word costs one
+ * shift instead of three (int4 tg128 on the H100: 299.5 -> 304.7 t/s); taking the scale after the mma per 128-column group
  * measured slower (its per-step chains and extra registers cost more than the
  * f16 multiplies they save). The table formats (nf4, nf4-dq, nvfp4, mxfp4)
  * multiply their f32 table value by the f32 scale and round the product. Each weight
@@ -39,9 +41,20 @@
  * Block: MMA_WARPS warps share 2 tiles (16 output rows; with SwiGLU 8 rows
  * of gate and the same 8 of up) and split the columns by steps (warp w takes
  * steps w, w + MMA_WARPS, ...); their partial sums meet in shared memory.
- * MMA_UNROLL steps of codes and scales are loaded before any is used. With
+ * Each warp keeps a ring of MMA_UNROLL steps of codes and scales in
+ * registers: a slot is reloaded with the step MMA_UNROLL ahead as soon as its
+ * mma are issued, so the loads never drain while the warp computes (the
+ * Llama-3.1-8B down projection, 14336 columns: 26.4 -> 24.7 us). With
  * programmatic dependent launch the first loads are issued before waiting
  * for the previous kernel (see qb_cuda_common.cuh).
+ *
+ * Fused RMSNorm (struct qb_gemv_in without x): each block computes the
+ * row's mean square and builds its x fragments from the f32 residual and the
+ * norm weight, rounding to bf16 as qb_cuda_rmsnorm does, which saves the
+ * RMSNorm kernel before q|k|v (384 blocks for the 8B shape: 16.2 us against
+ * 9.7 + 12.7 us in isolation). The gate/up launch refuses it: its 3584 blocks
+ * would each read the 32 KB of residual and weight (54 us against 9.4 + 36.5
+ * us measured), so the caller runs the RMSNorm kernel first.
  *
  * Taken when every matrix of the launch is a 4-bit format without g_idx
  * whose rows are a multiple of 8 and whose group is a power of two (at least
@@ -51,8 +64,9 @@
 #include "packed.cuh"
 
 #define MMA_WARPS 4
-#define MMA_UNROLL 8 /* 4096 columns: a warp's whole share in flight at once (8 > 4 measured) */
-#define MMA_TILES 2
+#define MMA_UNROLL 6     /* steps in flight per warp (H100 int4 tg128: 6 > 8 > 4) */
+#define MMA_MIN_BLOCKS 4 /* resident blocks per SM the registers must allow (4 > 3) */
+#define MMA_TILES 2 /* tiles of 8 rows per block (one tile and twice the blocks: slower) */
 #define MMA_STEP 128
 #define MMA_MAX_MATS 3
 #define MMA_LUT_MAX (QB_LUT_DYN_OFFSET + 256)
@@ -66,7 +80,7 @@ struct mma_args {
     int n_mats;
     int64_t total_rows; /* output rows (SwiGLU: rows of gate) */
     int n_steps;        /* ceil(cols / 128) */
-    const uint16_t *x;
+    struct qb_gemv_in in;
     float *y;
     uint16_t *y_bf16;
 };
@@ -89,24 +103,58 @@ static __device__ __forceinline__ uint32_t half2_bits(float lo, float hi)
     return *(uint32_t *)&h;
 }
 
+/* 1 / rms of the row xf[cols] (every thread gets it): rmsnorm.cu's value up to
+ * the summation order. cols % 8 == 0 (mma_applies). */
+static __device__ float block_inv_rms(const struct qb_gemv_in &in, int cols, float *scratch)
+{
+    float ss = 0.0f;
+    for (int i = 4 * threadIdx.x; i < cols; i += 4 * blockDim.x) {
+        float4 v = __ldg((const float4 *)(in.xf + i));
+        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+    return rsqrtf(qb_block_sum(ss, scratch) / (float)cols + in.eps);
+}
+
+/* Input columns base .. base + 8 as floats: the bf16 x, or bf16(xf * inv * nw) as
+ * qb_cuda_rmsnorm rounds it. */
+static __device__ __forceinline__ void load_x8(const struct qb_gemv_in &in, int base, float inv,
+                                               float *f)
+{
+    if (in.x) {
+        uint4 v = __ldg((const uint4 *)(in.x + base));
+        const uint32_t *u = (const uint32_t *)&v;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            f[2 * k] = __uint_as_float(u[k] << 16);
+            f[2 * k + 1] = __uint_as_float(u[k] & 0xffff0000u);
+        }
+        return;
+    }
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        float4 x = __ldg((const float4 *)(in.xf + base) + h);
+        float4 w = __ldg((const float4 *)(in.nw + base) + h);
+        const float xv[4] = {x.x, x.y, x.z, x.w}, wv[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+            f[4 * h + k] = __uint_as_float((uint32_t)qb_f32_to_bf16_bits(xv[k] * inv * wv[k])
+                                           << 16);
+    }
+}
+
 /* xs[(s * 8 + j) * 4 + t] = the A registers of lane t for mma j of step s:
  * {x(c), x(c+4)}, 0, {x(c+1), x(c+5)}, 0 as f16 pairs (rows 8..15 of A are
  * zero; one 16-byte load fills the register quad the mma reads), c = 128 s +
  * 32 t + 8 (j / 2) + 2 (j % 2); zero past cols. */
-static __device__ void build_x_fragments(const uint16_t *x, int cols, int n_steps, uint4 *xs)
+static __device__ void build_x_fragments(const struct qb_gemv_in &in, float inv, int cols,
+                                         int n_steps, uint4 *xs)
 {
     for (int item = threadIdx.x; item < n_steps * 16; item += blockDim.x) {
         int s = item >> 4, t = (item >> 2) & 3, w = item & 3;
         int base = s * MMA_STEP + 32 * t + 8 * w;
         float f[8];
         if (base < cols) {
-            uint4 v = __ldg((const uint4 *)(x + base));
-            const uint32_t *u = (const uint32_t *)&v;
-#pragma unroll
-            for (int k = 0; k < 4; k++) {
-                f[2 * k] = __uint_as_float(u[k] << 16);
-                f[2 * k + 1] = __uint_as_float(u[k] & 0xffff0000u);
-            }
+            load_x8(in, base, inv, f);
         } else {
 #pragma unroll
             for (int k = 0; k < 8; k++)
@@ -126,7 +174,7 @@ static __device__ void build_x_fragments(const uint16_t *x, int cols, int n_step
 /* The group scale of a lane's 16 columns: for the integer groups as f16
  * pairs (s, s) and (1024 + zero, 1024 + zero), for the table formats in f32. */
 struct mma_scale {
-    __half2 s, z;
+    __half2 s, z, zh; /* zh = -(64 + zero): the high-nibble pairs' offset */
     float f;
 };
 
@@ -141,6 +189,7 @@ static __device__ __forceinline__ struct mma_scale to_mma_scale(const struct pac
         h.x = (uint16_t)r.s;
         m.s = __half2half2(__half(h));
         m.z = __float2half2_rn(1024.0f + (float)r.zero);
+        m.zh = __float2half2_rn(-64.0f - (float)r.zero);
     } else {
         m.f = decode_scale<FMT>(v, r, lut).x;
     }
@@ -155,6 +204,14 @@ static __device__ __forceinline__ __half2 nibbles_plus_1024(uint32_t q)
     return *(__half2 *)&d;
 }
 
+/* (q & 0x00f000f0) | 0x64006400: f16 pair (1024 + 16 lo code, 1024 + 16 hi code). */
+static __device__ __forceinline__ __half2 high_nibbles_plus_1024(uint32_t q)
+{
+    uint32_t d;
+    asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(d) : "r"(q), "n"(0x00f000f0), "n"(0x64006400));
+    return *(__half2 *)&d;
+}
+
 /* Pair p (nibbles p and p + 4 of word q) dequantized to f16. */
 template <int FMT>
 static __device__ __forceinline__ uint32_t dequant_pair(uint32_t q, int p, struct mma_scale sc,
@@ -162,6 +219,12 @@ static __device__ __forceinline__ uint32_t dequant_pair(uint32_t q, int p, struc
 {
     __half2 v;
     if constexpr (pk_has_zero<FMT>()) {
+        /* p even: (1024 + n) - (1024 + z); p odd: (1024 + 16 n) / 16 - (64 + z); exact */
+        uint32_t w = q >> (p & 2 ? 8 : 0);
+        __half2 c = p & 1 ? __hfma2(high_nibbles_plus_1024(w), __float2half2_rn(0.0625f), sc.zh)
+                          : __hsub2(nibbles_plus_1024(w), sc.z);
+        v = __hmul2(c, sc.s);
+    } else if constexpr (pk_has_zero<FMT>()) {
         v = __hmul2(__hsub2(nibbles_plus_1024(q >> (4 * p)), sc.z), sc.s); /* (code-zero) s */
     } else { /* one rounding, of the f32 product */
         v = __floats2half2_rn(lut[(q >> (4 * p)) & 15] * sc.f,
@@ -187,70 +250,66 @@ template <int FMT> static constexpr bool mma_half_groups()
     return FMT == QB_WFMT_NVFP4;
 }
 
-/* Codes and raw scales of the steps s0, s0 + MMA_WARPS, ... (MMA_UNROLL of them). */
-template <int U> struct mma_batch {
-    uint4 q[U][MMA_TILES];
-    struct pk_scale_raw sr[U][MMA_TILES][2]; /* columns [0,16) and [16,32) */
+/* The codes and raw scales of U steps in flight: slot u holds step s0 + u * MMA_WARPS. */
+template <int U, int T> struct mma_batch {
+    uint4 q[U][T];
+    struct pk_scale_raw sr[U][T][2]; /* columns [0,16) and [16,32) */
 };
 
-template <int FMT, int U>
-static __device__ __forceinline__ void load_batch(const struct mma_tile *tl, int s0, int n_steps,
-                                                  struct mma_batch<U> *b)
+/* Load step s of the T tiles (zeros past the end) into q[] and sr[]. */
+template <int FMT, int T>
+static __device__ __forceinline__ void load_step(const struct mma_tile *tl, int s, int n_steps,
+                                                 uint4 *q, struct pk_scale_raw (*sr)[2])
 {
     int t = threadIdx.x & 3;
 #pragma unroll
-    for (int u = 0; u < U; u++) {
-        int s = s0 + u * MMA_WARPS;
+    for (int i = 0; i < T; i++) {
+        int col = s * MMA_STEP + 32 * t;
+        q[i] = make_uint4(0, 0, 0, 0);
+        sr[i][0] = {0u, 0u, 0.0f};
+        if constexpr (mma_half_groups<FMT>())
+            sr[i][1] = {0u, 0u, 0.0f};
+        if (s >= n_steps || !tl[i].valid || col >= tl[i].v.cols)
+            continue;
+        q[i] = __ldcs(tl[i].codes + col / 32);
+        sr[i][0] = load_scale_at<FMT>(tl[i].v, tl[i].sbase + (col >> tl[i].gshift));
+        if constexpr (mma_half_groups<FMT>())
+            sr[i][1] = load_scale_at<FMT>(tl[i].v, tl[i].sbase + ((col + 16) >> tl[i].gshift));
+    }
+}
+
+/* The 8 mma of step s of both tiles from its loaded codes and scales. */
+template <int FMT, int T>
+static __device__ __forceinline__ void mma_step(const struct mma_tile *tl, const uint4 *qs,
+                                                const struct pk_scale_raw (*sr)[2], int s,
+                                                const uint4 *xs, const float *lut, float d[T][4])
+{
+    int t = threadIdx.x & 3;
+    struct mma_scale sc[T][2];
 #pragma unroll
-        for (int i = 0; i < MMA_TILES; i++) {
-            int col = s * MMA_STEP + 32 * t;
-            b->q[u][i] = make_uint4(0, 0, 0, 0);
-            b->sr[u][i][0] = {0u, 0u, 0.0f};
-            if constexpr (mma_half_groups<FMT>())
-                b->sr[u][i][1] = {0u, 0u, 0.0f};
-            if (s >= n_steps || !tl[i].valid || col >= tl[i].v.cols)
-                continue;
-            b->q[u][i] = __ldcs(tl[i].codes + col / 32);
-            b->sr[u][i][0] = load_scale_at<FMT>(tl[i].v, tl[i].sbase + (col >> tl[i].gshift));
-            if constexpr (mma_half_groups<FMT>())
-                b->sr[u][i][1] = load_scale_at<FMT>(tl[i].v,
-                                                    tl[i].sbase + ((col + 16) >> tl[i].gshift));
+    for (int i = 0; i < T; i++) {
+        sc[i][0] = to_mma_scale<FMT>(tl[i].v, sr[i][0], lut);
+        sc[i][1] = mma_half_groups<FMT>() ? to_mma_scale<FMT>(tl[i].v, sr[i][1], lut)
+                                          : sc[i][0];
+    }
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        uint4 a = xs[(s * 8 + j) * 4 + t];
+        int w = j >> 1, p = 2 * (j & 1);
+#pragma unroll
+        for (int i = 0; i < T; i++) {
+            const uint32_t *q = (const uint32_t *)&qs[i];
+            struct mma_scale g = sc[i][w >> 1];
+            mma_16816(d[i], a, dequant_pair<FMT>(q[w], p, g, lut),
+                      dequant_pair<FMT>(q[w], p + 1, g, lut));
         }
     }
 }
 
-template <int FMT, int U>
-static __device__ __forceinline__ void mma_batch_run(const struct mma_tile *tl,
-                                                     const struct mma_batch<U> *b, int s0,
-                                                     int n_steps, const uint4 *xs,
-                                                     const float *lut, float d[MMA_TILES][4])
+/* Output rows per block: 2 tiles of 8 (SwiGLU: 8 rows of gate and the same of up). */
+template <int MODE> static constexpr int mma_rows_per_block()
 {
-    int t = threadIdx.x & 3;
-#pragma unroll
-    for (int u = 0; u < U; u++) {
-        int s = s0 + u * MMA_WARPS;
-        if (s >= n_steps)
-            break;
-        struct mma_scale sc[MMA_TILES][2];
-#pragma unroll
-        for (int i = 0; i < MMA_TILES; i++) {
-            sc[i][0] = to_mma_scale<FMT>(tl[i].v, b->sr[u][i][0], lut);
-            sc[i][1] = mma_half_groups<FMT>() ? to_mma_scale<FMT>(tl[i].v, b->sr[u][i][1], lut)
-                                              : sc[i][0];
-        }
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            uint4 a = xs[(s * 8 + j) * 4 + t];
-            int w = j >> 1, p = 2 * (j & 1);
-#pragma unroll
-            for (int i = 0; i < MMA_TILES; i++) {
-                const uint32_t *q = (const uint32_t *)&b->q[u][i];
-                struct mma_scale g = sc[i][w >> 1];
-                mma_16816(d[i], a, dequant_pair<FMT>(q[w], p, g, lut),
-                          dequant_pair<FMT>(q[w], p + 1, g, lut));
-            }
-        }
-    }
+    return MODE == MMA_SWIGLU ? 8 : 8 * MMA_TILES;
 }
 
 /* Tile i of this block: rows [row0, row0 + 8) of the concatenated outputs
@@ -262,7 +321,8 @@ static __device__ __forceinline__ struct mma_tile locate_tile(const struct mma_a
 {
     struct mma_tile tl = {};
     int g = (threadIdx.x & 31) >> 2;
-    int64_t r = MODE == MMA_SWIGLU ? (int64_t)blockIdx.x * 8 : (int64_t)blockIdx.x * 16 + 8 * i;
+    int64_t r = MODE == MMA_SWIGLU ? (int64_t)blockIdx.x * 8
+                                   : (int64_t)blockIdx.x * mma_rows_per_block<MODE>() + 8 * i;
     *mat = -1;
     if (r >= a.total_rows)
         return tl;
@@ -292,7 +352,7 @@ static __device__ __forceinline__ struct mma_tile locate_tile(const struct mma_a
     return tl;
 }
 
-/* Thread r < 16: output r of the block from the warps' partial sums. */
+/* Thread r < 8 T: output r of the block from the warps' partial sums. */
 template <int MODE>
 static __device__ __forceinline__ void store_output(const struct mma_args &a,
                                                     const struct mma_tile *tl, const int *mat,
@@ -310,7 +370,7 @@ static __device__ __forceinline__ void store_output(const struct mma_args &a,
             a.y_bf16[(int64_t)blockIdx.x * 8 + r] = qb_f32_to_bf16_bits(qb_silu(v) * u);
         }
     } else {
-        int64_t out = (int64_t)blockIdx.x * 16 + r;
+        int64_t out = (int64_t)blockIdx.x * mma_rows_per_block<MODE>() + r;
         int m = i ? mat[1] : mat[0]; /* selects, not indexing: no local-memory copies */
         if (m < 0 || out >= a.total_rows)
             return;
@@ -322,48 +382,59 @@ static __device__ __forceinline__ void store_output(const struct mma_args &a,
 }
 
 template <int FMT, int MODE>
-static __global__ void __launch_bounds__(MMA_WARPS * 32, 3) gemv_mma_kernel(struct mma_args a)
+static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
+    gemv_mma_kernel(struct mma_args a)
 {
-    constexpr int U = MMA_UNROLL;
+    constexpr int U = MMA_UNROLL, T = MMA_TILES;
     extern __shared__ uint4 xs[]; /* [n_steps][8][4] A fragments */
     __shared__ float lut[MMA_LUT_MAX];
     __shared__ float red[MMA_WARPS][MMA_TILES * 8];
     constexpr int lut_len = FMT == QB_WFMT_NF4_DQ ? MMA_LUT_MAX : 16;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    struct mma_tile tl[MMA_TILES];
-    int mat[MMA_TILES];
-    struct mma_batch<U> b;
-    float d[MMA_TILES][4] = {};
-    for (int i = 0; i < MMA_TILES; i++)
+    struct mma_tile tl[T];
+    int mat[T];
+    struct mma_batch<U, T> b;
+    float d[T][4] = {};
+    for (int i = 0; i < T; i++)
         tl[i] = locate_tile<MODE>(a, i, &mat[i]);
-    load_batch<FMT, U>(tl, warp, a.n_steps, &b); /* weights only: before the wait */
+#pragma unroll
+    for (int u = 0; u < U; u++) /* weights only: before the wait */
+        load_step<FMT, T>(tl, warp + u * MMA_WARPS, a.n_steps, b.q[u], b.sr[u]);
     for (int i = threadIdx.x; i < lut_len; i += blockDim.x)
         lut[i] = a.m[0].lut[i];
     qb_pdl_wait();
     qb_pdl_trigger();
-    build_x_fragments(a.x, a.m[0].cols, a.n_steps, xs);
+    float inv = a.in.x ? 1.0f : block_inv_rms(a.in, a.m[0].cols, &red[0][0]);
+    build_x_fragments(a.in, inv, a.m[0].cols, a.n_steps, xs);
     __syncthreads();
-    for (int s0 = warp;;) {
-        mma_batch_run<FMT, U>(tl, &b, s0, a.n_steps, xs, lut, d);
-        s0 += MMA_WARPS * U;
-        if (s0 >= a.n_steps)
-            break;
-        load_batch<FMT, U>(tl, s0, a.n_steps, &b);
+    /* A ring of U steps: slot u is refilled with the step U * MMA_WARPS ahead as
+     * soon as its mma are issued, so U steps stay in flight while this warp works. */
+    for (int s0 = warp; s0 < a.n_steps; s0 += U * MMA_WARPS) {
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            int s = s0 + u * MMA_WARPS;
+            if (s >= a.n_steps)
+                break;
+            mma_step<FMT, T>(tl, b.q[u], b.sr[u], s, xs, lut, d);
+            if (s + U * MMA_WARPS < a.n_steps)
+                load_step<FMT, T>(tl, s + U * MMA_WARPS, a.n_steps, b.q[u], b.sr[u]);
+        }
     }
+    __syncthreads(); /* red doubled as block_inv_rms's scratch */
     if (lane < 4) /* D row 0: outputs 2t, 2t + 1 of each tile */
-        for (int i = 0; i < MMA_TILES; i++) {
+        for (int i = 0; i < T; i++) {
             red[warp][8 * i + 2 * lane] = d[i][0];
             red[warp][8 * i + 2 * lane + 1] = d[i][1];
         }
     __syncthreads();
-    if (threadIdx.x < MMA_TILES * 8)
+    if (threadIdx.x < T * 8)
         store_output<MODE>(a, tl, mat, red);
 }
 
 template <int FMT, int MODE>
 static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStream_t s)
 {
-    int64_t per_block = MODE == MMA_SWIGLU ? 8 : 16;
+    int64_t per_block = mma_rows_per_block<MODE>();
     int64_t blocks = (a->total_rows + per_block - 1) / per_block;
     size_t smem = (size_t)a->n_steps * 32 * sizeof(uint4);
     if (blocks > 0x7fffffff)
@@ -404,18 +475,20 @@ static bool mma_applies(const struct qb_cuda_weight *const *w, int n_w)
     if (qb_packed_is_8bit(w[0]->fmt) || w[0]->fmt == QB_WFMT_BF16)
         return false;
     for (int i = 0; i < n_w; i++)
-        if (w[i]->g_idx || w[i]->rows % 8 || w[i]->cols != w[0]->cols ||
+        if (w[i]->g_idx || w[i]->rows % 8 || w[i]->cols != w[0]->cols || w[i]->cols % 8 ||
             (w[i]->group & (w[i]->group - 1)) || (w[i]->group % 32 && w[i]->fmt != QB_WFMT_NVFP4))
             return false;
     return true;
 }
 
 cudaError_t qb_gemv_mma_launch(const struct qb_cuda_weight *const *w, int n_w,
-                               const uint16_t *x, float *y, uint16_t *y_bf16, int mode, int pdl,
-                               cudaStream_t s)
+                               const struct qb_gemv_in *in, float *y, uint16_t *y_bf16, int mode,
+                               int pdl, cudaStream_t s)
 {
     struct mma_args a = {};
     if (n_w < 1 || n_w > MMA_MAX_MATS || !mma_applies(w, n_w))
+        return cudaErrorNotSupported;
+    if (!in->x && mode == MMA_SWIGLU) /* see the top comment */
         return cudaErrorNotSupported;
     for (int i = 0; i < n_w; i++) {
         a.m[i] = packed_view_of(w[i]);
@@ -426,7 +499,7 @@ cudaError_t qb_gemv_mma_launch(const struct qb_cuda_weight *const *w, int n_w,
         a.total_rows = w[0]->rows;
     a.n_mats = n_w;
     a.n_steps = (int)((w[0]->cols + MMA_STEP - 1) / MMA_STEP);
-    a.x = x;
+    a.in = *in;
     a.y = y;
     a.y_bf16 = y_bf16;
     switch (w[0]->fmt) {

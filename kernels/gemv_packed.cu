@@ -352,7 +352,8 @@ cudaError_t qb_gemv_packed_launch(const struct qb_cuda_weight *const *w, int n_w
     if (n_w < 1 || n_w > PK_MAX_MATS)
         return cudaErrorInvalidValue;
     if (!x_scale) { /* 4-bit formats go to the tensor cores when they can (gemv_mma.cu) */
-        cudaError_t e = qb_gemv_mma_launch(w, n_w, x, y, y_bf16, mode, pdl, s);
+        struct qb_gemv_in in = {x, NULL, NULL, 0.0f};
+        cudaError_t e = qb_gemv_mma_launch(w, n_w, &in, y, y_bf16, mode, pdl, s);
         if (e != cudaErrorNotSupported)
             return e;
     }

@@ -213,11 +213,20 @@ template <int FMT> static constexpr bool pk_has_zero()
 cudaError_t qb_gemv_packed_launch(const struct qb_cuda_weight *const *w, int n_w,
                                   const uint16_t *x, const float *x_scale, float *y,
                                   uint16_t *y_bf16, int mode, int pdl, cudaStream_t s);
+/* A decode GEMV's input x [cols]: the bf16 row x, or (x == NULL) the RMSNorm of
+ * the f32 row xf with weight nw, bf16(xf * inv_rms * nw) as qb_cuda_rmsnorm
+ * writes it, computed by the GEMV itself (one kernel less per norm). */
+struct qb_gemv_in {
+    const uint16_t *x;
+    const float *xf, *nw;
+    float eps;
+};
 /* gemv_mma.cu: the same GEMV on the tensor cores for the 4-bit formats (mode as
- * above; no x_scale); cudaErrorNotSupported when the weights do not qualify. */
+ * above; no x_scale); cudaErrorNotSupported when the weights do not qualify
+ * (the caller then runs the RMSNorm and gemv_packed.cu). */
 cudaError_t qb_gemv_mma_launch(const struct qb_cuda_weight *const *w, int n_w,
-                               const uint16_t *x, float *y, uint16_t *y_bf16, int mode, int pdl,
-                               cudaStream_t s);
+                               const struct qb_gemv_in *in, float *y, uint16_t *y_bf16, int mode,
+                               int pdl, cudaStream_t s);
 cudaError_t qb_dequant_launch(const struct qb_cuda_weight *w, uint16_t *out, cudaStream_t s);
 
 /* w8a8.cu: per-token E4M3 quantization of bf16 activations x [n][cols] into

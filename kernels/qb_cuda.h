@@ -187,6 +187,26 @@ enum qb_status qb_cuda_gemv_swiglu(struct qb_cuda_ctx *c, const struct qb_cuda_w
                                    const struct qb_cuda_weight *up, const uint16_t *x,
                                    uint16_t *out, struct qb_err *err);
 
+/* The input of a decode GEMV that starts with an RMSNorm (device pointers). */
+struct qb_cuda_norm_in {
+    const float *x; /* f32 residual row [cols] */
+    const float *w; /* norm weight [cols] */
+    float eps;
+    uint16_t *a;    /* bf16 scratch [cols]: the normed row where the norm is not fused */
+};
+
+/* qb_cuda_gemv / qb_cuda_gemv_swiglu of x = bf16(rmsnorm(in)). The 4-bit
+ * tensor-core GEMV computes the norm in its own prologue (one kernel less on
+ * the decode path); every other format runs qb_cuda_rmsnorm into in->a first.
+ * The two differ only in the summation order of the mean square. */
+enum qb_status qb_cuda_gemv_norm(struct qb_cuda_ctx *c, const struct qb_cuda_weight *const *w,
+                                 int n_w, const struct qb_cuda_norm_in *in, float *y,
+                                 int accumulate, struct qb_err *err);
+enum qb_status qb_cuda_gemv_swiglu_norm(struct qb_cuda_ctx *c, const struct qb_cuda_weight *gate,
+                                        const struct qb_cuda_weight *up,
+                                        const struct qb_cuda_norm_in *in, uint16_t *out,
+                                        struct qb_err *err);
+
 /* ---- graphs (decode) ------------------------------------------------------- */
 
 /* Begin/end capturing the context's stream into a CUDA graph (instantiated on

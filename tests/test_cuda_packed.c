@@ -6,6 +6,9 @@
  *   - the fused dequantize-GEMV          with a double dot over the reference weights,
  *   - the prefill linear (dequant+cuBLAS) the same way,
  *   - the gate/up SwiGLU GEMV            with its reference.
+ *   - the GEMVs of an RMSNorm'd input   with the norm (qb_cuda_rmsnorm's bf16
+ *     rounding) and the same dots: fused into the 4-bit tensor-core GEMV,
+ *     a separate kernel for the rest.
  * Every format, int4 with an act-order g_idx, the tensor-core GEMV over
  * concatenated matrices with partial tiles, and fp8-w8a8 against the CPU's
  * per-token activation quantization. Skips without a GPU.
@@ -151,6 +154,44 @@ static double gemv_tolerance(enum qb_wfmt fmt, const struct qb_quant_params *qp)
     return eight_bit || qp->g_idx ? TOL_GEMV : TOL_GEMV_MMA;
 }
 
+/* qb_cuda_gemv_norm and qb_cuda_gemv_swiglu_norm of a random residual row against
+ * bf16(x * inv_rms * nw) (double mean square) times the reference weights. */
+static void check_norm(const char *label, struct qb_cuda_ctx *c, const struct qb_cuda_weight *dw,
+                       const struct qb_cuda_weight *dw2, const float *ref_w, const float *ref_w2,
+                       double tol)
+{
+    float xf[COLS], nw[COLS], xn[COLS], ref_y[ROWS], ref_u[ROWS];
+    double ss = 0;
+    for (int k = 0; k < COLS; k++) {
+        xf[k] = frand() * 3.0f;
+        nw[k] = 1.0f + 0.5f * frand();
+        ss += (double)xf[k] * xf[k];
+    }
+    float inv = (float)(1.0 / sqrt(ss / COLS + 1e-5));
+    for (int k = 0; k < COLS; k++)
+        xn[k] = qb_bf16_to_f32(qb_f32_to_bf16(xf[k] * inv * nw[k]));
+    ref_matmul(ref_w, xn, 1, ref_y);
+    ref_matmul(ref_w2, xn, 1, ref_u);
+    float *d_xf = dev(xf, sizeof xf), *d_nw = dev(nw, sizeof nw), *d_y = dev(NULL, sizeof ref_y);
+    uint16_t *d_a = dev(NULL, COLS * 2), *d_o = dev(NULL, ROWS * 2);
+    struct qb_cuda_norm_in in = {d_xf, d_nw, 1e-5f, d_a};
+    const struct qb_cuda_weight *ws[1] = {dw};
+    OK(qb_cuda_gemv_norm(c, ws, 1, &in, d_y, 0, &err));
+    OK(qb_cuda_sync(c, &err));
+    float *got = from_dev_f32(d_y, ROWS);
+    expect_close(label, "RMSNorm'd GEMV", got, ref_y, ROWS, tol);
+    free(got);
+    for (int r = 0; r < ROWS; r++)
+        ref_u[r] = qb_bf16_to_f32(qb_f32_to_bf16(ref_y[r] / (1 + expf(-ref_y[r])) * ref_u[r]));
+    OK(qb_cuda_gemv_swiglu_norm(c, dw, dw2, &in, d_o, &err));
+    OK(qb_cuda_sync(c, &err));
+    got = from_dev_bf16(d_o, ROWS);
+    expect_close(label, "RMSNorm'd SwiGLU GEMV", got, ref_u, ROWS, TOL_SWIGLU);
+    free(got);
+    qb_cuda_free(d_xf), qb_cuda_free(d_nw), qb_cuda_free(d_y), qb_cuda_free(d_a);
+    qb_cuda_free(d_o);
+}
+
 static void check_format(const char *label, enum qb_wfmt fmt, const struct qb_quant_params *qp)
 {
     struct qb_linear lin, lin2;
@@ -201,6 +242,7 @@ static void check_format(const char *label, enum qb_wfmt fmt, const struct qb_qu
     got = from_dev_bf16(d_w16, ROWS);
     expect_close(label, "SwiGLU GEMV", got, ref_y2, ROWS, TOL_SWIGLU);
     free(got);
+    check_norm(label, c, &dw, &dw2, ref_w, ref_w2, gemv_tolerance(fmt, qp));
 
     qb_cuda_weight_free(&dw), qb_cuda_weight_free(&dw2);
     qb_linear_release(&lin), qb_linear_release(&lin2);
