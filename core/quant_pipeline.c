@@ -9,6 +9,7 @@
 
 #include "awq.h"
 #include "engine.h"
+#include "kernels/qb_cuda_awq.h"
 #include "linear.h"
 #include "quant_pipeline_impl.h"
 
@@ -79,6 +80,8 @@ struct pipe {
     float *work;                  /* [L][H] */
     int layer, step, n_steps;
     float *awq_fp;                /* AWQ: [search samples][L][H] full-precision stream */
+    struct qb_cuda_awq *awq_gpu;  /* AWQ: the GPU search (losses of o, gate/up, down and the
+                                     range search), or NULL: all on the CPU */
 };
 
 static size_t act_elems(const struct pipe *P)
@@ -369,7 +372,7 @@ struct awq_layer {
     float *tmp_a, *tmp_b, *tmp_c;   /* scratch [Ss*L][max dim] */
     int Ss;
     int group_id;                   /* the group being searched */
-    struct qb_err *err;
+    struct qb_err *err;             /* the loss callback's error (during a search) */
     enum qb_status st;
 };
 
@@ -452,6 +455,35 @@ static enum qb_status awq_layer_sq_error(struct awq_layer *A, double *sq, struct
     return QB_OK;
 }
 
+/* Group g's search data to the GPU: inputs, target, the weights the loss reads. */
+static enum qb_status awq_gpu_group(struct awq_layer *A, int g, struct qb_err *err)
+{
+    static const enum qb_linear_slot used[AG_COUNT][3] = {
+        {QB_LIN_Q}, {QB_LIN_O}, {QB_LIN_GATE, QB_LIN_UP, QB_LIN_DOWN}, {QB_LIN_DOWN}};
+    static const int n_used[AG_COUNT] = {0, 1, 3, 1};
+    const float *target = g == AG_O ? A->att_tgt : A->mlp_tgt;
+    enum qb_status st = qb_cuda_awq_set_inputs(A->P->awq_gpu, A->keep[g], n_search_tokens(A),
+                                               A->Lr->lin[awq_input_slot[g]].cols, target,
+                                               A->P->H, err);
+    for (int k = 0; !st && k < n_used[g]; k++) {
+        const struct qb_linear *l = &A->Lr->lin[used[g][k]];
+        st = qb_cuda_awq_set_weight(A->P->awq_gpu, k, A->cur[used[g][k]], l->rows, l->cols,
+                                    err);
+    }
+    return st;
+}
+
+/* The loss of o, gate/up or down on the GPU (qb_cuda_awq.h: the same formula as below). */
+static double awq_gpu_loss(struct awq_layer *A, const float *scales)
+{
+    double loss;
+    enum qb_cuda_awq_loss_kind kind = A->group_id == AG_MLP ? QB_CUDA_AWQ_MLP
+                                                            : QB_CUDA_AWQ_LINEAR;
+    A->st = qb_cuda_awq_loss(A->P->awq_gpu, kind, scales, A->P->o->bits, A->P->o->group, &loss,
+                             A->err);
+    return A->st ? -1 : loss;
+}
+
 static double awq_loss(void *ctx, const float *scales)
 {
     struct awq_layer *A = ctx;
@@ -459,6 +491,8 @@ static double awq_loss(void *ctx, const float *scales)
     int64_t n = n_search_tokens(A);
     if (qb_progress_cancelled(P->progress))
         return -1;
+    if (P->awq_gpu && A->group_id != AG_QKV)
+        return awq_gpu_loss(A, scales);
     switch (A->group_id) {
     case AG_QKV: { /* the whole layer's output (the MLP in full precision) */
         double sq;
@@ -649,13 +683,20 @@ static enum qb_status awq_search_group(struct awq_layer *A, int g, struct qb_err
     }
     qb_awq_weight_mean(ws, rows, n_members[g], cols, P->o->group, w_mean);
     A->group_id = g;
-    A->st = QB_OK;
+    A->st = P->awq_gpu && g != AG_QKV ? awq_gpu_group(A, g, err) : QB_OK;
+    if (A->st) {
+        free(w_mean);
+        return A->st;
+    }
+    struct qb_err loss_err = {0}; /* the search's own "cancelled" must not overwrite it */
+    A->err = &loss_err;
     double ratio, loss;
     enum qb_status st = qb_awq_search_scales(A->x_mean[g], w_mean, cols, QB_AWQ_N_GRID, awq_loss,
                                              A, A->scale[g], &ratio, &loss, err);
     free(w_mean);
+    A->err = NULL;
     if (A->st)
-        return A->st;
+        return qb_err_set(err, A->st, "%s", loss_err.msg);
     if (!st)
         qb_progress_log(P->progress, "layer %d awq %s: best ratio %.2f, loss %.4g", P->layer,
                         g == AG_QKV ? "q/k/v" : g == AG_O ? "o" : g == AG_MLP ? "gate/up" : "down",
@@ -730,21 +771,27 @@ static enum qb_status awq_clip(struct awq_layer *A, enum qb_linear_slot s, struc
     int64_t cols = l->cols, ng = cols / P->o->group;
     const double *h = A->hess[slot_group(s)];
     const float *sc = A->scale[slot_group(s)];
-    double *g = qb_malloc_array((size_t)(cols * cols), sizeof(double));
+    double *g = P->awq_gpu ? NULL : qb_malloc_array((size_t)(cols * cols), sizeof(double));
     float *lo = qb_malloc_array((size_t)(l->rows * ng), sizeof(float));
     float *hi = qb_malloc_array((size_t)(l->rows * ng), sizeof(float));
+    struct qb_awq_range_opts ro = {QB_AWQ_CLIP_GRID,
+                                   (int)(QB_AWQ_CLIP_MAX_SHRINK * QB_AWQ_CLIP_GRID), 1};
     enum qb_status st = QB_OK;
-    if (!g || !lo || !hi) {
+    if ((!g && !P->awq_gpu) || !lo || !hi) {
         st = qb_err_set(err, QB_ERR_NOMEM, "out of memory in the AWQ clip search");
         goto out;
     }
-    for (int64_t a = 0; a < cols; a++)
-        for (int64_t b = 0; b < cols; b++)
-            g[a * cols + b] = sc ? h[a * cols + b] / ((double)sc[a] * sc[b]) : h[a * cols + b];
-    struct qb_awq_range_opts ro = {QB_AWQ_CLIP_GRID,
-                                   (int)(QB_AWQ_CLIP_MAX_SHRINK * QB_AWQ_CLIP_GRID), 1};
-    st = qb_awq_range_search(A->cur[s], l->rows, cols, P->o->bits, P->o->group, g, &ro, P->pool,
-                             lo, hi, err);
+    if (P->awq_gpu) { /* the same blocks of h / (s s^T), built inside */
+        st = qb_cuda_awq_range_search(P->awq_gpu, A->cur[s], l->rows, cols, P->o->bits,
+                                      P->o->group, h, sc, &ro, lo, hi, err);
+    } else {
+        for (int64_t a = 0; a < cols; a++)
+            for (int64_t b = 0; b < cols; b++)
+                g[a * cols + b] = sc ? h[a * cols + b] / ((double)sc[a] * sc[b])
+                                     : h[a * cols + b];
+        st = qb_awq_range_search(A->cur[s], l->rows, cols, P->o->bits, P->o->group, g, &ro,
+                                 P->pool, lo, hi, err);
+    }
     if (!st)
         qb_awq_apply_range(A->cur[s], l->rows, cols, P->o->group, lo, hi);
 out:
@@ -812,7 +859,7 @@ out:
 
 static enum qb_status awq_layer(struct pipe *P, struct qb_err *err)
 {
-    struct awq_layer A = {.P = P, .Lr = &P->m->layers[P->layer], .err = err};
+    struct awq_layer A = {.P = P, .Lr = &P->m->layers[P->layer]};
     A.Ss = QB_MAX(1, QB_MIN(P->S, QB_AWQ_SEARCH_TOKENS / P->L));
     P->n_steps = 7;
     enum qb_status st = awq_alloc(&A, err);
@@ -929,11 +976,19 @@ enum qb_status qb_qpipe_run(struct qb_model *m, const struct qb_qpipe_opts *o,
         qb_progress_log(progress, "calibration seqlen capped to %d (%s)", cd.seqlen,
                         cd.capped_by_text ? "text length" : "model context");
     int gpu = o->method == QB_METHOD_GPTQ && qb_qpipe_gptq_on_gpu(m, o, P.L, &st, err);
+    if (!st && o->method == QB_METHOD_AWQ && qb_qpipe_awq_on_gpu(o, &st, err))
+        st = qb_cuda_awq_create(&P.awq_gpu, err);
     if (st)
         goto out;
     snprintf(rep->device, sizeof rep->device, "cpu");
-    if (!gpu)
+    if (P.awq_gpu) {
+        snprintf(rep->device, sizeof rep->device, "cuda (%s), layer forwards on the cpu",
+                 qb_cuda_awq_device_name(P.awq_gpu));
+        qb_progress_log(progress, "AWQ search on the GPU (%s), layer forwards on the CPU",
+                        qb_cuda_awq_device_name(P.awq_gpu));
+    } else if (!gpu) {
         qb_progress_log(progress, "calibrating on the CPU");
+    }
     rep->stats = qb_calloc_array((size_t)m->cfg.n_layers, sizeof *rep->stats);
     P.x = gpu ? NULL : qb_aligned_alloc((size_t)P.S * act_elems(&P) * sizeof(float));
     P.work = gpu ? NULL : qb_aligned_alloc(act_elems(&P) * sizeof(float));
@@ -958,6 +1013,9 @@ enum qb_status qb_qpipe_run(struct qb_model *m, const struct qb_qpipe_opts *o,
 out:
     rep->seconds = qb_now_seconds() - t0;
     rep->peak_rss_kb = qb_peak_rss_kb();
+    if (P.awq_gpu)
+        rep->peak_gpu_bytes = qb_cuda_awq_peak_bytes(P.awq_gpu);
+    qb_cuda_awq_free(P.awq_gpu);
     qb_engine_free(P.e);
     qb_pool_free(P.pool);
     free(P.x);

@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/qb_cuda.h"
+#include "kernels/qb_cuda_awq.h"
 #include "kernels/qb_cuda_calib.h"
 
 int qb_qpipe_gptq_on_gpu(const struct qb_model *m, const struct qb_qpipe_opts *o, int seqlen,
@@ -36,6 +38,24 @@ int qb_qpipe_gptq_on_gpu(const struct qb_model *m, const struct qb_qpipe_opts *o
             s = qb_err_set(&why, QB_ERR_UNSUPPORTED, "GPU calibration needs --group a multiple "
                            "of 16 and input widths a multiple of 32 (the GPU's packed "
                            "layout); use --backend cpu");
+    if (s && o->backend == QB_BACKEND_CUDA) {
+        *st = qb_err_set(err, s, "%s", why.msg);
+        return 0;
+    }
+    return s == QB_OK;
+}
+
+int qb_qpipe_awq_on_gpu(const struct qb_qpipe_opts *o, enum qb_status *st, struct qb_err *err)
+{
+    struct qb_err why = {0};
+    struct qb_cuda_device dev;
+    *st = QB_OK;
+    if (qb_backend_resolve(o->backend) != QB_BACKEND_CUDA)
+        return 0;
+    enum qb_status s = qb_cuda_device_query(&dev, &why);
+    if (!s && !QB_CUDA_AWQ_GROUP_OK(o->group))
+        s = qb_err_set(&why, QB_ERR_UNSUPPORTED, "the GPU AWQ search takes --group 32, 64 or "
+                       "128, not %d; use --backend cpu", o->group);
     if (s && o->backend == QB_BACKEND_CUDA) {
         *st = qb_err_set(err, s, "%s", why.msg);
         return 0;

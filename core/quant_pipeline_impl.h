@@ -1,7 +1,8 @@
 /*
  * quant_pipeline_impl.h - what the calibrated pipeline's drivers share inside
- * core/: quant_pipeline.c (the CPU reference, and the AWQ driver) and
- * quant_pipeline_gpu.c (GPTQ with the layer forward, Hessians and GPTQ on the GPU).
+ * core/: quant_pipeline.c (the CPU reference, and the AWQ driver, whose search calls
+ * kernels/qb_cuda_awq.h when qb_qpipe_awq_on_gpu says so) and quant_pipeline_gpu.c
+ * (GPTQ with the layer forward, Hessians and GPTQ on the GPU).
  */
 #ifndef QB_QUANT_PIPELINE_IMPL_H
 #define QB_QUANT_PIPELINE_IMPL_H
@@ -19,6 +20,11 @@ void qb_qpipe_release_layer(const struct qb_model *m, int layer);
  * is an error (*st set, 0 returned); auto falls back to the CPU silently. */
 int qb_qpipe_gptq_on_gpu(const struct qb_model *m, const struct qb_qpipe_opts *o, int seqlen,
                          enum qb_status *st, struct qb_err *err);
+
+/* 1 when AWQ with options o runs its search on the GPU (kernels/qb_cuda_awq.h; the
+ * layer forwards stay on the CPU): the backend resolves to CUDA, a GPU is present
+ * and the group is one the kernels take. Errors and fallback as for GPTQ above. */
+int qb_qpipe_awq_on_gpu(const struct qb_qpipe_opts *o, enum qb_status *st, struct qb_err *err);
 
 /* GPTQ of m, true-sequential as the CPU driver, on the GPU (quant_pipeline_gpu.c).
  * rep->stats is allocated by the caller; fills the rest of rep except seconds
