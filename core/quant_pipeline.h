@@ -51,6 +51,12 @@
  *   range search read 80 % there while its KLD fell 10 %): judge on all chunks.
  * The scale search costs 20 forwards of Ss samples through the layer per
  * layer; the fp stream 1 forward of Ss samples.
+ * When the backend resolves to CUDA (and --group is 32, 64 or 128) the search's
+ * other costs move to the GPU (kernels/qb_cuda_awq.h): the trial quantizations
+ * and losses of the o, gate/up and down searches (f32 SGEMMs without TF32) and
+ * the range search; the capture pass, the fp stream and q/k/v's whole-layer
+ * loss stay on the CPU engine. Choices match the CPU path's except between
+ * candidates whose losses tie within the tolerances of tests/test_cuda_awq.c.
  *
  * Result in the model: each decoder linear is replaced by its packed linear
  * (qb_linear_pack_groups: INT4, INT4_SYM or UINT_G with g_idx); the integer
@@ -84,8 +90,9 @@ struct qb_qpipe_opts {
     int group;                    /* default 128 */
     int sym, act_order, static_groups; /* GPTQ only */
     double damp;                  /* GPTQ; 0 = 0.01 */
-    enum qb_backend backend;      /* GPTQ: auto (default) and cuda calibrate on the GPU when
-                                     there is one (quant_pipeline_impl.h), cpu never */
+    enum qb_backend backend;      /* auto (default) and cuda calibrate on the GPU when there
+                                     is one (GPTQ wholly, AWQ its search; see
+                                     quant_pipeline_impl.h), cpu never */
     struct qb_calib_opts calib;   /* seqlen 0 = method default (2048 GPTQ, 512 AWQ) */
     int n_threads;                /* 0 = all cores */
     qb_qpipe_sink sink;           /* optional */
