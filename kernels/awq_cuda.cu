@@ -134,36 +134,12 @@ static __global__ void silu_mul_kernel(float *a, const float *b, size_t n)
         a[i] = qb_silu(a[i]) * b[i];
 }
 
-/* part[block] = sum over the block's grid-stride share of (y - t)^2, in f64. */
-static __global__ void __launch_bounds__(EW_THREADS)
-    sq_err_kernel(const float *y, const float *t, size_t n, double *part)
+/* Thread 0 writes the sum of every thread's v (a block of EW_THREADS) to *out, in a
+ * fixed order. */
+static __device__ void block_sum_f64_to(double v, double *out)
 {
     __shared__ double sh[EW_THREADS];
-    double acc = 0;
-    GRID_STRIDE(i, n) {
-        double d = (double)y[i] - (double)t[i];
-        acc += d * d;
-    }
-    sh[threadIdx.x] = acc;
-    __syncthreads();
-    for (int h = EW_THREADS / 2; h > 0; h >>= 1) {
-        if ((int)threadIdx.x < h)
-            sh[threadIdx.x] += sh[threadIdx.x + h];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0)
-        part[blockIdx.x] = sh[0];
-}
-
-/* *out = sum of part[0..n) by one block of EW_THREADS threads. */
-static __global__ void __launch_bounds__(EW_THREADS)
-    sum_kernel(const double *part, int n, double *out)
-{
-    __shared__ double sh[EW_THREADS];
-    double acc = 0;
-    for (int i = threadIdx.x; i < n; i += EW_THREADS)
-        acc += part[i];
-    sh[threadIdx.x] = acc;
+    sh[threadIdx.x] = v;
     __syncthreads();
     for (int h = EW_THREADS / 2; h > 0; h >>= 1) {
         if ((int)threadIdx.x < h)
@@ -172,6 +148,28 @@ static __global__ void __launch_bounds__(EW_THREADS)
     }
     if (threadIdx.x == 0)
         *out = sh[0];
+}
+
+/* part[block] = sum over the block's grid-stride share of (y - t)^2, in f64. */
+static __global__ void __launch_bounds__(EW_THREADS)
+    sq_err_kernel(const float *y, const float *t, size_t n, double *part)
+{
+    double acc = 0;
+    GRID_STRIDE(i, n) {
+        double d = (double)y[i] - (double)t[i];
+        acc += d * d;
+    }
+    block_sum_f64_to(acc, &part[blockIdx.x]);
+}
+
+/* *out = sum of part[0..n) by one block of EW_THREADS threads. */
+static __global__ void __launch_bounds__(EW_THREADS)
+    sum_kernel(const double *part, int n, double *out)
+{
+    double acc = 0;
+    for (int i = threadIdx.x; i < n; i += EW_THREADS)
+        acc += part[i];
+    block_sum_f64_to(acc, out);
 }
 
 struct range_args {

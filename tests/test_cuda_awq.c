@@ -117,18 +117,6 @@ Test(awq_backend, auto_without_a_gpu_uses_the_cpu)
 
 static struct qb_err err;
 
-static double urand(uint64_t *s)
-{
-    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-    return (double)(*s >> 11) / 9007199254740992.0;
-}
-
-static double nrand(uint64_t *s)
-{
-    double u = urand(s) + 1e-12, v = urand(s);
-    return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
-}
-
 static float *xmalloc_f(size_t n)
 {
     float *p = malloc(n * sizeof(float));
@@ -143,7 +131,7 @@ static float *awkward_weights(int64_t rows, int64_t cols, int group, uint64_t se
     uint64_t s = seed;
     float *w = xmalloc_f((size_t)(rows * cols));
     for (int64_t i = 0; i < rows * cols; i++)
-        w[i] = (float)(0.02 * nrand(&s));
+        w[i] = (float)(0.02 * qbt_nrand(&s));
     for (int64_t c = 0; c < cols; c++) {
         w[0 * cols + c] = 0.0f;
         w[1 * cols + c] = 0.37f;
@@ -162,7 +150,7 @@ static float *rand_scales(int64_t cols, double span, uint64_t seed)
     uint64_t s = seed;
     float *sc = xmalloc_f((size_t)cols);
     for (int64_t c = 0; c < cols; c++)
-        sc[c] = (float)exp((2 * urand(&s) - 1) * log(span));
+        sc[c] = (float)exp((2 * qbt_urand(&s) - 1) * log(span));
     return sc;
 }
 
@@ -226,25 +214,11 @@ Test(cuda_awq, refuses_groups_the_kernels_do_not_take)
 
 /* ---- (b) the range search ---------------------------------------------------------------- */
 
-/* h = 2 X^T X / n of correlated inputs x = z M (a few strong channels). */
+/* h = 2 X^T X / n of correlated inputs (a few strong channels). */
 static double *rand_hessian(int64_t d, int64_t n, uint64_t seed)
 {
-    uint64_t s = seed;
-    double *mix = malloc(sizeof(double) * d * d), *z = malloc(sizeof(double) * d);
-    float *x = xmalloc_f((size_t)(n * d));
-    cr_assert(mix && z);
-    for (int64_t i = 0; i < d * d; i++)
-        mix[i] = nrand(&s) / sqrt((double)d) + (i % (d + 1) == 0 ? 1.0 : 0.0);
-    for (int64_t t = 0; t < n; t++) {
-        for (int64_t j = 0; j < d; j++)
-            z[j] = nrand(&s) * (j % 17 == 0 ? 8.0 : 1.0);
-        for (int64_t j = 0; j < d; j++) {
-            double v = 0;
-            for (int64_t k = 0; k < d; k++)
-                v += z[k] * mix[k * d + j];
-            x[t * d + j] = (float)v;
-        }
-    }
+    float *x = qbt_correlated_inputs(n, d, seed);
+    cr_assert(x, "out of memory");
     struct qb_hessian h;
     double *H = malloc(sizeof(double) * d * d);
     cr_assert(H);
@@ -252,7 +226,7 @@ static double *rand_hessian(int64_t d, int64_t n, uint64_t seed)
     cr_assert_eq(qb_hessian_add(&h, x, n, NULL, NULL), QB_OK);
     qb_hessian_finish(&h, H);
     qb_hessian_free(&h);
-    free(mix), free(z), free(x);
+    free(x);
     return H;
 }
 

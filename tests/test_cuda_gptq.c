@@ -147,41 +147,16 @@ Test(gptq_backend, quantize_rejects_a_bad_backend)
 
 static struct qb_err err;
 
-static double urand(uint64_t *s)
-{
-    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-    return (double)(*s >> 11) / 9007199254740992.0;
-}
-
-static double nrand(uint64_t *s)
-{
-    double u = urand(s) + 1e-12, v = urand(s);
-    return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
-}
-
-/* Correlated inputs (x = z M, a few strong channels), rounded to bf16. */
+/* Correlated inputs (qbt_correlated_inputs), rounded to bf16. */
 static uint16_t *make_inputs_bf16(int64_t n, int64_t d, uint64_t seed, float **as_f32)
 {
-    uint64_t s = seed;
     uint16_t *x = malloc(sizeof(uint16_t) * n * d);
-    float *f = malloc(sizeof(float) * n * d);
-    double *mix = malloc(sizeof(double) * d * d), *z = malloc(sizeof(double) * d);
-    cr_assert(x && f && mix && z);
-    for (int64_t i = 0; i < d * d; i++)
-        mix[i] = nrand(&s) / sqrt((double)d) + (i % (d + 1) == 0 ? 1.0 : 0.0);
-    for (int64_t t = 0; t < n; t++) {
-        for (int64_t j = 0; j < d; j++)
-            z[j] = nrand(&s) * (j % 17 == 0 ? 8.0 : 1.0);
-        for (int64_t j = 0; j < d; j++) {
-            double v = 0;
-            for (int64_t k = 0; k < d; k++)
-                v += z[k] * mix[k * d + j];
-            x[t * d + j] = qb_f32_to_bf16((float)v);
-            f[t * d + j] = qb_bf16_to_f32(x[t * d + j]);
-        }
+    float *f = qbt_correlated_inputs(n, d, seed);
+    cr_assert(x && f);
+    for (int64_t i = 0; i < n * d; i++) {
+        x[i] = qb_f32_to_bf16(f[i]);
+        f[i] = qb_bf16_to_f32(x[i]);
     }
-    free(mix);
-    free(z);
     *as_f32 = f;
     return x;
 }
@@ -206,7 +181,7 @@ static float *rand_weights(int64_t rows, int64_t cols, uint64_t seed)
     float *w = malloc(sizeof(float) * rows * cols);
     cr_assert(w);
     for (int64_t i = 0; i < rows * cols; i++)
-        w[i] = (float)(0.02 * nrand(&s));
+        w[i] = (float)(0.02 * qbt_nrand(&s));
     return w;
 }
 

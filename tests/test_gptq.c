@@ -11,18 +11,7 @@
 #include <string.h>
 
 #include "gptq.h"
-
-static double urand(uint64_t *s)
-{
-    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-    return (double)(*s >> 11) / 9007199254740992.0;
-}
-
-static double nrand(uint64_t *s)
-{
-    double u = urand(s) + 1e-12, v = urand(s);
-    return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
-}
+#include "qb_test_util.h"
 
 Test(cholesky, known_3x3)
 {
@@ -49,7 +38,7 @@ Test(cholesky, inverse_upper_factor)
     double *b = malloc(sizeof(double) * N * N), *a = malloc(sizeof(double) * N * N);
     double *a2 = malloc(sizeof(double) * N * N), *u = malloc(sizeof(double) * N * N);
     for (int i = 0; i < N * N; i++)
-        b[i] = nrand(&s);
+        b[i] = qbt_nrand(&s);
     for (int i = 0; i < N; i++)
         for (int j = 0; j < N; j++) {
             double t = i == j ? N : 0;
@@ -82,24 +71,8 @@ Test(cholesky, inverse_upper_factor)
 /* Correlated inputs: x = z M with a random mixing matrix, a few strong channels. */
 static float *make_inputs(int64_t n, int64_t d, uint64_t seed)
 {
-    uint64_t s = seed;
-    float *x = malloc(sizeof(float) * n * d);
-    double *mix = malloc(sizeof(double) * d * d);
-    for (int64_t i = 0; i < d * d; i++)
-        mix[i] = nrand(&s) / sqrt((double)d) + (i % (d + 1) == 0 ? 1.0 : 0.0);
-    double *z = malloc(sizeof(double) * d);
-    for (int64_t t = 0; t < n; t++) {
-        for (int64_t j = 0; j < d; j++)
-            z[j] = nrand(&s) * (j % 17 == 0 ? 8.0 : 1.0);
-        for (int64_t j = 0; j < d; j++) {
-            double v = 0;
-            for (int64_t k = 0; k < d; k++)
-                v += z[k] * mix[k * d + j];
-            x[t * d + j] = (float)v;
-        }
-    }
-    free(mix);
-    free(z);
+    float *x = qbt_correlated_inputs(n, d, seed);
+    cr_assert(x, "out of memory");
     return x;
 }
 
@@ -138,7 +111,7 @@ static float *make_weights(int64_t rows, int64_t cols, uint64_t seed)
     uint64_t s = seed;
     float *w = malloc(sizeof(float) * rows * cols);
     for (int64_t i = 0; i < rows * cols; i++)
-        w[i] = (float)(0.05 * nrand(&s));
+        w[i] = (float)(0.05 * qbt_nrand(&s));
     return w;
 }
 

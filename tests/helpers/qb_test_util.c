@@ -188,3 +188,40 @@ double qbt_rel_l2(const float *got, const float *ref, size_t n)
     }
     return sqrt(num / (den > 0 ? den : 1));
 }
+
+double qbt_urand(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(*s >> 11) / 9007199254740992.0;
+}
+
+double qbt_nrand(uint64_t *s)
+{
+    double u = qbt_urand(s) + 1e-12, v = qbt_urand(s);
+    return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
+}
+
+float *qbt_correlated_inputs(int64_t n, int64_t d, uint64_t seed)
+{
+    uint64_t s = seed;
+    float *x = malloc(sizeof(float) * (size_t)(n * d));
+    double *mix = malloc(sizeof(double) * (size_t)(d * d)), *z = malloc(sizeof(double) * d);
+    if (!x || !mix || !z) {
+        free(x), free(mix), free(z);
+        return NULL;
+    }
+    for (int64_t i = 0; i < d * d; i++)
+        mix[i] = qbt_nrand(&s) / sqrt((double)d) + (i % (d + 1) == 0 ? 1.0 : 0.0);
+    for (int64_t t = 0; t < n; t++) {
+        for (int64_t j = 0; j < d; j++)
+            z[j] = qbt_nrand(&s) * (j % 17 == 0 ? 8.0 : 1.0);
+        for (int64_t j = 0; j < d; j++) {
+            double v = 0;
+            for (int64_t k = 0; k < d; k++)
+                v += z[k] * mix[k * d + j];
+            x[t * d + j] = (float)v;
+        }
+    }
+    free(mix), free(z);
+    return x;
+}

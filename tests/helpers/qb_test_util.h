@@ -1,13 +1,15 @@
 /*
  * qb_test_util.h - helpers shared by the criterion suites: temporary
  * directories, copies of the demo model with one file broken, running the
- * quantbench binary with captured stdout/stderr and exit code, and the
- * relative error the numeric suites compare against their tolerances.
+ * quantbench binary with captured stdout/stderr and exit code, the relative
+ * error the numeric suites compare against their tolerances, and deterministic
+ * random data.
  */
 #ifndef QB_TEST_UTIL_H
 #define QB_TEST_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define QB_DEMO_MODEL QB_TEST_DATA "/ref-llama-10m"
 #define QB_EVAL_TEXT QB_TEST_DATA "/eval-gutenberg.txt"
@@ -45,5 +47,13 @@ int qbt_python_has(const char *modules);
  * INFINITY when got holds a NaN or an infinity, so a poisoned output never
  * passes a tolerance. */
 double qbt_rel_l2(const float *got, const float *ref, size_t n);
+
+/* Deterministic random numbers from the 64-bit LCG state *s: uniform in [0, 1) and
+ * standard normal (Box-Muller). */
+double qbt_urand(uint64_t *s);
+double qbt_nrand(uint64_t *s);
+/* Correlated inputs x[n][d] = z M (malloced, NULL on OOM): z normal with every 17th
+ * channel 8x stronger, M = I + N(0, 1/d), so X^T X is far from diagonal. */
+float *qbt_correlated_inputs(int64_t n, int64_t d, uint64_t seed);
 
 #endif /* QB_TEST_UTIL_H */
