@@ -163,7 +163,7 @@ static enum qb_status compare_opts_from_spec(const struct qb_job_spec *s,
     }
     enum qb_status st = qb_backend_parse(s->backend[0] ? s->backend : "auto", &o->eval.backend,
                                          err);
-    o->calib.backend = o->eval.backend; /* GPTQ calibrates where the evals run */
+    o->calib.backend = o->eval.backend; /* GPTQ and the AWQ search calibrate where the evals run */
     return st;
 }
 

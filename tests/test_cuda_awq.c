@@ -381,6 +381,8 @@ static void layer0_build(struct layer0 *D, int S, int L)
     D->tmp_a = xmalloc_f(big), D->tmp_b = xmalloc_f(big), D->tmp_c = xmalloc_f(big);
     D->trial[0] = xmalloc_f((size_t)(D->I * D->H)), D->trial[1] = xmalloc_f((size_t)(D->I * D->H));
     OK(qb_calib_load(D->m, &co, &cd, &err));
+    cr_assert(cd.n_samples == S && cd.seqlen == L, "calibration capped to %d x %d",
+              cd.n_samples, cd.seqlen);
     OK(qb_engine_create_cpu(D->m, &eo, &e, &err));
     for (int s = 0; s < S; s++) { /* mlp_tgt = layer output - input (o's part removed below) */
         float *x = D->mlp_tgt + (size_t)s * L * D->H, *x0 = D->tmp_a;

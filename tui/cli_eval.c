@@ -73,7 +73,8 @@ static void eval_usage(void)
            "  --calib-seqlen L   tokens per window (default 2048 GPTQ, 512 AWQ)\n"
            "  --seed S           window draw seed (default 0)\n"
            "  --act-order --sym --static-groups --damp X   GPTQ options\n"
-           "  --backend B        auto (default), cpu or cuda (also where GPTQ calibrates)\n"
+           "  --backend B        auto (default), cpu or cuda (also where GPTQ and the\n"
+           "                     AWQ search calibrate)\n"
            "  --threads N        CPU threads (default: all cores)\n"
            "  --json             print one JSON object on stdout\n"
            "  --progress-json    progress as JSON lines on stderr\n"
@@ -101,7 +102,8 @@ static void compare_usage(void)
            "  -n, --tg N         generated tokens of the tg test (default %d, 0 skips)\n"
            "  -r, --reps N       timed repetitions of each (default %d)\n"
            "  --no-speed         no speed test: no pp/tg and speed-up columns\n"
-           "  --backend B        auto (default), cpu or cuda (also where GPTQ calibrates)\n"
+           "  --backend B        auto (default), cpu or cuda (also where GPTQ and the\n"
+           "                     AWQ search calibrate)\n"
            "  --threads N        CPU threads (default: all cores)\n"
            "  --json | --csv | --md   output format (default: a text table)\n"
            "  --progress-json    progress as JSON lines on stderr\n"
@@ -688,7 +690,7 @@ static int run(int argc, char **argv, int is_compare)
     co.calib.n_threads = (int)a.threads;
     if (is_compare && !a.no_speed)
         co.speed = (struct qb_bench_opts){.p = (int)a.pp, .n = (int)a.tg, .r = (int)a.reps};
-    co.calib.backend = a.backend; /* GPTQ calibrates on the evaluation's backend */
+    co.calib.backend = a.backend; /* GPTQ and the AWQ search calibrate on that backend */
     struct qb_compare_row *rows = NULL;
     int n_rows = 0;
     int32_t *ids = NULL;
