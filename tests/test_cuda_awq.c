@@ -101,6 +101,18 @@ Test(awq_backend, auto_without_a_gpu_uses_the_cpu)
     qb_model_free(m);
 }
 
+Test(awq_backend, gpu_search_context_without_a_gpu_is_no_device)
+{
+    if (qb_cuda_available())
+        cr_skip_test("a GPU is present");
+    struct qb_cuda_awq *a = (struct qb_cuda_awq *)&a;
+    struct qb_err e = {0};
+    cr_assert_eq(qb_cuda_awq_create(&a, &e), QB_ERR_NO_DEVICE, "%s", e.msg);
+    cr_assert_null(a, "no context is handed out");
+    cr_assert(strstr(e.msg, "--backend cpu"), "%s", e.msg);
+    qb_cuda_awq_free(NULL);
+}
+
 #ifdef QB_HAVE_CUDA
 
 #define REQUIRE_GPU()                                                                         \
