@@ -15,7 +15,7 @@ BUILD=${1:?usage: gpu_bundle.sh BUILD_DIR [BINARY...]}
 shift
 BINS=("$@")
 if [ ${#BINS[@]} -eq 0 ]; then
-    BINS=(quantbench test_cuda_kernels test_cuda_engine test_cuda_packed test_cuda_gptq)
+    BINS=(quantbench test_cuda_kernels test_cuda_engine test_cuda_packed test_cuda_gptq test_cuda_w4a4 test_cuda_awq)
 fi
 STAGE=$(mktemp -d)
 mkdir -p "$STAGE/bin" "$STAGE/lib" .gpu

@@ -33,7 +33,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.memory --form
 "$QB" --version 2>&1 | head -3
 
 step "CUDA tests"
-for t in ${TESTS:-test_cuda_kernels test_cuda_packed test_cuda_engine test_cuda_w4a4 test_cuda_gptq}; do
+for t in ${TESTS:-test_cuda_kernels test_cuda_packed test_cuda_engine test_cuda_w4a4 test_cuda_gptq test_cuda_awq}; do
     if [ -x "$BUILD/$t" ]; then
         timeout 300 "$BUILD/$t" --verbose -j1 > "$OUTDIR/$t.log" 2>&1
         rc=$?

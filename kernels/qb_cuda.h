@@ -102,6 +102,8 @@ struct qb_cuda_weight {
     int group;              /* columns per scale (cols for per-row scales) */
     float scale_mul;        /* nvfp4: 1 / global_scale; nf4-dq: absmax offset */
     enum qb_act_mode act;   /* QB_ACT_FP8_E4M3: W8A8 (activations quantized per token) */
+    float *splitk_partial;  /* 4-bit: the decode GEMV's split-K partial sums, or NULL */
+    unsigned *splitk_arrivals; /* and its per-row-block counters (zero between launches) */
 };
 
 /* Upload a host linear (any dtype view or a packed format the GPU supports;

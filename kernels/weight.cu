@@ -275,6 +275,22 @@ static void staged_free(struct staged *s)
     free(s->zeros);
 }
 
+/* The split-K scratch of the 4-bit decode GEMV (gemv_mma.cu): partial sums for up to 4
+ * parts of each 16-row block, and zeroed arrival counters. */
+static enum qb_status alloc_split_k(struct qb_cuda_weight *out, const char *name,
+                                    struct qb_err *err)
+{
+    enum qb_status st = QB_OK;
+    size_t blocks = (size_t)(out->rows + 15) / 16;
+    st = qb_cuda_alloc((void **)&out->splitk_partial, blocks * 4 * 16 * sizeof(float), name, err);
+    if (!st)
+        st = qb_cuda_alloc((void **)&out->splitk_arrivals, blocks * sizeof(unsigned), name, err);
+    if (!st)
+        CUDA_CHECK(cudaMemset(out->splitk_arrivals, 0, blocks * sizeof(unsigned)));
+out:
+    return st;
+}
+
 static enum qb_status upload_packed(const struct qb_linear *lin, const char *name,
                                     struct qb_cuda_weight *out, struct qb_err *err)
 {
@@ -299,6 +315,8 @@ static enum qb_status upload_packed(const struct qb_linear *lin, const char *nam
         st = upload_new((void **)&out->nested, nested, n_nested * 4, name, err);
     if (!st && s.lut_len)
         st = upload_new((void **)&out->lut, s.lut, (size_t)s.lut_len * 4, name, err);
+    if (!st && !qb_packed_is_8bit(lin->fmt) && !lin->qp.g_idx)
+        st = alloc_split_k(out, name, err);
     if (!st && lin->qp.g_idx)
         st = upload_new((void **)&out->g_idx, lin->qp.g_idx, (size_t)lin->cols * 4, name, err);
     out->bytes = s.codes_bytes + s.scales_bytes + s.zeros_bytes + n_nested * 4;
@@ -390,5 +408,7 @@ extern "C" void qb_cuda_weight_free(struct qb_cuda_weight *w)
     qb_cuda_free(w->nested);
     qb_cuda_free(w->lut);
     qb_cuda_free(w->g_idx);
+    qb_cuda_free(w->splitk_partial);
+    qb_cuda_free(w->splitk_arrivals);
     memset(w, 0, sizeof *w);
 }

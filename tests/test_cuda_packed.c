@@ -277,7 +277,7 @@ FORMAT_TEST(mxfp4, QB_WFMT_MXFP4, 0)
  * a multiple of 32 but not of 128; and a long row that needs more than the
  * default 48 KiB of shared memory for x. Each output against a double dot. */
 static void check_concat(enum qb_wfmt fmt, const struct qb_quant_params *qp, int n_mats,
-                         const int64_t *rows, int64_t cols)
+                         const int64_t *rows, int64_t cols, int accumulate)
 {
     struct qb_linear lin[3];
     struct qb_cuda_weight dw[3];
@@ -310,17 +310,26 @@ static void check_concat(enum qb_wfmt fmt, const struct qb_quant_params *qp, int
         ws[m] = &dw[m];
         free(w);
     }
+    float *y0 = malloc(total * sizeof *y0);
+    for (int64_t r = 0; r < total; r++)
+        y0[r] = accumulate ? frand() : 0.0f;
     uint16_t *d_x = dev(xb, (size_t)cols * 2);
     float *d_y = dev(NULL, (size_t)total * sizeof(float));
-    OK(qb_cuda_gemv(c, ws, n_mats, d_x, d_y, 0, &err));
-    OK(qb_cuda_sync(c, &err));
-    float *got = from_dev_f32(d_y, (size_t)total);
-    expect_close(qb_wfmt_get(fmt)->name, "concat GEMV", got, ref, (size_t)total, TOL_GEMV_MMA);
-    free(got);
+    for (int pass = 0; pass < 1 + accumulate; pass++) { /* twice: the split-K counters reset */
+        OK(qb_cuda_upload(d_y, y0, (size_t)total * sizeof(float), &err));
+        OK(qb_cuda_gemv(c, ws, n_mats, d_x, d_y, accumulate, &err));
+        OK(qb_cuda_sync(c, &err));
+        float *got = from_dev_f32(d_y, (size_t)total);
+        for (int64_t r = 0; r < total; r++)
+            got[r] -= y0[r]; /* y0 + W x - y0: W x within rounding of the sum */
+        expect_close(qb_wfmt_get(fmt)->name, accumulate ? "accumulating GEMV" : "concat GEMV",
+                     got, ref, (size_t)total, TOL_GEMV_MMA);
+        free(got);
+    }
     for (int m = 0; m < n_mats; m++)
         qb_cuda_weight_free(&dw[m]), qb_linear_release(&lin[m]);
     qb_cuda_free(d_x), qb_cuda_free(d_y), qb_cuda_ctx_free(c);
-    free(x), free(ref), free(xb);
+    free(x), free(ref), free(xb), free(y0);
 }
 
 Test(cuda_packed, tensor_core_gemv_partial_tiles_and_steps)
@@ -329,10 +338,24 @@ Test(cuda_packed, tensor_core_gemv_partial_tiles_and_steps)
         cr_skip_test("no CUDA GPU on this machine");
     const int64_t qkv[3] = {64, 24, 24}, one[1] = {40};
     struct qb_quant_params g32 = {.group = 32}, none = {0};
-    check_concat(QB_WFMT_INT4, &g32, 3, qkv, 1056); /* 8 full steps and a quarter one */
-    check_concat(QB_WFMT_NVFP4, &none, 3, qkv, 1120);
-    check_concat(QB_WFMT_NF4, &none, 1, one, 1088);
-    check_concat(QB_WFMT_MXFP4, &none, 1, one, 32768); /* x fragments: 64 KiB */
+    check_concat(QB_WFMT_INT4, &g32, 3, qkv, 1056, 0); /* 8 full steps and a quarter one */
+    check_concat(QB_WFMT_NVFP4, &none, 3, qkv, 1120, 0);
+    check_concat(QB_WFMT_NF4, &none, 1, one, 1088, 0);
+    check_concat(QB_WFMT_MXFP4, &none, 1, one, 32768, 0); /* x fragments: 64 KiB */
+}
+
+/* y += W x (the o and down projections), long enough rows for the split-K path
+ * (steps split unevenly, a partial 16-row block); each weight runs twice, so
+ * the arrival counters are seen to reset. */
+Test(cuda_packed, accumulating_gemv_split_k)
+{
+    if (!qb_cuda_available())
+        cr_skip_test("no CUDA GPU on this machine");
+    const int64_t rows[1] = {40};
+    struct qb_quant_params g128 = {.group = 128}, none = {0};
+    check_concat(QB_WFMT_INT4, &g128, 1, rows, 4096, 1);
+    check_concat(QB_WFMT_NVFP4, &none, 1, rows, 4224, 1); /* 33 steps */
+    check_concat(QB_WFMT_INT4, &g128, 1, rows, 14336, 1);
 }
 
 /* GPTQ act-order: column c takes the scale of group g_idx[c]. */
