@@ -7,7 +7,7 @@
 #   1. the GPU, driver and the CUDA test suites (kernels vs C references,
 #      engine vs the CPU engine on the demo model);
 #   2. `quantbench synth` of the Llama-3.1-8B shape onto local disk;
-#   3. `quantbench bench` -p 512 -n 128 -r 5 for bf16 and every packed scheme;
+#   3. `quantbench bench` -p 512 -n 128 -r 5 (REPS) for bf16 and every packed scheme;
 #   4. a table with the roofline fraction and the ratios to llama.cpp (issue 5).
 # Raw outputs go to $OUT (or /tmp/qb-gpu-out) for the closing note.
 # Keep the whole run under ~8 minutes: the 8B checkpoint (16 GB) is written once
@@ -33,7 +33,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.memory --form
 "$QB" --version 2>&1 | head -3
 
 step "CUDA tests"
-for t in ${TESTS:-test_cuda_kernels test_cuda_packed test_cuda_engine test_cuda_w4a4 test_cuda_gptq test_cuda_awq}; do
+for t in ${TESTS-test_cuda_kernels test_cuda_packed test_cuda_engine test_cuda_w4a4 test_cuda_gptq test_cuda_awq}; do
     if [ -x "$BUILD/$t" ]; then
         timeout 300 "$BUILD/$t" --verbose -j1 > "$OUTDIR/$t.log" 2>&1
         rc=$?
@@ -59,7 +59,7 @@ for s in $SCHEMES; do
         continue
     fi
     echo "--- $s"
-    timeout 240 "$QB" bench "$MODEL8B" --scheme "$s" -p 512 -n 128 -r 5 --backend cuda --json \
+    timeout 240 "$QB" bench "$MODEL8B" --scheme "$s" -p 512 -n 128 -r "${REPS:-5}" --backend cuda --json \
         > "$OUTDIR/bench-$s.json" 2> "$OUTDIR/bench-$s.err"
     echo "exit $? ($(tail -1 "$OUTDIR/bench-$s.err"))"
 done
