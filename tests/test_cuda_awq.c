@@ -116,17 +116,7 @@ Test(awq_backend, gpu_search_context_without_a_gpu_is_no_device)
 
 #ifdef QB_HAVE_CUDA
 
-#define REQUIRE_GPU()                                                                         \
-    do {                                                                                      \
-        if (!qb_cuda_available())                                                             \
-            cr_skip_test("no CUDA GPU on this machine");                                      \
-    } while (0)
 
-#define OK(expr)                                                                              \
-    do {                                                                                      \
-        enum qb_status s_ = (expr);                                                           \
-        cr_assert_eq(s_, QB_OK, "%s: %s", #expr, err.msg);                                    \
-    } while (0)
 
 static struct qb_err err;
 
@@ -177,7 +167,7 @@ struct trial_case {
 
 Test(cuda_awq, scaled_trial_is_bit_exact_to_cpu)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     static const struct trial_case cases[] = {
         {"int4 g128", 37, 512, 4, 128},
         {"int4 g64", 40, 256, 4, 64},
@@ -185,7 +175,7 @@ Test(cuda_awq, scaled_trial_is_bit_exact_to_cpu)
         {"int8 g128", 6, 256, 8, 128},
     };
     struct qb_cuda_awq *a = NULL;
-    OK(qb_cuda_awq_create(&a, &err));
+    QBT_OK(qb_cuda_awq_create(&a, &err));
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         const struct trial_case *t = &cases[k];
         size_t n = (size_t)(t->rows * t->cols);
@@ -193,7 +183,7 @@ Test(cuda_awq, scaled_trial_is_bit_exact_to_cpu)
         float *s = rand_scales(t->cols, 100.0, 70 + k), *cpu = xmalloc_f(n), *gpu = xmalloc_f(n);
         memcpy(cpu, w, n * sizeof(float));
         qb_awq_scaled_trial(cpu, t->rows, t->cols, t->bits, t->group, s);
-        OK(qb_cuda_awq_scaled_trial(a, w, t->rows, t->cols, t->bits, t->group, s, gpu, &err));
+        QBT_OK(qb_cuda_awq_scaled_trial(a, w, t->rows, t->cols, t->bits, t->group, s, gpu, &err));
         size_t diff = 0, first = 0;
         for (size_t i = 0; i < n; i++)
             if (memcmp(&cpu[i], &gpu[i], sizeof(float)) != 0 && !diff++)
@@ -211,12 +201,12 @@ Test(cuda_awq, scaled_trial_is_bit_exact_to_cpu)
 
 Test(cuda_awq, refuses_groups_the_kernels_do_not_take)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     float w[256] = {0}, s[256], out[256];
     struct qb_cuda_awq *a = NULL;
     for (int i = 0; i < 256; i++)
         s[i] = 1;
-    OK(qb_cuda_awq_create(&a, &err));
+    QBT_OK(qb_cuda_awq_create(&a, &err));
     cr_assert_eq(qb_cuda_awq_scaled_trial(a, w, 1, 256, 4, 256, s, out, &err),
                  QB_ERR_UNSUPPORTED, "group 256: %s", err.msg);
     cr_assert(strstr(err.msg, "--backend cpu"), "%s", err.msg);
@@ -285,8 +275,8 @@ static void compare_range(struct qb_cuda_awq *a, const struct range_case *k)
     for (int64_t i = 0; i < cols; i++) /* as quant_pipeline.c's awq_clip builds it */
         for (int64_t j = 0; j < cols; j++)
             g[i * cols + j] = s ? h[i * cols + j] / ((double)s[i] * s[j]) : h[i * cols + j];
-    OK(qb_awq_range_search(w, rows, cols, k->bits, k->group, g, &k->o, NULL, lo_c, hi_c, &err));
-    OK(qb_cuda_awq_range_search(a, w, rows, cols, k->bits, k->group, h, s, &k->o, lo_g, hi_g,
+    QBT_OK(qb_awq_range_search(w, rows, cols, k->bits, k->group, g, &k->o, NULL, lo_c, hi_c, &err));
+    QBT_OK(qb_cuda_awq_range_search(a, w, rows, cols, k->bits, k->group, h, s, &k->o, lo_g, hi_g,
                                 &err));
     size_t differ = 0;
     double worst = 0;
@@ -314,7 +304,7 @@ static void compare_range(struct qb_cuda_awq *a, const struct range_case *k)
 
 Test(cuda_awq, range_search_matches_cpu)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     static const struct range_case cases[] = {
         {"asym g128", 64, 512, 4, 128, {20, 10, 1}, 0},
         {"asym g128, scaled basis", 72, 512, 4, 128, {20, 10, 1}, 1},
@@ -322,7 +312,7 @@ Test(cuda_awq, range_search_matches_cpu)
         {"asym g32, 3 bits, 7 steps (partial batch)", 24, 128, 3, 32, {20, 7, 1}, 1},
     };
     struct qb_cuda_awq *a = NULL;
-    OK(qb_cuda_awq_create(&a, &err));
+    QBT_OK(qb_cuda_awq_create(&a, &err));
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
         compare_range(a, &cases[k]);
     qb_cuda_awq_free(a);
@@ -393,16 +383,16 @@ static void layer0_build(struct layer0 *D, int S, int L)
     D->mlp_tgt = xmalloc_f((size_t)(D->n * D->H));
     D->tmp_a = xmalloc_f(big), D->tmp_b = xmalloc_f(big), D->tmp_c = xmalloc_f(big);
     D->trial[0] = xmalloc_f((size_t)(D->I * D->H)), D->trial[1] = xmalloc_f((size_t)(D->I * D->H));
-    OK(qb_calib_load(D->m, &co, &cd, &err));
+    QBT_OK(qb_calib_load(D->m, &co, &cd, &err));
     cr_assert(cd.n_samples == S && cd.seqlen == L, "calibration capped to %d x %d",
               cd.n_samples, cd.seqlen);
-    OK(qb_engine_create_cpu(D->m, &eo, &e, &err));
+    QBT_OK(qb_engine_create_cpu(D->m, &eo, &e, &err));
     for (int s = 0; s < S; s++) { /* mlp_tgt = layer output - input (o's part removed below) */
         float *x = D->mlp_tgt + (size_t)s * L * D->H, *x0 = D->tmp_a;
-        OK(qb_cpu_embed(e, cd.ids + (size_t)s * L, L, x, &err));
+        QBT_OK(qb_cpu_embed(e, cd.ids + (size_t)s * L, L, x, &err));
         memcpy(x0, x, sizeof(float) * (size_t)L * D->H);
         D->sample = s;
-        OK(qb_cpu_layer_forward(e, 0, x, L, keep_hook, D, &err));
+        QBT_OK(qb_cpu_layer_forward(e, 0, x, L, keep_hook, D, &err));
         for (size_t i = 0; i < (size_t)L * D->H; i++)
             x[i] -= x0[i];
     }
@@ -472,15 +462,15 @@ static void gpu_group(struct qb_cuda_awq *a, const struct layer0 *D, int g)
 {
     int64_t cols = g == SG_O ? D->Q : g == SG_DOWN ? D->I : D->H;
     const float *tgt = g == SG_O ? D->att_tgt : D->mlp_tgt;
-    OK(qb_cuda_awq_set_inputs(a, D->keep[g], D->n, cols, tgt, D->H, &err));
+    QBT_OK(qb_cuda_awq_set_inputs(a, D->keep[g], D->n, cols, tgt, D->H, &err));
     if (g == SG_O)
-        OK(qb_cuda_awq_set_weight(a, 0, D->w[QB_LIN_O], D->H, D->Q, &err));
+        QBT_OK(qb_cuda_awq_set_weight(a, 0, D->w[QB_LIN_O], D->H, D->Q, &err));
     if (g == SG_DOWN)
-        OK(qb_cuda_awq_set_weight(a, 0, D->w[QB_LIN_DOWN], D->H, D->I, &err));
+        QBT_OK(qb_cuda_awq_set_weight(a, 0, D->w[QB_LIN_DOWN], D->H, D->I, &err));
     if (g == SG_MLP) {
-        OK(qb_cuda_awq_set_weight(a, 0, D->w[QB_LIN_GATE], D->I, D->H, &err));
-        OK(qb_cuda_awq_set_weight(a, 1, D->w[QB_LIN_UP], D->I, D->H, &err));
-        OK(qb_cuda_awq_set_weight(a, 2, D->w[QB_LIN_DOWN], D->H, D->I, &err));
+        QBT_OK(qb_cuda_awq_set_weight(a, 0, D->w[QB_LIN_GATE], D->I, D->H, &err));
+        QBT_OK(qb_cuda_awq_set_weight(a, 1, D->w[QB_LIN_UP], D->I, D->H, &err));
+        QBT_OK(qb_cuda_awq_set_weight(a, 2, D->w[QB_LIN_DOWN], D->H, D->I, &err));
     }
 }
 
@@ -495,7 +485,7 @@ static int argmin(const double *v, int n)
 
 Test(cuda_awq, demo_layer0_scale_search_losses_match_cpu, .timeout = 900)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     enum { S = QB_AWQ_SEARCH_TOKENS / 512, L = 512 }; /* the driver's search tokens */
     static const enum qb_linear_slot members[SG_COUNT][2] = {
         {QB_LIN_O}, {QB_LIN_GATE, QB_LIN_UP}, {QB_LIN_DOWN}};
@@ -503,7 +493,7 @@ Test(cuda_awq, demo_layer0_scale_search_losses_match_cpu, .timeout = 900)
     struct layer0 D;
     struct qb_cuda_awq *a = NULL;
     layer0_build(&D, S, L);
-    OK(qb_cuda_awq_create(&a, &err));
+    QBT_OK(qb_cuda_awq_create(&a, &err));
     for (int g = 0; g < SG_COUNT; g++) {
         int64_t cols = g == SG_O ? D.Q : g == SG_DOWN ? D.I : D.H;
         const float *ws[2];
@@ -525,7 +515,7 @@ Test(cuda_awq, demo_layer0_scale_search_losses_match_cpu, .timeout = 900)
         for (int i = 0; i < QB_AWQ_N_GRID; i++) {
             qb_awq_scales_for_ratio(x_mean, w_mean, cols, (double)i / QB_AWQ_N_GRID, s);
             lc[i] = cpu_loss(&D, g, s);
-            OK(qb_cuda_awq_loss(a, g == SG_MLP ? QB_CUDA_AWQ_MLP : QB_CUDA_AWQ_LINEAR, s, 4, 128,
+            QBT_OK(qb_cuda_awq_loss(a, g == SG_MLP ? QB_CUDA_AWQ_MLP : QB_CUDA_AWQ_LINEAR, s, 4, 128,
                                 &lg[i], &err));
             double rel = fabs(lg[i] - lc[i]) / lc[i];
             worst = fmax(worst, rel);
@@ -578,12 +568,12 @@ static double probe_sq_err(struct qkv_probe *Q, int gpu, const float *tgt)
     double sq = 0;
     for (int s = 0; s < Q->S; s++) {
         if (gpu) {
-            OK(qb_cuda_calib_embed(Q->c, s, Q->cd.ids + (size_t)s * Q->L, &err));
-            OK(qb_cuda_calib_forward(Q->c, s, -1, 1, &err));
-            OK(qb_cuda_calib_get_x(Q->c, s, Q->y, &err));
+            QBT_OK(qb_cuda_calib_embed(Q->c, s, Q->cd.ids + (size_t)s * Q->L, &err));
+            QBT_OK(qb_cuda_calib_forward(Q->c, s, -1, 1, &err));
+            QBT_OK(qb_cuda_calib_get_x(Q->c, s, Q->y, &err));
         } else {
             memcpy(Q->y, Q->x_in + s * ne, ne * sizeof(float));
-            OK(qb_cpu_layer_forward(Q->e, 0, Q->y, Q->L, NULL, NULL, &err));
+            QBT_OK(qb_cpu_layer_forward(Q->e, 0, Q->y, Q->L, NULL, NULL, &err));
         }
         for (size_t i = 0; i < ne; i++) {
             double d = (double)Q->y[i] - tgt[s * ne + i];
@@ -607,9 +597,9 @@ static void probe_build(struct qkv_probe *Q, int S, int L)
     Q->y = xmalloc_f((size_t)L * Q->H);
     Q->abs_sum = calloc((size_t)Q->H, sizeof(double));
     cr_assert(Q->abs_sum);
-    OK(qb_calib_load(Q->m, &co, &Q->cd, &err));
+    QBT_OK(qb_calib_load(Q->m, &co, &Q->cd, &err));
     cr_assert(Q->cd.n_samples == S && Q->cd.seqlen == L, "calibration capped");
-    OK(qb_engine_create_cpu(Q->m, &eo, &Q->e, &err));
+    QBT_OK(qb_engine_create_cpu(Q->m, &eo, &Q->e, &err));
     for (int s = 0; s < QB_LIN_COUNT; s++) { /* f32 weights, as the driver installs them */
         struct qb_linear *l = &Lr->lin[s];
         Q->saved[s] = *l;
@@ -623,16 +613,16 @@ static void probe_build(struct qkv_probe *Q, int S, int L)
     }
     size_t ne = (size_t)L * Q->H;
     for (int s = 0; s < S; s++) {
-        OK(qb_cpu_embed(Q->e, Q->cd.ids + (size_t)s * L, L, Q->x_in + s * ne, &err));
+        QBT_OK(qb_cpu_embed(Q->e, Q->cd.ids + (size_t)s * L, L, Q->x_in + s * ne, &err));
         memcpy(Q->ref + s * ne, Q->x_in + s * ne, ne * sizeof(float));
-        OK(qb_cpu_layer_forward(Q->e, 0, Q->ref + s * ne, L, abs_sum_hook, Q, &err));
+        QBT_OK(qb_cpu_layer_forward(Q->e, 0, Q->ref + s * ne, L, abs_sum_hook, Q, &err));
     }
-    OK(qb_cuda_calib_create(Q->m, S, L, &Q->c, &err));
-    OK(qb_cuda_calib_load_layer(Q->c, 0, &err));
+    QBT_OK(qb_cuda_calib_create(Q->m, S, L, &Q->c, &err));
+    QBT_OK(qb_cuda_calib_load_layer(Q->c, 0, &err));
     for (int s = 0; s < S; s++) {
-        OK(qb_cuda_calib_embed(Q->c, s, Q->cd.ids + (size_t)s * L, &err));
-        OK(qb_cuda_calib_forward(Q->c, s, -1, 1, &err));
-        OK(qb_cuda_calib_get_x(Q->c, s, Q->gref + s * ne, &err));
+        QBT_OK(qb_cuda_calib_embed(Q->c, s, Q->cd.ids + (size_t)s * L, &err));
+        QBT_OK(qb_cuda_calib_forward(Q->c, s, -1, 1, &err));
+        QBT_OK(qb_cuda_calib_get_x(Q->c, s, Q->gref + s * ne, &err));
     }
 }
 
@@ -659,7 +649,7 @@ static void probe_free(struct qkv_probe *Q)
  * follow-up; asserted only that the numbers exist. */
 Test(cuda_awq, qkv_loss_through_the_bf16_gpu_forward_is_measured, .timeout = 900)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     struct qkv_probe Q;
     probe_build(&Q, QB_AWQ_SEARCH_TOKENS / 512, 512);
     struct qb_layer *Lr = &Q.m->layers[0];
@@ -681,7 +671,7 @@ Test(cuda_awq, qkv_loss_through_the_bf16_gpu_forward_is_measured, .timeout = 900
             memcpy(Q.trial[k], Q.wf[k], sizeof(float) * (size_t)(rows[k] * H));
             qb_awq_scaled_trial(Q.trial[k], rows[k], H, 4, 128, sc);
             Lr->lin[k].data = Q.trial[k];
-            OK(qb_cuda_calib_reload_linear(Q.c, (enum qb_linear_slot)k, &err));
+            QBT_OK(qb_cuda_calib_reload_linear(Q.c, (enum qb_linear_slot)k, &err));
         }
         lc[i] = probe_sq_err(&Q, 0, Q.ref);
         lg[i] = probe_sq_err(&Q, 1, Q.ref);
@@ -710,13 +700,13 @@ static double eval_ppl(const struct qb_model *m, const int32_t *ids, size_t n)
 {
     struct qb_eval_opts eo = {.ctx = 512, .backend = QB_BACKEND_CUDA};
     struct qb_eval_result r;
-    OK(qb_eval_run(m, ids, n, &eo, NULL, NULL, NULL, &r, &err));
+    QBT_OK(qb_eval_run(m, ids, n, &eo, NULL, NULL, NULL, &r, &err));
     return r.ppl;
 }
 
 Test(cuda_awq, group_the_gpu_cannot_take_is_refused_up_front)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     struct qb_model *m = load_demo_model();
     struct qb_qpipe_report rep;
     cr_assert_eq(run_awq(m, QB_BACKEND_CUDA, 2, 64, 256, &rep, &err), QB_ERR_UNSUPPORTED,
@@ -728,7 +718,7 @@ Test(cuda_awq, group_the_gpu_cannot_take_is_refused_up_front)
 
 Test(cuda_awq, demo_model_awq_on_gpu_matches_cpu, .timeout = 1800)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     enum { S = 16, L = 512 };
     struct qb_model *mg = load_demo_model(), *mc = load_demo_model();
     struct qb_model *m0 = load_demo_model(), *mr = load_demo_model();
@@ -738,10 +728,10 @@ Test(cuda_awq, demo_model_awq_on_gpu_matches_cpu, .timeout = 1800)
     size_t len, n_ids;
     int32_t *ids;
     double t0 = qb_now_seconds();
-    OK(run_awq(mg, QB_BACKEND_CUDA, S, L, 0, &rg, &err));
+    QBT_OK(run_awq(mg, QB_BACKEND_CUDA, S, L, 0, &rg, &err));
     double t_gpu = qb_now_seconds() - t0;
     t0 = qb_now_seconds();
-    OK(run_awq(mc, QB_BACKEND_CPU, S, L, 0, &rc, &err));
+    QBT_OK(run_awq(mc, QB_BACKEND_CPU, S, L, 0, &rc, &err));
     double t_cpu = qb_now_seconds() - t0;
     cr_assert(strncmp(rg.device, "cuda (", 6) == 0, "device %s", rg.device);
     cr_assert_str_eq(rc.device, "cpu");
@@ -759,10 +749,10 @@ Test(cuda_awq, demo_model_awq_on_gpu_matches_cpu, .timeout = 1800)
                       "cpu %.8g", i, eg, ec);
         cr_log_info("layer %d recon err gpu %.8g cpu %.8g", i, eg, ec);
     }
-    OK(qb_scheme_parse("int4", 0, &rtn, &err));
-    OK(qb_model_apply_scheme(mr, &rtn, NULL, &err));
-    OK(qb_file_read_all(QB_EVAL_TEXT, 1 << 26, &text, &len, &err));
-    OK(qb_eval_tokenize(mg, text, len, &ids, &n_ids, &err));
+    QBT_OK(qb_scheme_parse("int4", 0, &rtn, &err));
+    QBT_OK(qb_model_apply_scheme(mr, &rtn, NULL, &err));
+    QBT_OK(qb_file_read_all(QB_EVAL_TEXT, 1 << 26, &text, &len, &err));
+    QBT_OK(qb_eval_tokenize(mg, text, len, &ids, &n_ids, &err));
     double p0 = eval_ppl(m0, ids, n_ids), pr = eval_ppl(mr, ids, n_ids);
     double pg = eval_ppl(mg, ids, n_ids), pc = eval_ppl(mc, ids, n_ids);
     cr_log_info("awq-int4 %dx%d: bf16 ppl %.4f, RTN int4 %.4f; GPU-searched %.4f (%.1f s, %s, "

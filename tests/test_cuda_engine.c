@@ -52,13 +52,12 @@
 
 static struct qb_err err;
 
-#define OK(expr) cr_assert_eq((expr), QB_OK, "%s: %s", #expr, err.msg)
 
 static struct qb_model *load_demo(void)
 {
     struct qb_model *m = NULL;
     struct qb_model_load_opts lo = {.no_tokenizer = 1};
-    OK(qb_model_load(DEMO_MODEL, &lo, &m, &err));
+    QBT_OK(qb_model_load(DEMO_MODEL, &lo, &m, &err));
     return m;
 }
 
@@ -72,12 +71,12 @@ static void make_ids(const struct qb_model *m, int32_t *ids, int n)
     int vocab = m->cfg.vocab;
     float *row = malloc((size_t)vocab * sizeof *row);
     uint64_t s = 0x2545f4914f6cdd1dull;
-    OK(qb_engine_create_cpu(m, &o, &cpu, &err));
+    QBT_OK(qb_engine_create_cpu(m, &o, &cpu, &err));
     ids[0] = m->cfg.bos_id >= 0 ? m->cfg.bos_id : 0;
     for (int i = 0; i + 1 < n; i++) {
         double mx = -INFINITY, sum = 0, acc = 0, u;
         int pick = vocab - 1;
-        OK(qb_engine_forward(cpu, ids + i, 1, 0, row, &err));
+        QBT_OK(qb_engine_forward(cpu, ids + i, 1, 0, row, &err));
         for (int v = 0; v < vocab; v++)
             mx = fmax(mx, row[v]);
         for (int v = 0; v < vocab; v++)
@@ -104,9 +103,9 @@ static float *run(struct qb_engine *e, const int32_t *ids, int n_pre, int n_tota
     float *logits = malloc((size_t)n_total * vocab * sizeof *logits);
     cr_assert(logits);
     qb_engine_reset(e);
-    OK(qb_engine_forward(e, ids, n_pre, 0, logits, &err));
+    QBT_OK(qb_engine_forward(e, ids, n_pre, 0, logits, &err));
     for (int i = n_pre; i < n_total; i++)
-        OK(qb_engine_forward(e, ids + i, 1, 0, logits + (size_t)i * vocab, &err));
+        QBT_OK(qb_engine_forward(e, ids + i, 1, 0, logits + (size_t)i * vocab, &err));
     return logits;
 }
 
@@ -142,8 +141,8 @@ static float *compare_engines(const struct qb_model *m, const char *label, const
     int vocab = m->cfg.vocab;
     struct qb_engine_opts o = {.max_ctx = MAX_CTX};
     struct qb_engine *cpu = NULL, *gpu = NULL;
-    OK(qb_engine_create_cpu(m, &o, &cpu, &err));
-    OK(qb_engine_create_cuda(m, &o, &gpu, &err));
+    QBT_OK(qb_engine_create_cpu(m, &o, &cpu, &err));
+    QBT_OK(qb_engine_create_cuda(m, &o, &gpu, &err));
     float *ref = run(cpu, ids, n_pre, n_total, vocab), *got = run(gpu, ids, n_pre, n_total, vocab);
     double worst = 0, mean = 0;
     int worst_row = 0, argmax_same = 0;
@@ -187,7 +186,7 @@ Test(cuda_engine, logits_and_perplexity_match_cpu)
     make_ids(m, ids, N_TOTAL);
     float *got = compare_engines(m, "bf16", ids, N_PREFILL, N_TOTAL, &tol_default);
     /* a fresh engine, the same calls twice with a reset: bit-identical logits */
-    OK(qb_engine_create_cuda(m, &o, &gpu, &err));
+    QBT_OK(qb_engine_create_cuda(m, &o, &gpu, &err));
     float *a = run(gpu, ids, N_PREFILL, N_TOTAL, vocab), *b = run(gpu, ids, N_PREFILL, N_TOTAL, vocab);
     cr_assert_eq(memcmp(a, b, (size_t)N_TOTAL * vocab * sizeof(float)), 0,
                  "a second run after reset differs");
@@ -214,7 +213,7 @@ Test(cuda_engine, every_scheme_matches_cpu)
         }
         struct qb_model *m = load_demo();
         make_ids(m, ids, N_SCHEME_TOKENS); /* from the bf16 model, before quantizing */
-        OK(qb_model_apply_scheme(m, &s, NULL, &err));
+        QBT_OK(qb_model_apply_scheme(m, &s, NULL, &err));
         const struct tolerances *tol = s.qp.act == QB_ACT_FP8_E4M3 ? &tol_w8a8 : &tol_default;
         free(compare_engines(m, schemes[i], ids, N_SCHEME_TOKENS - 8, N_SCHEME_TOKENS, tol));
         qb_model_free(m);
@@ -231,14 +230,14 @@ Test(cuda_engine, bad_inputs_are_errors)
     int32_t ids[17] = {0};
     float *logits = malloc((size_t)17 * m->cfg.vocab * sizeof(float));
     struct qb_err e = {0};
-    OK(qb_engine_create_cuda(m, &o, &gpu, &err));
+    QBT_OK(qb_engine_create_cuda(m, &o, &gpu, &err));
     cr_assert_eq(qb_engine_forward(gpu, ids, 17, 0, logits, &e), QB_ERR_RANGE);
     cr_assert(strstr(e.msg, "context"), "%s", e.msg);
     ids[3] = m->cfg.vocab;
     cr_assert_eq(qb_engine_forward(gpu, ids, 4, 0, logits, &e), QB_ERR_RANGE);
     cr_assert_eq(gpu->pos, 0, "a rejected call must not advance the position");
     ids[3] = 1;
-    OK(qb_engine_forward(gpu, ids, 4, 4, NULL, &err)); /* no logits wanted */
+    QBT_OK(qb_engine_forward(gpu, ids, 4, 4, NULL, &err)); /* no logits wanted */
     cr_assert_eq(gpu->pos, 4);
     free(logits);
     qb_engine_free(gpu), qb_model_free(m);
@@ -258,13 +257,13 @@ Test(cuda_engine, no_leak_over_100_cycles)
     for (int cycle = 0; cycle < 101; cycle++) {
         struct qb_engine *gpu = NULL;
         if (cycle == 1) /* after the first: lazily created driver state exists */
-            OK(qb_cuda_device_query(&before, &err));
-        OK(qb_engine_create_cuda(m, &o, &gpu, &err));
-        OK(qb_engine_forward(gpu, ids, 7, 7, NULL, &err));
-        OK(qb_engine_forward(gpu, ids + 7, 1, 0, logits, &err));
+            QBT_OK(qb_cuda_device_query(&before, &err));
+        QBT_OK(qb_engine_create_cuda(m, &o, &gpu, &err));
+        QBT_OK(qb_engine_forward(gpu, ids, 7, 7, NULL, &err));
+        QBT_OK(qb_engine_forward(gpu, ids + 7, 1, 0, logits, &err));
         qb_engine_free(gpu);
     }
-    OK(qb_cuda_device_query(&after, &err));
+    QBT_OK(qb_cuda_device_query(&after, &err));
     cr_log_info("free device memory: %zu before, %zu after 100 cycles", before.mem_free,
                 after.mem_free);
     cr_assert(after.mem_free + LEAK_SLACK_BYTES >= before.mem_free, "leaked %zu bytes",

@@ -133,17 +133,7 @@ Test(gptq_backend, quantize_rejects_a_bad_backend)
 
 #ifdef QB_HAVE_CUDA
 
-#define REQUIRE_GPU()                                                                         \
-    do {                                                                                      \
-        if (!qb_cuda_available())                                                             \
-            cr_skip_test("no CUDA GPU on this machine");                                      \
-    } while (0)
 
-#define OK(expr)                                                                              \
-    do {                                                                                      \
-        enum qb_status s_ = (expr);                                                           \
-        cr_assert_eq(s_, QB_OK, "%s: %s", #expr, err.msg);                                    \
-    } while (0)
 
 static struct qb_err err;
 
@@ -187,18 +177,18 @@ static float *rand_weights(int64_t rows, int64_t cols, uint64_t seed)
 
 Test(cuda_gptq, hessian_matches_cpu)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     enum { N = 300, D = 256, PER_CALL = 150 };
     float *xf;
     uint16_t *x = make_inputs_bf16(N, D, 11, &xf);
     double *ref = cpu_hessian(xf, N, D, PER_CALL), *got = malloc(sizeof(double) * D * D);
     struct qb_cuda_calib *c = NULL;
-    OK(qb_cuda_calib_create(NULL, 0, 0, &c, &err));
-    OK(qb_cuda_hessian_begin(c, D, &err));
-    OK(qb_cuda_hessian_add_bf16(c, x, PER_CALL, &err));
-    OK(qb_cuda_hessian_add_bf16(c, x + (size_t)PER_CALL * D, N - PER_CALL, &err));
-    OK(qb_cuda_hessian_finish(c, &err));
-    OK(qb_cuda_hessian_get(c, got, &err));
+    QBT_OK(qb_cuda_calib_create(NULL, 0, 0, &c, &err));
+    QBT_OK(qb_cuda_hessian_begin(c, D, &err));
+    QBT_OK(qb_cuda_hessian_add_bf16(c, x, PER_CALL, &err));
+    QBT_OK(qb_cuda_hessian_add_bf16(c, x + (size_t)PER_CALL * D, N - PER_CALL, &err));
+    QBT_OK(qb_cuda_hessian_finish(c, &err));
+    QBT_OK(qb_cuda_hessian_get(c, got, &err));
     double worst = 0, top = 0;
     for (int i = 0; i < D * D; i++) {
         worst = fmax(worst, fabs(got[i] - ref[i]));
@@ -234,10 +224,10 @@ static void compare_gptq(const struct gptq_case *k)
     struct qb_cuda_calib *c = NULL;
     double recon_dev, rtn_dev;
     cr_assert(deq_cpu && deq_gpu);
-    OK(qb_gptq_quantize(w, rows, cols, h, &k->o, NULL, &rc, deq_cpu, &err));
-    OK(qb_cuda_calib_create(NULL, 0, 0, &c, &err));
-    OK(qb_cuda_hessian_set(c, h, cols, &err));
-    OK(qb_cuda_gptq_quantize(c, w, rows, cols, &k->o, &rg, deq_gpu, &recon_dev, &rtn_dev,
+    QBT_OK(qb_gptq_quantize(w, rows, cols, h, &k->o, NULL, &rc, deq_cpu, &err));
+    QBT_OK(qb_cuda_calib_create(NULL, 0, 0, &c, &err));
+    QBT_OK(qb_cuda_hessian_set(c, h, cols, &err));
+    QBT_OK(qb_cuda_gptq_quantize(c, w, rows, cols, &k->o, &rg, deq_gpu, &recon_dev, &rtn_dev,
                              &err));
     int64_t flips = 0;
     for (int64_t i = 0; i < n; i++)
@@ -257,7 +247,7 @@ static void compare_gptq(const struct gptq_case *k)
                   k->name, e_gpu, e_cpu);
     cr_assert_leq(fabs(recon_dev - e_gpu) / e_gpu, TOL_ERR_F64, "%s: device recon %g vs %g",
                   k->name, recon_dev, e_gpu);
-    OK(qb_rtn_group_quantize(w, rows, cols, k->o.bits, k->o.group, k->o.sym, &rr, check, &err));
+    QBT_OK(qb_rtn_group_quantize(w, rows, cols, k->o.bits, k->o.group, k->o.sym, &rr, check, &err));
     double e_rtn = qb_recon_error(w, check, rows, cols, h, NULL);
     cr_assert_leq(fabs(rtn_dev - e_rtn) / e_rtn, TOL_ERR_F64, "%s: device RTN recon %g vs %g",
                   k->name, rtn_dev, e_rtn);
@@ -271,7 +261,7 @@ static void compare_gptq(const struct gptq_case *k)
 
 Test(cuda_gptq, random_linears_match_cpu)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     static const struct gptq_case cases[] = {
         {"int4 g128 asym", 96, 512, {4, 128, 0, 0, 0, 0.01}, 0, 2048},
         {"int4 g32 sym, partial block", 64, 320, {4, 32, 1, 0, 0, 0.01}, 0, 1024},
@@ -296,7 +286,7 @@ static void assert_same_result(const struct qb_qresult *a, const struct qb_qresu
 /* Same inputs, same bytes; the cached factor is reused only for the same options. */
 Test(cuda_gptq, deterministic_and_factor_cache_follows_options)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     enum { R = 64, D = 384, N = 1024 };
     float *xf;
     uint16_t *xb = make_inputs_bf16(N, D, 21, &xf);
@@ -305,17 +295,17 @@ Test(cuda_gptq, deterministic_and_factor_cache_follows_options)
     struct qb_gptq_opts plain = {4, 128, 0, 0, 0, 0.01}, act = {4, 128, 0, 1, 0, 0.01};
     struct qb_qresult r1, r2, r3, r4;
     struct qb_cuda_calib *c = NULL, *fresh = NULL;
-    OK(qb_cuda_calib_create(NULL, 0, 0, &c, &err));
-    OK(qb_cuda_hessian_set(c, h, D, &err));
-    OK(qb_cuda_gptq_quantize(c, w, R, D, &plain, &r1, NULL, NULL, NULL, &err));
-    OK(qb_cuda_gptq_quantize(c, w, R, D, &act, &r2, NULL, NULL, NULL, &err));
-    OK(qb_cuda_gptq_quantize(c, w, R, D, &plain, &r3, NULL, NULL, NULL, &err));
+    QBT_OK(qb_cuda_calib_create(NULL, 0, 0, &c, &err));
+    QBT_OK(qb_cuda_hessian_set(c, h, D, &err));
+    QBT_OK(qb_cuda_gptq_quantize(c, w, R, D, &plain, &r1, NULL, NULL, NULL, &err));
+    QBT_OK(qb_cuda_gptq_quantize(c, w, R, D, &act, &r2, NULL, NULL, NULL, &err));
+    QBT_OK(qb_cuda_gptq_quantize(c, w, R, D, &plain, &r3, NULL, NULL, NULL, &err));
     assert_same_result(&r1, &r3, "plain twice");
     cr_assert_null(r1.g_idx);
     cr_assert_not_null(r2.g_idx, "act-order after plain: a new factor with its permutation");
-    OK(qb_cuda_calib_create(NULL, 0, 0, &fresh, &err));
-    OK(qb_cuda_hessian_set(fresh, h, D, &err));
-    OK(qb_cuda_gptq_quantize(fresh, w, R, D, &act, &r4, NULL, NULL, NULL, &err));
+    QBT_OK(qb_cuda_calib_create(NULL, 0, 0, &fresh, &err));
+    QBT_OK(qb_cuda_hessian_set(fresh, h, D, &err));
+    QBT_OK(qb_cuda_gptq_quantize(fresh, w, R, D, &act, &r4, NULL, NULL, NULL, &err));
     assert_same_result(&r2, &r4, "act-order, cached context vs fresh");
     cr_assert(memcmp(r2.g_idx, r4.g_idx, D * sizeof(int32_t)) == 0);
     qb_qresult_free(&r1), qb_qresult_free(&r2), qb_qresult_free(&r3), qb_qresult_free(&r4);
@@ -331,7 +321,7 @@ Test(cuda_gptq, deterministic_and_factor_cache_follows_options)
  * CPU packer refuses group 8 too.) */
 Test(cuda_gptq, group_no_backend_can_pack_is_refused)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     struct qb_model *m = load_demo_model();
     struct qb_qpipe_report rep;
     cr_assert_eq(run_gptq_group(m, QB_BACKEND_CUDA, 2, 64, 8, &rep, &err), QB_ERR_UNSUPPORTED);
@@ -345,7 +335,7 @@ Test(cuda_gptq, group_no_backend_can_pack_is_refused)
 
 Test(cuda_gptq, indefinite_hessian_is_a_numeric_error)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     enum { D = 64, R = 8 };
     double *h = calloc(D * D, sizeof(double));
     float *w = rand_weights(R, D, 3);
@@ -355,8 +345,8 @@ Test(cuda_gptq, indefinite_hessian_is_a_numeric_error)
     for (int i = 0; i < D; i++)
         h[i * D + i] = -1.0;
     cr_assert_eq(qb_gptq_quantize(w, R, D, h, &o, NULL, &r, NULL, &err), QB_ERR_NUMERIC);
-    OK(qb_cuda_calib_create(NULL, 0, 0, &c, &err));
-    OK(qb_cuda_hessian_set(c, h, D, &err));
+    QBT_OK(qb_cuda_calib_create(NULL, 0, 0, &c, &err));
+    QBT_OK(qb_cuda_hessian_set(c, h, D, &err));
     cr_assert_eq(qb_cuda_gptq_quantize(c, w, R, D, &o, &r, NULL, NULL, NULL, &err),
                  QB_ERR_NUMERIC);
     cr_assert(strstr(err.msg, "positive definite"), "%s", err.msg);
@@ -380,7 +370,7 @@ static void cpu_hook(void *ctx, int layer, enum qb_linear_slot slot, const float
 
 Test(cuda_gptq, demo_layer_forward_hessian_and_gptq_match_cpu, .timeout = 600)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     enum { S = 2, L = 256 };
     struct qb_model *m = load_demo_model();
     struct qb_calib_opts co = {.path = QB_CALIB_TEXT, .n_samples = S, .seqlen = L};
@@ -395,29 +385,29 @@ Test(cuda_gptq, demo_layer_forward_hessian_and_gptq_match_cpu, .timeout = 600)
     double *hg = malloc(sizeof(double) * H * H), *hc = malloc(sizeof(double) * H * H);
     struct qb_hessian hs;
     struct cpu_tap tap = {&hs, QB_LIN_Q};
-    OK(qb_calib_load(m, &co, &cd, &err));
-    OK(qb_engine_create_cpu(m, &eo, &e, &err));
-    OK(qb_cuda_calib_create(m, S, L, &c, &err));
-    OK(qb_hessian_init(&hs, H, &err));
-    OK(qb_cuda_calib_load_layer(c, 0, &err));
-    OK(qb_cuda_hessian_begin(c, H, &err));
+    QBT_OK(qb_calib_load(m, &co, &cd, &err));
+    QBT_OK(qb_engine_create_cpu(m, &eo, &e, &err));
+    QBT_OK(qb_cuda_calib_create(m, S, L, &c, &err));
+    QBT_OK(qb_hessian_init(&hs, H, &err));
+    QBT_OK(qb_cuda_calib_load_layer(c, 0, &err));
+    QBT_OK(qb_cuda_hessian_begin(c, H, &err));
     for (int s = 0; s < S; s++) {
         float *x = xc + s * elems;
-        OK(qb_cpu_embed(e, cd.ids + s * L, L, x, &err));
-        OK(qb_cuda_calib_embed(c, s, cd.ids + s * L, &err));
-        OK(qb_cuda_calib_get_x(c, s, x0, &err));
+        QBT_OK(qb_cpu_embed(e, cd.ids + s * L, L, x, &err));
+        QBT_OK(qb_cuda_calib_embed(c, s, cd.ids + s * L, &err));
+        QBT_OK(qb_cuda_calib_get_x(c, s, x0, &err));
         cr_assert(memcmp(x, x0, sizeof(float) * elems) == 0, "embedding of sample %d", s);
-        OK(qb_cpu_layer_forward(e, 0, x, L, cpu_hook, &tap, &err));
-        OK(qb_cuda_calib_forward(c, s, QB_LIN_Q, 0, &err));
-        OK(qb_cuda_calib_get_x(c, s, xg, &err));
+        QBT_OK(qb_cpu_layer_forward(e, 0, x, L, cpu_hook, &tap, &err));
+        QBT_OK(qb_cuda_calib_forward(c, s, QB_LIN_Q, 0, &err));
+        QBT_OK(qb_cuda_calib_get_x(c, s, xg, &err));
         cr_assert(memcmp(x0, xg, sizeof(float) * elems) == 0, "a capture leaves x alone");
-        OK(qb_cuda_calib_forward(c, s, -1, 1, &err));
-        OK(qb_cuda_calib_get_x(c, s, xg, &err));
+        QBT_OK(qb_cuda_calib_forward(c, s, -1, 1, &err));
+        QBT_OK(qb_cuda_calib_get_x(c, s, xg, &err));
         double d = qbt_rel_l2(xg, x, elems);
         cr_assert_lt(d, TOL_LAYER_X, "layer 0 output of sample %d: rel L2 %g", s, d);
     }
-    OK(qb_cuda_hessian_finish(c, &err));
-    OK(qb_cuda_hessian_get(c, hg, &err));
+    QBT_OK(qb_cuda_hessian_finish(c, &err));
+    QBT_OK(qb_cuda_hessian_get(c, hg, &err));
     qb_hessian_finish(&hs, hc);
     double num = 0, den = 0;
     for (int64_t i = 0; i < H * H; i++) {
@@ -434,8 +424,8 @@ Test(cuda_gptq, demo_layer_forward_hessian_and_gptq_match_cpu, .timeout = 600)
         struct qb_gptq_opts o = {4, 128, 0, 0, 0, 0.01};
         struct qb_qresult rc, rg;
         qb_model_linear_to_f32(lin, w);
-        OK(qb_gptq_quantize(w, lin->rows, lin->cols, hc, &o, NULL, &rc, dc, &err));
-        OK(qb_cuda_gptq_quantize(c, w, lin->rows, lin->cols, &o, &rg, dg, NULL, NULL, &err));
+        QBT_OK(qb_gptq_quantize(w, lin->rows, lin->cols, hc, &o, NULL, &rc, dc, &err));
+        QBT_OK(qb_cuda_gptq_quantize(c, w, lin->rows, lin->cols, &o, &rg, dg, NULL, NULL, &err));
         double ec = qb_recon_error(w, dc, lin->rows, lin->cols, hc, NULL);
         double eg = qb_recon_error(w, dg, lin->rows, lin->cols, hc, NULL);
         cr_assert_leq(fabs(eg - ec) / ec, TOL_RECON_OWN_H, "layer 0 %s: recon gpu %g cpu %g",
@@ -455,13 +445,13 @@ static double eval_ppl(const struct qb_model *m, const int32_t *ids, size_t n)
 {
     struct qb_eval_opts eo = {.ctx = 512, .backend = QB_BACKEND_CUDA};
     struct qb_eval_result r;
-    OK(qb_eval_run(m, ids, n, &eo, NULL, NULL, NULL, &r, &err));
+    QBT_OK(qb_eval_run(m, ids, n, &eo, NULL, NULL, NULL, &r, &err));
     return r.ppl;
 }
 
 Test(cuda_gptq, demo_model_gptq_on_gpu_matches_cpu, .timeout = 1800)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     enum { S = 32, L = 512 };
     struct qb_model *mg = load_demo_model(), *mc = load_demo_model();
     struct qb_qpipe_report rg, rc;
@@ -469,10 +459,10 @@ Test(cuda_gptq, demo_model_gptq_on_gpu_matches_cpu, .timeout = 1800)
     size_t len, n_ids;
     int32_t *ids;
     double t0 = qb_now_seconds();
-    OK(run_gptq(mg, QB_BACKEND_CUDA, S, L, &rg, &err));
+    QBT_OK(run_gptq(mg, QB_BACKEND_CUDA, S, L, &rg, &err));
     double t_gpu = qb_now_seconds() - t0;
     t0 = qb_now_seconds();
-    OK(run_gptq(mc, QB_BACKEND_CPU, S, L, &rc, &err));
+    QBT_OK(run_gptq(mc, QB_BACKEND_CPU, S, L, &rc, &err));
     double t_cpu = qb_now_seconds() - t0;
     cr_assert(strncmp(rg.device, "cuda (", 6) == 0, "device %s", rg.device);
     cr_assert_str_eq(rc.device, "cpu");
@@ -491,8 +481,8 @@ Test(cuda_gptq, demo_model_gptq_on_gpu_matches_cpu, .timeout = 1800)
                       i, eg, ec);
         fprintf(stderr, "layer %d recon err gpu %.5g cpu %.5g\n", i, eg, ec);
     }
-    OK(qb_file_read_all(QB_EVAL_TEXT, 1 << 26, &text, &len, &err));
-    OK(qb_eval_tokenize(mg, text, len, &ids, &n_ids, &err));
+    QBT_OK(qb_file_read_all(QB_EVAL_TEXT, 1 << 26, &text, &len, &err));
+    QBT_OK(qb_eval_tokenize(mg, text, len, &ids, &n_ids, &err));
     struct qb_model *m0 = load_demo_model();
     double p0 = eval_ppl(m0, ids, n_ids), pg = eval_ppl(mg, ids, n_ids);
     double pc = eval_ppl(mc, ids, n_ids);

@@ -27,17 +27,7 @@
 /* f16 cache contents (11-bit mantissa) */
 #define TOL_F16_OUT 1e-3
 
-#define REQUIRE_GPU()                                                                         \
-    do {                                                                                      \
-        if (!qb_cuda_available())                                                             \
-            cr_skip_test("no CUDA GPU on this machine");                                      \
-    } while (0)
 
-#define OK(expr)                                                                              \
-    do {                                                                                      \
-        enum qb_status s_ = (expr);                                                           \
-        cr_assert_eq(s_, QB_OK, "%s: %s", #expr, err.msg);                                    \
-    } while (0)
 
 static struct qb_err err;
 
@@ -92,8 +82,8 @@ static void expect_close(const char *what, const float *got, const float *ref, s
 static void *dev_upload(const void *h, size_t bytes)
 {
     void *d = NULL;
-    OK(qb_cuda_alloc(&d, bytes, "test buffer", &err));
-    OK(qb_cuda_upload(d, h, bytes, &err));
+    QBT_OK(qb_cuda_alloc(&d, bytes, "test buffer", &err));
+    QBT_OK(qb_cuda_upload(d, h, bytes, &err));
     return d;
 }
 
@@ -103,8 +93,8 @@ static void *dev_poisoned(size_t bytes)
     unsigned char *h = malloc(bytes);
     cr_assert(h);
     memset(h, 0xff, bytes); /* NaN in f32, bf16 and f16 */
-    OK(qb_cuda_alloc(&d, bytes, "test output", &err));
-    OK(qb_cuda_upload(d, h, bytes, &err));
+    QBT_OK(qb_cuda_alloc(&d, bytes, "test output", &err));
+    QBT_OK(qb_cuda_upload(d, h, bytes, &err));
     free(h);
     return d;
 }
@@ -113,7 +103,7 @@ static float *download_f32(const void *d, size_t n)
 {
     float *h = malloc(n * sizeof *h);
     cr_assert(h);
-    OK(qb_cuda_download(h, d, n * sizeof *h, &err));
+    QBT_OK(qb_cuda_download(h, d, n * sizeof *h, &err));
     return h;
 }
 
@@ -123,7 +113,7 @@ static float *download_16(const void *d, size_t n, int is_f16)
     uint16_t *h = malloc(n * sizeof *h);
     float *f = malloc(n * sizeof *f);
     cr_assert(h && f);
-    OK(qb_cuda_download(h, d, n * sizeof *h, &err));
+    QBT_OK(qb_cuda_download(h, d, n * sizeof *h, &err));
     for (size_t i = 0; i < n; i++)
         f[i] = is_f16 ? qb_f16_to_f32(h[i]) : qb_bf16_to_f32(h[i]);
     free(h);
@@ -143,7 +133,7 @@ static float round_f16(float f)
 static struct qb_cuda_ctx *ctx_new(void)
 {
     struct qb_cuda_ctx *c = NULL;
-    OK(qb_cuda_ctx_create(&c, &err));
+    QBT_OK(qb_cuda_ctx_create(&c, &err));
     return c;
 }
 
@@ -156,7 +146,7 @@ static void make_weight(int64_t rows, int64_t cols, int with_bias, struct qb_cud
                             .data_bytes = (size_t)(rows * cols) * 2};
     *bias = with_bias ? rand_f32((size_t)rows, 0.5f) : NULL;
     lin.bias = *bias;
-    OK(qb_cuda_weight_upload(&lin, "test weight", w, &err));
+    QBT_OK(qb_cuda_weight_upload(&lin, "test weight", w, &err));
     free(h);
 }
 
@@ -177,7 +167,7 @@ static void ref_linear(const float *w, const float *bias, int64_t rows, int64_t 
 
 Test(cuda_kernels, embed_gathers_rows)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     int vocab = 300, dim = 264, n = 7;
     int32_t ids[7] = {0, 299, 5, 5, 17, 128, 1};
     float *table_f32, *ref = malloc((size_t)n * dim * sizeof *ref);
@@ -188,8 +178,8 @@ Test(cuda_kernels, embed_gathers_rows)
     float *d_x = dev_poisoned((size_t)n * dim * 4);
     for (int t = 0; t < n; t++)
         memcpy(ref + (size_t)t * dim, table_f32 + (size_t)ids[t] * dim, dim * sizeof(float));
-    OK(qb_cuda_embed(c, d_table, d_ids, n, dim, d_x, &err));
-    OK(qb_cuda_sync(c, &err));
+    QBT_OK(qb_cuda_embed(c, d_table, d_ids, n, dim, d_x, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
     float *got = download_f32(d_x, (size_t)n * dim);
     cr_assert_eq(memcmp(got, ref, (size_t)n * dim * sizeof(float)), 0, "embedding not exact");
     qb_cuda_free(d_table), qb_cuda_free(d_ids), qb_cuda_free(d_x), qb_cuda_ctx_free(c);
@@ -198,7 +188,7 @@ Test(cuda_kernels, embed_gathers_rows)
 
 Test(cuda_kernels, rmsnorm_matches_reference)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     int n = 5, dims[3] = {256, 4096, 5000};
     struct qb_cuda_ctx *c = ctx_new();
     for (int di = 0; di < 3; di++) {
@@ -215,8 +205,8 @@ Test(cuda_kernels, rmsnorm_matches_reference)
         }
         float *d_x = dev_upload(x, (size_t)n * dim * 4), *d_w = dev_upload(w, (size_t)dim * 4);
         uint16_t *d_out = dev_poisoned((size_t)n * dim * 2);
-        OK(qb_cuda_rmsnorm(c, d_x, d_w, 1e-5f, n, dim, d_out, &err));
-        OK(qb_cuda_sync(c, &err));
+        QBT_OK(qb_cuda_rmsnorm(c, d_x, d_w, 1e-5f, n, dim, d_out, &err));
+        QBT_OK(qb_cuda_sync(c, &err));
         float *got = download_16(d_out, (size_t)n * dim, 0);
         expect_close("rmsnorm", got, ref, (size_t)n * dim, TOL_BF16_OUT);
         qb_cuda_free(d_x), qb_cuda_free(d_w), qb_cuda_free(d_out);
@@ -283,8 +273,8 @@ static void check_rope_kv(int with_norm)
     float *d_kn = with_norm ? dev_upload(kn, 128 * 4) : NULL;
     int32_t *d_pos = dev_upload(&pos0, sizeof pos0);
     uint16_t *d_kc = dev_upload(kc, cache_n * 2), *d_vc = dev_upload(kc, cache_n * 2); /* zeros */
-    OK(qb_cuda_rope_kv(c, &s, d_qkv, ldq, n, d_pos, d_if, d_qn, d_kn, 1e-6f, d_kc, d_vc, &err));
-    OK(qb_cuda_sync(c, &err));
+    QBT_OK(qb_cuda_rope_kv(c, &s, d_qkv, ldq, n, d_pos, d_if, d_qn, d_kn, 1e-6f, d_kc, d_vc, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
     ref_rope_kv(&s, qkv, ldq, n, pos0, inv_freq, qn, kn, kc, vc);
     float *got_q = download_f32(d_qkv, (size_t)n * ldq), *ref_q = malloc((size_t)n * 1024 * 4);
     float *got_q_only = malloc((size_t)n * 1024 * 4);
@@ -304,13 +294,13 @@ static void check_rope_kv(int with_norm)
 
 Test(cuda_kernels, rope_kv_plain)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     check_rope_kv(0);
 }
 
 Test(cuda_kernels, rope_kv_with_qk_norm)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     check_rope_kv(1);
 }
 
@@ -363,8 +353,8 @@ static void check_attention(int hd, int n, int pos0)
     uint16_t *d_kc = dev_upload(kh, cache_n * 2), *d_vc = dev_upload(vh, cache_n * 2);
     int32_t *d_pos = dev_upload(&pos0, sizeof pos0);
     uint16_t *d_out = dev_poisoned(out_n * 2);
-    OK(qb_cuda_attention(c, &s, d_qkv, ldq, n, d_pos, d_kc, d_vc, d_out, &err));
-    OK(qb_cuda_sync(c, &err));
+    QBT_OK(qb_cuda_attention(c, &s, d_qkv, ldq, n, d_pos, d_kc, d_vc, d_out, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
     ref_attention(&s, qkv, ldq, n, pos0, kc, vc, ref);
     float *got = download_16(d_out, out_n, 0);
     char what[64];
@@ -379,7 +369,7 @@ static void check_attention(int hd, int n, int pos0)
  * same tolerance holds), the rest the CUDA-core one. */
 Test(cuda_kernels, attention_prefill_and_decode)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     check_attention(64, 37, 0);    /* tensor cores: one partial query block */
     check_attention(128, 20, 13);  /* tensor cores: after earlier tokens */
     check_attention(128, 130, 70); /* tensor cores: 3 query blocks, 4 key tiles */
@@ -390,7 +380,7 @@ Test(cuda_kernels, attention_prefill_and_decode)
 
 Test(cuda_kernels, swiglu_matches_reference)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     int n = 3, inter = 1000;
     float *gu = rand_f32((size_t)n * 2 * inter, 4.0f), *ref = malloc((size_t)n * inter * 4);
     for (int t = 0; t < n; t++)
@@ -401,8 +391,8 @@ Test(cuda_kernels, swiglu_matches_reference)
     struct qb_cuda_ctx *c = ctx_new();
     float *d_gu = dev_upload(gu, (size_t)n * 2 * inter * 4);
     uint16_t *d_out = dev_poisoned((size_t)n * inter * 2);
-    OK(qb_cuda_swiglu(c, d_gu, n, inter, d_out, &err));
-    OK(qb_cuda_sync(c, &err));
+    QBT_OK(qb_cuda_swiglu(c, d_gu, n, inter, d_out, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
     float *got = download_16(d_out, (size_t)n * inter, 0);
     expect_close("swiglu", got, ref, (size_t)n * inter, TOL_BF16_OUT);
     qb_cuda_free(d_gu), qb_cuda_free(d_out), qb_cuda_ctx_free(c);
@@ -413,7 +403,7 @@ Test(cuda_kernels, swiglu_matches_reference)
  * 8B model's shapes (rows 4096/1024/1024 and a 14336-wide down projection). */
 Test(cuda_kernels, gemv_multi_bias_and_accumulate)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     int64_t cols = 4096, rows[3] = {4096, 1024, 1000}, total = 4096 + 1024 + 1000;
     struct qb_cuda_weight w[3];
     float *wf[3], *bias[3], *xf;
@@ -425,15 +415,15 @@ Test(cuda_kernels, gemv_multi_bias_and_accumulate)
     const struct qb_cuda_weight *ws[3] = {&w[0], &w[1], &w[2]};
     uint16_t *d_x = dev_upload(x, (size_t)cols * 2);
     float *d_y = dev_poisoned((size_t)total * 4);
-    OK(qb_cuda_gemv(c, ws, 3, d_x, d_y, 0, &err));
-    OK(qb_cuda_sync(c, &err));
+    QBT_OK(qb_cuda_gemv(c, ws, 3, d_x, d_y, 0, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
     for (int i = 0, off = 0; i < 3; off += (int)rows[i], i++)
         ref_linear(wf[i], bias[i], rows[i], cols, xf, 1, ref + off, (int)rows[i], 0);
     float *got = download_f32(d_y, (size_t)total);
     expect_close("gemv q|k|v", got, ref, (size_t)total, TOL_F32);
     /* accumulate: y += W0 x + b0 on top of what is there */
-    OK(qb_cuda_gemv(c, ws, 1, d_x, d_y, 1, &err));
-    OK(qb_cuda_sync(c, &err));
+    QBT_OK(qb_cuda_gemv(c, ws, 1, d_x, d_y, 1, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
     ref_linear(wf[0], bias[0], rows[0], cols, xf, 1, ref, (int)rows[0], 1);
     free(got);
     got = download_f32(d_y, (size_t)rows[0]);
@@ -446,7 +436,7 @@ Test(cuda_kernels, gemv_multi_bias_and_accumulate)
 
 Test(cuda_kernels, gemv_swiglu_matches_reference)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     int64_t cols = 2048 + 8, rows = 777; /* odd shapes: partial chunks and blocks */
     struct qb_cuda_weight g, u;
     float *gf, *uf, *gb, *ub, *xf, *yg = malloc(rows * 4), *yu = malloc(rows * 4);
@@ -460,8 +450,8 @@ Test(cuda_kernels, gemv_swiglu_matches_reference)
     for (int64_t i = 0; i < rows; i++)
         ref[i] = round_bf16(yg[i] / (1.0f + expf(-yg[i])) * yu[i]);
     uint16_t *d_x = dev_upload(x, (size_t)cols * 2), *d_out = dev_poisoned((size_t)rows * 2);
-    OK(qb_cuda_gemv_swiglu(c, &g, &u, d_x, d_out, &err));
-    OK(qb_cuda_sync(c, &err));
+    QBT_OK(qb_cuda_gemv_swiglu(c, &g, &u, d_x, d_out, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
     float *got = download_16(d_out, (size_t)rows, 0);
     expect_close("gemv swiglu", got, ref, (size_t)rows, TOL_BF16_OUT);
     qb_cuda_weight_free(&g), qb_cuda_weight_free(&u), qb_cuda_free(d_x), qb_cuda_free(d_out);
@@ -472,7 +462,7 @@ Test(cuda_kernels, gemv_swiglu_matches_reference)
 /* Prefill linear through cuBLAS: strided output, bias, then accumulate. */
 Test(cuda_kernels, linear_cublas_matches_reference)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     int n = 33, ldy = 700;
     int64_t rows = 640, cols = 1024;
     struct qb_cuda_weight w;
@@ -482,9 +472,9 @@ Test(cuda_kernels, linear_cublas_matches_reference)
     make_weight(rows, cols, 1, &w, &wf, &bias);
     uint16_t *d_a = dev_upload(a, (size_t)n * cols * 2);
     float *d_y = dev_poisoned((size_t)n * ldy * 4);
-    OK(qb_cuda_linear(c, &w, d_a, n, d_y, ldy, 0, &err));
-    OK(qb_cuda_linear(c, &w, d_a, n, d_y, ldy, 1, &err));
-    OK(qb_cuda_sync(c, &err));
+    QBT_OK(qb_cuda_linear(c, &w, d_a, n, d_y, ldy, 0, &err));
+    QBT_OK(qb_cuda_linear(c, &w, d_a, n, d_y, ldy, 1, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
     ref_linear(wf, bias, rows, cols, af, n, ref, ldy, 0);
     ref_linear(wf, bias, rows, cols, af, n, ref, ldy, 1);
     float *got = download_f32(d_y, (size_t)n * ldy);
@@ -501,7 +491,7 @@ Test(cuda_kernels, linear_cublas_matches_reference)
 /* A captured graph replays with new inputs (what the decode path relies on). */
 Test(cuda_kernels, graph_replay_sees_new_inputs)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     int64_t rows = 512, cols = 512;
     struct qb_cuda_weight w;
     float *wf, *bias, *xf, *ref = malloc(rows * 4);
@@ -512,17 +502,17 @@ Test(cuda_kernels, graph_replay_sees_new_inputs)
     const struct qb_cuda_weight *ws[1] = {&w};
     uint16_t *d_x = dev_poisoned((size_t)cols * 2);
     float *d_y = dev_poisoned((size_t)rows * 4);
-    OK(qb_cuda_graph_begin(c, &err));
-    OK(qb_cuda_gemv(c, ws, 1, d_x, d_y, 0, &err));
-    OK(qb_cuda_graph_end(c, &graph, &err));
+    QBT_OK(qb_cuda_graph_begin(c, &err));
+    QBT_OK(qb_cuda_gemv(c, ws, 1, d_x, d_y, 0, &err));
+    QBT_OK(qb_cuda_graph_end(c, &graph, &err));
     for (int rep = 0; rep < 2; rep++) {
         for (int64_t i = 0; i < cols; i++) { /* the reference sees the bf16 the GPU reads */
             x[i] = qb_f32_to_bf16(frand());
             xf[i] = qb_bf16_to_f32(x[i]);
         }
-        OK(qb_cuda_upload(d_x, x, (size_t)cols * 2, &err));
-        OK(qb_cuda_graph_launch(c, graph, &err));
-        OK(qb_cuda_sync(c, &err));
+        QBT_OK(qb_cuda_upload(d_x, x, (size_t)cols * 2, &err));
+        QBT_OK(qb_cuda_graph_launch(c, graph, &err));
+        QBT_OK(qb_cuda_sync(c, &err));
         ref_linear(wf, NULL, rows, cols, xf, 1, ref, (int)rows, 0);
         float *got = download_f32(d_y, (size_t)rows);
         expect_close("graph replay", got, ref, (size_t)rows, TOL_F32);
@@ -536,7 +526,7 @@ Test(cuda_kernels, graph_replay_sees_new_inputs)
 /* CUDA failures come back as our status with a readable line, never a crash. */
 Test(cuda_kernels, errors_become_qb_status)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     void *p = NULL;
     struct qb_err e = {0};
     cr_assert_eq(qb_cuda_alloc(&p, (size_t)1 << 50, "a petabyte", &e), QB_ERR_NOMEM);
@@ -545,7 +535,7 @@ Test(cuda_kernels, errors_become_qb_status)
     cr_assert_eq(qb_cuda_upload((void *)16, &e, 8, &e), QB_ERR_CUDA);
     cr_assert(strstr(e.msg, "cudaMemcpy"), "%s", e.msg);
     struct qb_cuda_ctx *c = ctx_new(); /* the context still works after the errors */
-    OK(qb_cuda_sync(c, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
     qb_cuda_ctx_free(c);
 }
 
@@ -560,11 +550,11 @@ Test(cuda_kernels, comparator_self_check)
 
 Test(cuda_kernels, device_query_and_bandwidth)
 {
-    REQUIRE_GPU();
+    QBT_REQUIRE_GPU();
     struct qb_cuda_device d;
     double gbs = 0;
-    OK(qb_cuda_device_query(&d, &err));
-    OK(qb_cuda_measure_bandwidth(&gbs, &err));
+    QBT_OK(qb_cuda_device_query(&d, &err));
+    QBT_OK(qb_cuda_measure_bandwidth(&gbs, &err));
     cr_log_info("%s: sm_%d%d, %d SMs, %.1f GiB, copy bandwidth %.0f GB/s (bus estimate %.0f)",
                 d.name, d.cc_major, d.cc_minor, d.sm_count, d.mem_total / 1073741824.0, gbs,
                 d.peak_bw_gbs);

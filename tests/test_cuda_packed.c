@@ -52,7 +52,6 @@
 
 static struct qb_err err;
 
-#define OK(expr) cr_assert_eq((expr), QB_OK, "%s: %s", #expr, err.msg)
 
 static uint64_t rng = 0x243f6a8885a308d3ull;
 
@@ -73,16 +72,16 @@ static void expect_close(const char *fmt, const char *what, const float *got, co
 static void *dev(const void *h, size_t bytes)
 {
     void *d = NULL;
-    OK(qb_cuda_alloc(&d, bytes, "test buffer", &err));
+    QBT_OK(qb_cuda_alloc(&d, bytes, "test buffer", &err));
     if (h)
-        OK(qb_cuda_upload(d, h, bytes, &err));
+        QBT_OK(qb_cuda_upload(d, h, bytes, &err));
     return d;
 }
 
 static float *from_dev_f32(const void *d, size_t n)
 {
     float *h = malloc(n * sizeof *h);
-    OK(qb_cuda_download(h, d, n * sizeof *h, &err));
+    QBT_OK(qb_cuda_download(h, d, n * sizeof *h, &err));
     return h;
 }
 
@@ -90,7 +89,7 @@ static float *from_dev_bf16(const void *d, size_t n)
 {
     uint16_t *b = malloc(n * 2);
     float *f = malloc(n * sizeof *f);
-    OK(qb_cuda_download(b, d, n * 2, &err));
+    QBT_OK(qb_cuda_download(b, d, n * 2, &err));
     for (size_t i = 0; i < n; i++)
         f[i] = qb_bf16_to_f32(b[i]);
     free(b);
@@ -124,7 +123,7 @@ static void quantize_random(enum qb_wfmt fmt, const struct qb_quant_params *qp,
             scales[i] = 0.001f + 0.01f * (frand() + 1);
             zeros[i] = (uint8_t)((frand() + 1) * 7.99f);
         }
-        OK(qb_linear_pack_groups(ROWS, COLS, fmt, qp, codes, scales, zeros, "test weight", lin,
+        QBT_OK(qb_linear_pack_groups(ROWS, COLS, fmt, qp, codes, scales, zeros, "test weight", lin,
                                  &err));
         free(codes), free(zeros), free(scales);
         return;
@@ -132,7 +131,7 @@ static void quantize_random(enum qb_wfmt fmt, const struct qb_quant_params *qp,
     float *w = malloc(n * sizeof *w);
     for (size_t i = 0; i < n; i++)
         w[i] = frand() * 0.05f * (1 + (i % 97 == 0) * 4); /* a few outliers */
-    OK(qb_linear_quantize(w, ROWS, COLS, fmt, qp, "test weight", lin, &err));
+    QBT_OK(qb_linear_quantize(w, ROWS, COLS, fmt, qp, "test weight", lin, &err));
     free(w);
 }
 
@@ -143,7 +142,7 @@ static void make(enum qb_wfmt fmt, const struct qb_quant_params *qp, struct qb_l
     quantize_random(fmt, qp, lin);
     *ref_w = malloc((size_t)ROWS * COLS * sizeof **ref_w);
     qb_wfmt_get(fmt)->dequant_rows(lin, 0, ROWS, *ref_w);
-    OK(qb_cuda_weight_upload(lin, "test weight", dw, &err));
+    QBT_OK(qb_cuda_weight_upload(lin, "test weight", dw, &err));
 }
 
 /* The decode GEMV's tolerance: the 4-bit formats without g_idx run on the
@@ -176,15 +175,15 @@ static void check_norm(const char *label, struct qb_cuda_ctx *c, const struct qb
     uint16_t *d_a = dev(NULL, COLS * 2), *d_o = dev(NULL, ROWS * 2);
     struct qb_cuda_norm_in in = {d_xf, d_nw, 1e-5f, d_a};
     const struct qb_cuda_weight *ws[1] = {dw};
-    OK(qb_cuda_gemv_norm(c, ws, 1, &in, d_y, 0, &err));
-    OK(qb_cuda_sync(c, &err));
+    QBT_OK(qb_cuda_gemv_norm(c, ws, 1, &in, d_y, 0, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
     float *got = from_dev_f32(d_y, ROWS);
     expect_close(label, "RMSNorm'd GEMV", got, ref_y, ROWS, tol);
     free(got);
     for (int r = 0; r < ROWS; r++)
         ref_u[r] = qb_bf16_to_f32(qb_f32_to_bf16(ref_y[r] / (1 + expf(-ref_y[r])) * ref_u[r]));
-    OK(qb_cuda_gemv_swiglu_norm(c, dw, dw2, &in, d_o, &err));
-    OK(qb_cuda_sync(c, &err));
+    QBT_OK(qb_cuda_gemv_swiglu_norm(c, dw, dw2, &in, d_o, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
     got = from_dev_bf16(d_o, ROWS);
     expect_close(label, "RMSNorm'd SwiGLU GEMV", got, ref_u, ROWS, TOL_SWIGLU);
     free(got);
@@ -199,7 +198,7 @@ static void check_format(const char *label, enum qb_wfmt fmt, const struct qb_qu
     float *ref_w, *ref_w2, x[NTOK * COLS], ref_y[NTOK * ROWS], ref_y2[ROWS];
     uint16_t xb[NTOK * COLS];
     struct qb_cuda_ctx *c = NULL;
-    OK(qb_cuda_ctx_create(&c, &err));
+    QBT_OK(qb_cuda_ctx_create(&c, &err));
     make(fmt, qp, &lin, &ref_w, &dw);
     for (int i = 0; i < NTOK * COLS; i++) {
         xb[i] = qb_f32_to_bf16(frand());
@@ -209,8 +208,8 @@ static void check_format(const char *label, enum qb_wfmt fmt, const struct qb_qu
     float *d_y = dev(NULL, sizeof ref_y);
 
     /* dequantize */
-    OK(qb_cuda_dequant(c, &dw, d_w16, &err));
-    OK(qb_cuda_sync(c, &err));
+    QBT_OK(qb_cuda_dequant(c, &dw, d_w16, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
     float *got = from_dev_bf16(d_w16, (size_t)ROWS * COLS);
     expect_close(label, "dequant", got, ref_w, (size_t)ROWS * COLS, TOL_DEQUANT);
     free(got);
@@ -218,16 +217,16 @@ static void check_format(const char *label, enum qb_wfmt fmt, const struct qb_qu
     /* decode GEMV */
     const struct qb_cuda_weight *ws[1] = {&dw};
     ref_matmul(ref_w, x, NTOK, ref_y);
-    OK(qb_cuda_gemv(c, ws, 1, d_x, d_y, 0, &err));
-    OK(qb_cuda_sync(c, &err));
+    QBT_OK(qb_cuda_gemv(c, ws, 1, d_x, d_y, 0, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
     got = from_dev_f32(d_y, ROWS);
     expect_close(label, "fused GEMV", got, ref_y, ROWS, gemv_tolerance(fmt, qp));
     free(got);
 
     /* prefill linear: dequantize into the scratch, then cuBLAS */
-    OK(qb_cuda_ctx_reserve_dequant(c, (size_t)ROWS * COLS, &err));
-    OK(qb_cuda_linear(c, &dw, d_x, NTOK, d_y, ROWS, 0, &err));
-    OK(qb_cuda_sync(c, &err));
+    QBT_OK(qb_cuda_ctx_reserve_dequant(c, (size_t)ROWS * COLS, &err));
+    QBT_OK(qb_cuda_linear(c, &dw, d_x, NTOK, d_y, ROWS, 0, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
     got = from_dev_f32(d_y, (size_t)NTOK * ROWS);
     expect_close(label, "prefill linear", got, ref_y, (size_t)NTOK * ROWS, TOL_PREFILL);
     free(got);
@@ -237,8 +236,8 @@ static void check_format(const char *label, enum qb_wfmt fmt, const struct qb_qu
     ref_matmul(ref_w2, x, 1, ref_y2);
     for (int r = 0; r < ROWS; r++)
         ref_y2[r] = qb_bf16_to_f32(qb_f32_to_bf16(ref_y[r] / (1 + expf(-ref_y[r])) * ref_y2[r]));
-    OK(qb_cuda_gemv_swiglu(c, &dw, &dw2, d_x, d_w16, &err));
-    OK(qb_cuda_sync(c, &err));
+    QBT_OK(qb_cuda_gemv_swiglu(c, &dw, &dw2, d_x, d_w16, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
     got = from_dev_bf16(d_w16, ROWS);
     expect_close(label, "SwiGLU GEMV", got, ref_y2, ROWS, TOL_SWIGLU);
     free(got);
@@ -288,7 +287,7 @@ static void check_concat(enum qb_wfmt fmt, const struct qb_quant_params *qp, int
         total += rows[m];
     float *x = malloc(cols * sizeof *x), *ref = malloc(total * sizeof *ref);
     uint16_t *xb = malloc(cols * 2);
-    OK(qb_cuda_ctx_create(&c, &err));
+    QBT_OK(qb_cuda_ctx_create(&c, &err));
     for (int64_t k = 0; k < cols; k++) {
         xb[k] = qb_f32_to_bf16(frand());
         x[k] = qb_bf16_to_f32(xb[k]);
@@ -297,7 +296,7 @@ static void check_concat(enum qb_wfmt fmt, const struct qb_quant_params *qp, int
         float *w = malloc((size_t)rows[m] * cols * sizeof *w);
         for (int64_t i = 0; i < rows[m] * cols; i++)
             w[i] = frand() * 0.05f;
-        OK(qb_linear_quantize(w, rows[m], cols, fmt, qp, "test weight", &lin[m], &err));
+        QBT_OK(qb_linear_quantize(w, rows[m], cols, fmt, qp, "test weight", &lin[m], &err));
         qb_wfmt_get(fmt)->dequant_rows(&lin[m], 0, rows[m], w);
         for (int64_t r = 0; r < rows[m]; r++) {
             double acc = 0;
@@ -306,7 +305,7 @@ static void check_concat(enum qb_wfmt fmt, const struct qb_quant_params *qp, int
             ref[off + r] = (float)acc;
         }
         off += rows[m];
-        OK(qb_cuda_weight_upload(&lin[m], "test weight", &dw[m], &err));
+        QBT_OK(qb_cuda_weight_upload(&lin[m], "test weight", &dw[m], &err));
         ws[m] = &dw[m];
         free(w);
     }
@@ -316,9 +315,9 @@ static void check_concat(enum qb_wfmt fmt, const struct qb_quant_params *qp, int
     uint16_t *d_x = dev(xb, (size_t)cols * 2);
     float *d_y = dev(NULL, (size_t)total * sizeof(float));
     for (int pass = 0; pass < 1 + accumulate; pass++) { /* twice: the split-K counters reset */
-        OK(qb_cuda_upload(d_y, y0, (size_t)total * sizeof(float), &err));
-        OK(qb_cuda_gemv(c, ws, n_mats, d_x, d_y, accumulate, &err));
-        OK(qb_cuda_sync(c, &err));
+        QBT_OK(qb_cuda_upload(d_y, y0, (size_t)total * sizeof(float), &err));
+        QBT_OK(qb_cuda_gemv(c, ws, n_mats, d_x, d_y, accumulate, &err));
+        QBT_OK(qb_cuda_sync(c, &err));
         float *got = from_dev_f32(d_y, (size_t)total);
         for (int64_t r = 0; r < total; r++)
             got[r] -= y0[r]; /* y0 + W x - y0: W x within rounding of the sum */
@@ -395,7 +394,7 @@ Test(cuda_packed, repacked_layout_decodes_like_the_reference)
         struct qb_linear lin;
         quantize_random(cases[k].fmt, &cases[k].qp, &lin);
         qb_wfmt_get(cases[k].fmt)->dequant_rows(&lin, 0, ROWS, ref);
-        OK(qb_cuda_emulate_dequant(&lin, emu, &err));
+        QBT_OK(qb_cuda_emulate_dequant(&lin, emu, &err));
         expect_close(cases[k].label, "host emulation", emu, ref, (size_t)ROWS * COLS,
                      TOL_EMULATED);
         qb_linear_release(&lin);
@@ -416,7 +415,7 @@ Test(cuda_packed, fp8_w8a8)
     struct qb_cuda_ctx *c = NULL;
     float *ref_w, x[NTOK * COLS], xq[NTOK * COLS], ref_y[NTOK * ROWS];
     uint16_t xb[NTOK * COLS];
-    OK(qb_cuda_ctx_create(&c, &err));
+    QBT_OK(qb_cuda_ctx_create(&c, &err));
     make(QB_WFMT_FP8_E4M3, &qp, &lin, &ref_w, &dw);
     for (int i = 0; i < NTOK * COLS; i++) {
         xb[i] = qb_f32_to_bf16(frand() * (i % 50 == 0 ? 8.0f : 1.0f));
@@ -424,17 +423,17 @@ Test(cuda_packed, fp8_w8a8)
     }
     qb_act_quantize_rows(QB_ACT_FP8_E4M3, x, NTOK, COLS, xq);
     ref_matmul(ref_w, xq, NTOK, ref_y);
-    OK(qb_cuda_ctx_reserve_dequant(c, (size_t)ROWS * COLS, &err));
-    OK(qb_cuda_ctx_reserve_act(c, NTOK, COLS, &err));
+    QBT_OK(qb_cuda_ctx_reserve_dequant(c, (size_t)ROWS * COLS, &err));
+    QBT_OK(qb_cuda_ctx_reserve_act(c, NTOK, COLS, &err));
     uint16_t *d_x = dev(xb, sizeof xb);
     float *d_y = dev(NULL, sizeof ref_y);
-    OK(qb_cuda_linear(c, &dw, d_x, NTOK, d_y, ROWS, 0, &err));
-    OK(qb_cuda_sync(c, &err));
+    QBT_OK(qb_cuda_linear(c, &dw, d_x, NTOK, d_y, ROWS, 0, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
     float *got = from_dev_f32(d_y, (size_t)NTOK * ROWS);
     expect_close("fp8-w8a8", "prefill (FP8 TC)", got, ref_y, (size_t)NTOK * ROWS, TOL_W8A8);
     free(got);
-    OK(qb_cuda_linear(c, &dw, d_x, 1, d_y, ROWS, 0, &err));
-    OK(qb_cuda_sync(c, &err));
+    QBT_OK(qb_cuda_linear(c, &dw, d_x, 1, d_y, ROWS, 0, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
     got = from_dev_f32(d_y, ROWS);
     expect_close("fp8-w8a8", "decode GEMV", got, ref_y, ROWS, TOL_GEMV);
     free(got);
@@ -453,7 +452,7 @@ Test(cuda_packed, unsupported_is_refused)
     struct qb_err e = {0};
     float *w = calloc((size_t)ROWS * COLS, sizeof *w);
     w[5] = 1;
-    OK(qb_linear_quantize(w, ROWS, COLS, QB_WFMT_UINT_G, &qp, "w3", &lin, &err));
+    QBT_OK(qb_linear_quantize(w, ROWS, COLS, QB_WFMT_UINT_G, &qp, "w3", &lin, &err));
     cr_assert_eq(qb_cuda_weight_upload(&lin, "w3", &dw, &e), QB_ERR_UNSUPPORTED);
     cr_assert(strstr(e.msg, "w3"), "%s", e.msg);
     qb_linear_release(&lin);

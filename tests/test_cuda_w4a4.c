@@ -56,7 +56,6 @@
 
 static struct qb_err err;
 
-#define OK(expr) cr_assert_eq((expr), QB_OK, "%s: %s", #expr, err.msg)
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
@@ -179,7 +178,7 @@ Test(w4a4_layout, offsets_are_a_bijection_on_the_padded_tiles)
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
         for (int kind = QB_ACT_NVFP4; kind <= QB_ACT_MXFP4; kind++) {
             struct qb_w4a4_shape s;
-            OK(qb_w4a4_shape_init(&s, kind, shapes[i][0], shapes[i][1], "t", &err));
+            QBT_OK(qb_w4a4_shape_init(&s, kind, shapes[i][0], shapes[i][1], "t", &err));
             cr_assert_eq(s.sf_rows % 128, 0);
             cr_assert_eq(s.sf_cols % 4, 0);
             size_t bytes = qb_w4a4_scales_bytes(&s);
@@ -215,7 +214,7 @@ static void random_linear(enum qb_act_mode kind, int64_t rows, int64_t cols, int
     struct qb_quant_params qp = {.act = kind};
     for (size_t i = 0; i < n; i++) /* rows of different magnitude, a few outliers */
         w[i] = frand() * 0.05f * (1 + (int)(i / (size_t)cols % 5)) * (i % 89 == 0 ? 6 : 1);
-    OK(qb_linear_quantize(w, rows, cols, kind == QB_ACT_NVFP4 ? QB_WFMT_NVFP4 : QB_WFMT_MXFP4,
+    QBT_OK(qb_linear_quantize(w, rows, cols, kind == QB_ACT_NVFP4 ? QB_WFMT_NVFP4 : QB_WFMT_MXFP4,
                           &qp, "test.weight", lin, &err));
     if (with_bias) {
         lin->owned_bias = malloc((size_t)rows * sizeof(float));
@@ -230,7 +229,7 @@ static void random_linear(enum qb_act_mode kind, int64_t rows, int64_t cols, int
 static void check_repack(const struct qb_linear *lin)
 {
     struct qb_w4a4_operand op;
-    OK(qb_w4a4_pack_weight(lin, "test.weight", &op, &err));
+    QBT_OK(qb_w4a4_pack_weight(lin, "test.weight", &op, &err));
     int block = op.s.block;
     int64_t kbs = lin->cols / block;
     size_t rec = 1 + (size_t)block / 2, hdr = op.kind == QB_ACT_NVFP4 ? 16 : 0;
@@ -314,7 +313,7 @@ Test(w4a4_act, host_quantizer_decodes_to_the_cpu_reference)
             float *x = to_f32(a, (size_t)(n * cols)), *ref = malloc((size_t)(n * cols) * 4);
             struct qb_w4a4_operand op;
             qb_act_quantize_rows(kind, x, n, cols, ref);
-            OK(qb_w4a4_quantize_act(kind, a, n, cols, &op, &err));
+            QBT_OK(qb_w4a4_quantize_act(kind, a, n, cols, &op, &err));
             uint8_t *sc = malloc((size_t)(n * cols / op.s.block));
             qb_w4a4_unswizzle(&op, sc);
             for (int64_t t = 0; t < n; t++)
@@ -342,8 +341,8 @@ static double check_emulation(const struct qb_linear *lin, int64_t n, struct qb_
     uint16_t *ab = random_act(n, lin->cols);
     float *x = to_f32(ab, (size_t)(n * lin->cols));
     float *y = malloc((size_t)(n * lin->rows) * 4), *ref = malloc((size_t)(n * lin->rows) * 4);
-    OK(qb_w4a4_pack_weight(lin, "test.weight", &w, &err));
-    OK(qb_w4a4_quantize_act(lin->qp.act, ab, n, lin->cols, &a, &err));
+    QBT_OK(qb_w4a4_pack_weight(lin, "test.weight", &w, &err));
+    QBT_OK(qb_w4a4_quantize_act(lin->qp.act, ab, n, lin->cols, &a, &err));
     qb_w4a4_emulate_linear(&w, lin->bias, &a, y);
     qb_linear_matmul(lin, x, n, ref, pool);
     double e = qbt_rel_l2(y, ref, (size_t)(n * lin->rows));
@@ -380,9 +379,9 @@ static void check_demo_model(const char *scheme_name)
     struct qb_scheme scheme;
     struct qb_model_load_opts lo = {.no_tokenizer = 1};
     struct qb_pool *pool = qb_pool_create(2);
-    OK(qb_scheme_parse(scheme_name, 0, &scheme, &err));
-    OK(qb_model_load(QB_TEST_DATA "/ref-llama-10m", &lo, &m, &err));
-    OK(qb_model_apply_scheme(m, &scheme, NULL, &err));
+    QBT_OK(qb_scheme_parse(scheme_name, 0, &scheme, &err));
+    QBT_OK(qb_model_load(QB_TEST_DATA "/ref-llama-10m", &lo, &m, &err));
+    QBT_OK(qb_model_apply_scheme(m, &scheme, NULL, &err));
     int layers[2] = {0, m->cfg.n_layers - 1};
     for (int li = 0; li < 2; li++)
         for (int s = 0; s < QB_LIN_COUNT; s++) {
@@ -423,9 +422,9 @@ Test(w4a4_report, status_note_says_compiled_not_executed)
 static void *dev(const void *h, size_t bytes)
 {
     void *d = NULL;
-    OK(qb_cuda_alloc(&d, bytes, "test buffer", &err));
+    QBT_OK(qb_cuda_alloc(&d, bytes, "test buffer", &err));
     if (h)
-        OK(qb_cuda_upload(d, h, bytes, &err));
+        QBT_OK(qb_cuda_upload(d, h, bytes, &err));
     return d;
 }
 
@@ -456,24 +455,24 @@ static void check_gpu_quantizer(struct qb_cuda_ctx *c, enum qb_act_mode kind, in
     struct qb_w4a4_operand ref;
     struct qb_w4a4_shape sp;
     uint16_t *a = random_act(n, cols);
-    OK(qb_w4a4_quantize_act(kind, a, n, cols, &ref, &err));
-    OK(qb_w4a4_shape_init(&sp, kind, n_pad, cols, "padded", &err));
+    QBT_OK(qb_w4a4_quantize_act(kind, a, n, cols, &ref, &err));
+    QBT_OK(qb_w4a4_shape_init(&sp, kind, n_pad, cols, "padded", &err));
     size_t cb = qb_w4a4_codes_bytes(&sp), sb = qb_w4a4_scales_bytes(&sp);
     uint16_t *d_a = dev(a, (size_t)n * (size_t)cols * 2);
     uint8_t *d_codes = dev(NULL, cb), *d_scales = dev(NULL, sb);
     float *d_g = dev(NULL, (size_t)n_pad * 4);
     uint8_t *junk = malloc(cb > sb ? cb : sb); /* the kernel must overwrite every byte */
     memset(junk, 0xab, cb > sb ? cb : sb);
-    OK(qb_cuda_upload(d_codes, junk, cb, &err));
-    OK(qb_cuda_upload(d_scales, junk, sb, &err));
+    QBT_OK(qb_cuda_upload(d_codes, junk, cb, &err));
+    QBT_OK(qb_cuda_upload(d_scales, junk, sb, &err));
     free(junk);
-    OK(qb_w4a4_quantize_act_gpu(c, kind, d_a, n, n_pad, cols, d_codes, d_scales, d_g, &err));
-    OK(qb_cuda_sync(c, &err));
+    QBT_OK(qb_w4a4_quantize_act_gpu(c, kind, d_a, n, n_pad, cols, d_codes, d_scales, d_g, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
     uint8_t *codes = malloc(cb), *scales = malloc(sb);
     float *g = malloc((size_t)n_pad * 4);
-    OK(qb_cuda_download(codes, d_codes, cb, &err));
-    OK(qb_cuda_download(scales, d_scales, sb, &err));
-    OK(qb_cuda_download(g, d_g, (size_t)n_pad * 4, &err));
+    QBT_OK(qb_cuda_download(codes, d_codes, cb, &err));
+    QBT_OK(qb_cuda_download(scales, d_scales, sb, &err));
+    QBT_OK(qb_cuda_download(g, d_g, (size_t)n_pad * 4, &err));
     cr_assert_eq(memcmp(codes, ref.codes, qb_w4a4_codes_bytes(&ref.s)), 0,
                  "kind %d n %d cols %lld: codes differ", kind, n, (long long)cols);
     for (size_t i = qb_w4a4_codes_bytes(&ref.s); i < cb; i++)
@@ -503,7 +502,7 @@ Test(w4a4_gpu, quantizer_kernel_is_bit_exact)
         cr_skip_test("no CUDA GPU on this machine");
     static const int64_t shapes[][2] = {{1, 4096}, {7, 256}, {16, 96}, {33, 768}, {200, 544}};
     struct qb_cuda_ctx *c = NULL;
-    OK(qb_cuda_ctx_create(&c, &err));
+    QBT_OK(qb_cuda_ctx_create(&c, &err));
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
         for (int kind = QB_ACT_NVFP4; kind <= QB_ACT_MXFP4; kind++)
             check_gpu_quantizer(c, kind, (int)shapes[i][0], shapes[i][1]);
@@ -514,7 +513,7 @@ Test(w4a4_gpu, quantizer_kernel_is_bit_exact)
  * anywhere), with its bias. */
 static void upload_w4a4(const struct qb_linear *lin, struct qb_cuda_weight *w)
 {
-    OK(qb_w4a4_weight_upload_any(lin, "test.weight", w, &err));
+    QBT_OK(qb_w4a4_weight_upload_any(lin, "test.weight", w, &err));
     if (lin->bias)
         w->bias = dev(lin->bias, (size_t)lin->rows * 4);
 }
@@ -530,27 +529,27 @@ static void check_gpu_gemv(struct qb_cuda_ctx *c, enum qb_act_mode kind, int64_t
     uint16_t *x = random_act(1, cols);
     float want[392], got[392];
     int64_t off = 0;
-    OK(qb_w4a4_quantize_act(kind, x, 1, cols, &a, &err));
+    QBT_OK(qb_w4a4_quantize_act(kind, x, 1, cols, &a, &err));
     for (int i = 0; i < 3; i++) {
         random_linear(kind, rows[i], cols, i != 1, &lin[i]);
         upload_w4a4(&lin[i], &w[i]);
-        OK(qb_w4a4_pack_weight(&lin[i], "w", &wo, &err));
+        QBT_OK(qb_w4a4_pack_weight(&lin[i], "w", &wo, &err));
         qb_w4a4_emulate_linear(&wo, lin[i].bias, &a, want + off);
         qb_w4a4_operand_free(&wo);
         off += rows[i];
     }
     uint16_t *d_x = dev(x, (size_t)cols * 2);
     float *d_y = dev(NULL, sizeof got);
-    OK(qb_w4a4_gemv(c, wp, 3, d_x, d_y, 0, &err));
-    OK(qb_cuda_sync(c, &err));
-    OK(qb_cuda_download(got, d_y, sizeof got, &err));
+    QBT_OK(qb_w4a4_gemv(c, wp, 3, d_x, d_y, 0, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
+    QBT_OK(qb_cuda_download(got, d_y, sizeof got, &err));
     double e = qbt_rel_l2(got, want, 392);
     cr_log_info("GPU W4A4 GEMV %s cols=%lld (q|k|v): rel L2 %.3g (tolerance %.3g)",
                 kind == QB_ACT_NVFP4 ? "nvfp4" : "mxfp4", (long long)cols, e, TOL_GEMV);
     cr_assert(e <= TOL_GEMV, "GEMV rel L2 %.3g > %.3g", e, TOL_GEMV);
-    OK(qb_w4a4_gemv(c, wp, 3, d_x, d_y, 1, &err)); /* accumulate: twice the result */
-    OK(qb_cuda_sync(c, &err));
-    OK(qb_cuda_download(got, d_y, sizeof got, &err));
+    QBT_OK(qb_w4a4_gemv(c, wp, 3, d_x, d_y, 1, &err)); /* accumulate: twice the result */
+    QBT_OK(qb_cuda_sync(c, &err));
+    QBT_OK(qb_cuda_download(got, d_y, sizeof got, &err));
     for (int i = 0; i < 392; i++)
         want[i] *= 2;
     e = qbt_rel_l2(got, want, 392);
@@ -563,18 +562,18 @@ static void check_gpu_gemv(struct qb_cuda_ctx *c, enum qb_act_mode kind, int64_t
     random_linear(kind, 256, cols, 0, &up);
     upload_w4a4(&up, &wu);
     qb_cuda_free(w[0].bias), w[0].bias = NULL;
-    OK(qb_w4a4_pack_weight(&lin[0], "w", &wo, &err));
+    QBT_OK(qb_w4a4_pack_weight(&lin[0], "w", &wo, &err));
     qb_w4a4_emulate_linear(&wo, NULL, &a, g_ref);
     qb_w4a4_operand_free(&wo);
-    OK(qb_w4a4_pack_weight(&up, "w", &wo, &err));
+    QBT_OK(qb_w4a4_pack_weight(&up, "w", &wo, &err));
     qb_w4a4_emulate_linear(&wo, NULL, &a, u_ref);
     qb_w4a4_operand_free(&wo);
     for (int i = 0; i < 256; i++)
         sw_ref[i] = g_ref[i] / (1.0f + expf(-g_ref[i])) * u_ref[i];
     uint16_t *d_out = dev(NULL, sizeof sw_bf16);
-    OK(qb_w4a4_gemv_swiglu(c, &w[0], &wu, d_x, d_out, &err));
-    OK(qb_cuda_sync(c, &err));
-    OK(qb_cuda_download(sw_bf16, d_out, sizeof sw_bf16, &err));
+    QBT_OK(qb_w4a4_gemv_swiglu(c, &w[0], &wu, d_x, d_out, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
+    QBT_OK(qb_cuda_download(sw_bf16, d_out, sizeof sw_bf16, &err));
     for (int i = 0; i < 256; i++)
         sw_got[i] = qb_bf16_to_f32(sw_bf16[i]);
     e = qbt_rel_l2(sw_got, sw_ref, 256);
@@ -596,8 +595,8 @@ Test(w4a4_gpu, decode_gemv_matches_emulation)
     if (!qb_cuda_available())
         cr_skip_test("no CUDA GPU on this machine");
     struct qb_cuda_ctx *c = NULL;
-    OK(qb_cuda_ctx_create(&c, &err));
-    OK(qb_cuda_ctx_reserve_act(c, 16, 4096, &err));
+    QBT_OK(qb_cuda_ctx_create(&c, &err));
+    QBT_OK(qb_cuda_ctx_reserve_act(c, 16, 4096, &err));
     for (int kind = QB_ACT_NVFP4; kind <= QB_ACT_MXFP4; kind++) {
         check_gpu_gemv(c, kind, 256);
         check_gpu_gemv(c, kind, 544);
@@ -609,7 +608,7 @@ Test(w4a4_gpu, decode_gemv_matches_emulation)
 static int cc_major(void)
 {
     struct qb_cuda_device d;
-    OK(qb_cuda_device_query(&d, &err));
+    QBT_OK(qb_cuda_device_query(&d, &err));
     return d.cc_major;
 }
 
@@ -640,9 +639,9 @@ Test(w4a4_gpu, fp4_gemm_matches_emulation)
         cr_skip_test("no FP4 tensor cores below sm_100 (path compiled, not executed)");
     static const int64_t shapes[][3] = {{256, 256, 1}, {768, 256, 9}, {256, 768, 33}};
     struct qb_cuda_ctx *c = NULL;
-    OK(qb_cuda_ctx_create(&c, &err));
-    OK(qb_cuda_ctx_reserve_dequant(c, 768 * 256, &err));
-    OK(qb_cuda_ctx_reserve_act(c, 128, 768, &err));
+    QBT_OK(qb_cuda_ctx_create(&c, &err));
+    QBT_OK(qb_cuda_ctx_reserve_dequant(c, 768 * 256, &err));
+    QBT_OK(qb_cuda_ctx_reserve_act(c, 128, 768, &err));
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
         for (int kind = QB_ACT_NVFP4; kind <= QB_ACT_MXFP4; kind++) {
             int64_t rows = shapes[i][0], cols = shapes[i][1], n = shapes[i][2];
@@ -657,15 +656,15 @@ Test(w4a4_gpu, fp4_gemm_matches_emulation)
             }
             uint16_t *a = random_act(n, cols);
             float *want = malloc((size_t)(n * rows) * 4), *got = malloc((size_t)(n * rows) * 4);
-            OK(qb_w4a4_pack_weight(&lin, "w", &wo, &err));
-            OK(qb_w4a4_quantize_act(kind, a, n, cols, &ao, &err));
+            QBT_OK(qb_w4a4_pack_weight(&lin, "w", &wo, &err));
+            QBT_OK(qb_w4a4_quantize_act(kind, a, n, cols, &ao, &err));
             qb_w4a4_emulate_linear(&wo, lin.bias, &ao, want);
-            OK(qb_cuda_weight_upload(&lin, "w", &w, &err));
+            QBT_OK(qb_cuda_weight_upload(&lin, "w", &w, &err));
             uint16_t *d_a = dev(a, (size_t)(n * cols) * 2);
             float *d_y = dev(NULL, (size_t)(n * rows) * 4);
-            OK(qb_w4a4_linear(c, &w, d_a, (int)n, d_y, (int)rows, 0, &err));
-            OK(qb_cuda_sync(c, &err));
-            OK(qb_cuda_download(got, d_y, (size_t)(n * rows) * 4, &err));
+            QBT_OK(qb_w4a4_linear(c, &w, d_a, (int)n, d_y, (int)rows, 0, &err));
+            QBT_OK(qb_cuda_sync(c, &err));
+            QBT_OK(qb_cuda_download(got, d_y, (size_t)(n * rows) * 4, &err));
             double e = qbt_rel_l2(got, want, (size_t)(n * rows));
             cr_log_info("FP4 GEMM act %d %lldx%lld n=%lld: rel L2 %.3g", kind, (long long)rows,
                         (long long)cols, (long long)n, e);

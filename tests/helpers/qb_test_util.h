@@ -16,6 +16,19 @@
 #define QB_CALIB_TEXT QB_TEST_DATA "/calib-gutenberg.txt"
 #define QB_REFERENCE_JSON QB_TEST_DATA "/ref-llama-10m.reference.json"
 
+/* The GPU suites (criterion, core/engine.h included): skip without a GPU, and
+ * assert a call returned QB_OK, reporting the struct qb_err named err in scope. */
+#define QBT_REQUIRE_GPU()                                                                     \
+    do {                                                                                      \
+        if (!qb_cuda_available())                                                             \
+            cr_skip_test("no CUDA GPU on this machine");                                      \
+    } while (0)
+#define QBT_OK(expr)                                                                          \
+    do {                                                                                      \
+        enum qb_status s_ = (expr);                                                           \
+        cr_assert_eq(s_, QB_OK, "%s: %s", #expr, err.msg);                                    \
+    } while (0)
+
 /* mkdtemp under $TMPDIR; returns a malloced path. */
 char *qbt_tempdir(void);
 /* rm -rf path (best effort). */
