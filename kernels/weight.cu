@@ -275,8 +275,9 @@ static void staged_free(struct staged *s)
     free(s->zeros);
 }
 
-/* The split-K scratch of the 4-bit decode GEMV (gemv_mma.cu): partial sums for up to 4
- * parts of each 16-row block, and zeroed arrival counters. */
+/* The split-K scratch of the 4-bit decode GEMV (gemv_mma.cu, MMA_KSPLIT parts; room
+ * for up to 4): partial sums of each part of each 16-row block, and zeroed arrival
+ * counters. */
 static enum qb_status alloc_split_k(struct qb_cuda_weight *out, const char *name,
                                     struct qb_err *err)
 {
