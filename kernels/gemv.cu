@@ -202,6 +202,17 @@ static enum qb_status check_same(const struct qb_cuda_weight *w, const struct qb
     return QB_OK;
 }
 
+/* The gate/up pair of a SwiGLU GEMV: same format and shape, no biases. */
+static enum qb_status check_swiglu_pair(const struct qb_cuda_weight *gate,
+                                        const struct qb_cuda_weight *up, struct qb_err *err)
+{
+    enum qb_status st = check_same(up, gate, err);
+    if (!st && (gate->rows != up->rows || gate->bias || up->bias))
+        st = qb_err_set(err, QB_ERR_UNSUPPORTED,
+                        "CUDA gate/up GEMV: shapes differ or MLP biases present");
+    return st;
+}
+
 /* W8A8: replace *x by its per-token E4M3 code values (one row) and point
  * *x_scale at the token's scale, which the GEMV applies after the dot. */
 static enum qb_status w8a8_input(struct qb_cuda_ctx *c, const struct qb_cuda_weight *w,
@@ -270,12 +281,9 @@ extern "C" enum qb_status qb_cuda_gemv_swiglu(struct qb_cuda_ctx *c,
     const float *x_scale = NULL;
     if (qb_w4a4_is(gate)) /* FP4 activations: w4a4.cu (sm_100+) */
         return qb_w4a4_gemv_swiglu(c, gate, up, x, out, err);
-    st = check_same(up, gate, err);
+    st = check_swiglu_pair(gate, up, err);
     if (st)
         return st;
-    if (gate->rows != up->rows || gate->bias || up->bias)
-        return qb_err_set(err, QB_ERR_UNSUPPORTED,
-                          "CUDA gate/up GEMV: shapes differ or MLP biases present");
     a.w[0] = (const uint16_t *)gate->data;
     a.w[1] = (const uint16_t *)up->data;
     a.rows[0] = gate->rows;
@@ -346,10 +354,9 @@ extern "C" enum qb_status qb_cuda_gemv_swiglu_norm(struct qb_cuda_ctx *c,
     int fused = 0;
     enum qb_status st = QB_OK;
     const struct qb_cuda_weight *pair[2] = {gate, up};
-    if (gate->rows != up->rows || gate->bias || up->bias)
-        return qb_err_set(err, QB_ERR_UNSUPPORTED,
-                          "CUDA gate/up GEMV: shapes differ or MLP biases present");
-    st = try_fused_norm(c, pair, 2, in, NULL, out, 2, &fused, err);
+    st = check_swiglu_pair(gate, up, err);
+    if (!st)
+        st = try_fused_norm(c, pair, 2, in, NULL, out, 2, &fused, err);
     if (!st && !fused)
         st = qb_cuda_rmsnorm(c, in->x, in->w, in->eps, 1, (int)gate->cols, in->a, err);
     if (!st && !fused)

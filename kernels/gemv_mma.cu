@@ -49,7 +49,7 @@
  * for the previous kernel (see qb_cuda_common.cuh).
  *
  * Split K (y += W x: the o and down projections, 256 blocks for the 8B
- * shape, two per SM): gridDim.y = MMA_KSPLIT blocks share a row block, each
+ * shape, two per SM): gridDim.y = QB_MMA_KSPLIT blocks share a row block, each
  * over a contiguous part of the steps with only its part of x staged; they
  * publish their partial sums to the weight's scratch (qb_cuda_weight's
  * splitk_*), and the last to arrive adds them in part order, so the result
@@ -75,7 +75,6 @@
 #define MMA_UNROLL 6     /* steps in flight per warp (H100 int4 tg128: 6 > 8 > 4) */
 #define MMA_MIN_BLOCKS 4 /* resident blocks per SM the registers must allow (4 > 3) */
 #define MMA_TILES 2 /* tiles of 8 rows per block (one tile and twice the blocks: slower) */
-#define MMA_KSPLIT 2 /* parts of K for accumulating launches (H100 int4 tg128: 2 > 4 > 1) */
 #define MMA_STEP 128
 #define MMA_MAX_MATS 3
 #define MMA_LUT_MAX (QB_LUT_DYN_OFFSET + 256)
@@ -262,19 +261,19 @@ template <int FMT> static constexpr bool mma_half_groups()
 }
 
 /* The codes and raw scales of U steps in flight: slot u holds step s0 + u * MMA_WARPS. */
-template <int U, int T> struct mma_batch {
-    uint4 q[U][T];
-    struct pk_scale_raw sr[U][T][2]; /* columns [0,16) and [16,32) */
+template <int U> struct mma_batch {
+    uint4 q[U][MMA_TILES];
+    struct pk_scale_raw sr[U][MMA_TILES][2]; /* columns [0,16) and [16,32) */
 };
 
-/* Load step s of the T tiles (zeros past the end) into q[] and sr[]. */
-template <int FMT, int T>
+/* Load step s of both tiles (zeros past the end) into q[] and sr[]. */
+template <int FMT>
 static __device__ __forceinline__ void load_step(const struct mma_tile *tl, int s, int n_steps,
                                                  uint4 *q, struct pk_scale_raw (*sr)[2])
 {
     int t = threadIdx.x & 3;
 #pragma unroll
-    for (int i = 0; i < T; i++) {
+    for (int i = 0; i < MMA_TILES; i++) {
         int col = s * MMA_STEP + 32 * t;
         q[i] = make_uint4(0, 0, 0, 0);
         sr[i][0] = {0u, 0u, 0.0f};
@@ -290,15 +289,16 @@ static __device__ __forceinline__ void load_step(const struct mma_tile *tl, int 
 }
 
 /* The 8 mma of step s of both tiles from its loaded codes and scales. */
-template <int FMT, int T>
+template <int FMT>
 static __device__ __forceinline__ void mma_step(const struct mma_tile *tl, const uint4 *qs,
                                                 const struct pk_scale_raw (*sr)[2], int s,
-                                                const uint4 *xs, const float *lut, float d[T][4])
+                                                const uint4 *xs, const float *lut,
+                                                float d[MMA_TILES][4])
 {
     int t = threadIdx.x & 3;
-    struct mma_scale sc[T][2];
+    struct mma_scale sc[MMA_TILES][2];
 #pragma unroll
-    for (int i = 0; i < T; i++) {
+    for (int i = 0; i < MMA_TILES; i++) {
         sc[i][0] = to_mma_scale<FMT>(tl[i].v, sr[i][0], lut);
         sc[i][1] = mma_half_groups<FMT>() ? to_mma_scale<FMT>(tl[i].v, sr[i][1], lut)
                                           : sc[i][0];
@@ -308,7 +308,7 @@ static __device__ __forceinline__ void mma_step(const struct mma_tile *tl, const
         uint4 a = xs[(s * 8 + j) * 4 + t];
         int w = j >> 1, p = 2 * (j & 1);
 #pragma unroll
-        for (int i = 0; i < T; i++) {
+        for (int i = 0; i < MMA_TILES; i++) {
             const uint32_t *q = (const uint32_t *)&qs[i];
             struct mma_scale g = sc[i][w >> 1];
             mma_16816(d[i], a, dequant_pair<FMT>(q[w], p, g, lut),
@@ -363,7 +363,7 @@ static __device__ __forceinline__ struct mma_tile locate_tile(const struct mma_a
     return tl;
 }
 
-/* Thread r < 8 T: output r of the block from the warps' partial sums. */
+/* Thread r < 16: output r of the block from the warps' partial sums. */
 template <int MODE>
 static __device__ __forceinline__ void store_output(const struct mma_args &a,
                                                     const struct mma_tile *tl, const int *mat,
@@ -432,24 +432,24 @@ template <int FMT, int MODE>
 static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
     gemv_mma_kernel(struct mma_args a)
 {
-    constexpr int U = MMA_UNROLL, T = MMA_TILES;
+    constexpr int U = MMA_UNROLL;
     extern __shared__ uint4 xs[]; /* [n_steps][8][4] A fragments */
     __shared__ float lut[MMA_LUT_MAX];
     __shared__ float red[MMA_WARPS][MMA_TILES * 8];
     constexpr int lut_len = FMT == QB_WFMT_NF4_DQ ? MMA_LUT_MAX : 16;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    struct mma_tile tl[T];
-    int mat[T];
-    struct mma_batch<U, T> b;
-    float d[T][4] = {};
-    for (int i = 0; i < T; i++)
+    struct mma_tile tl[MMA_TILES];
+    int mat[MMA_TILES];
+    struct mma_batch<U> b;
+    float d[MMA_TILES][4] = {};
+    for (int i = 0; i < MMA_TILES; i++)
         tl[i] = locate_tile<MODE>(a, i, &mat[i]);
     /* split K: block (x, y) takes steps [s_lo, s_hi) of row block x */
     int s_lo = (int)(blockIdx.y * a.n_steps / gridDim.y);
     int s_hi = (int)((blockIdx.y + 1) * a.n_steps / gridDim.y);
 #pragma unroll
     for (int u = 0; u < U; u++) /* weights only: before the wait */
-        load_step<FMT, T>(tl, s_lo + warp + u * MMA_WARPS, s_hi, b.q[u], b.sr[u]);
+        load_step<FMT>(tl, s_lo + warp + u * MMA_WARPS, s_hi, b.q[u], b.sr[u]);
     for (int i = threadIdx.x; i < lut_len; i += blockDim.x)
         lut[i] = a.m[0].lut[i];
     qb_pdl_wait();
@@ -466,21 +466,21 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
             int s = s0 + u * MMA_WARPS;
             if (s >= s_hi)
                 break;
-            mma_step<FMT, T>(tl, b.q[u], b.sr[u], s, xs_at, lut, d);
+            mma_step<FMT>(tl, b.q[u], b.sr[u], s, xs_at, lut, d);
             if (s + U * MMA_WARPS < s_hi)
-                load_step<FMT, T>(tl, s + U * MMA_WARPS, s_hi, b.q[u], b.sr[u]);
+                load_step<FMT>(tl, s + U * MMA_WARPS, s_hi, b.q[u], b.sr[u]);
         }
     }
     __syncthreads(); /* red doubled as block_inv_rms's scratch */
     if (lane < 4) /* D row 0: outputs 2t, 2t + 1 of each tile */
-        for (int i = 0; i < T; i++) {
+        for (int i = 0; i < MMA_TILES; i++) {
             red[warp][8 * i + 2 * lane] = d[i][0];
             red[warp][8 * i + 2 * lane + 1] = d[i][1];
         }
     __syncthreads();
     if (gridDim.y > 1 && !split_k_last(a, red)) /* not the last part of this row block */
         return;
-    if (threadIdx.x < T * 8)
+    if (threadIdx.x < MMA_TILES * 8)
         store_output<MODE>(a, tl, mat, red);
 }
 
@@ -489,7 +489,7 @@ static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStrea
 {
     int64_t per_block = mma_rows_per_block<MODE>();
     int64_t blocks = (a->total_rows + per_block - 1) / per_block;
-    int ks = MODE == MMA_ACCUM && a->partial ? MMA_KSPLIT : 1;
+    int ks = MODE == MMA_ACCUM && a->partial ? QB_MMA_KSPLIT : 1;
     while (ks > 1 && a->n_steps < 16 * ks) /* at least 16 steps (4 per warp) a part */
         ks /= 2;
     size_t smem = (size_t)((a->n_steps + ks - 1) / ks) * 32 * sizeof(uint4);
@@ -502,17 +502,8 @@ static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStrea
         if (e != cudaSuccess)
             return e;
     }
-    cudaLaunchConfig_t cfg = {};
-    cudaLaunchAttribute attr[1];
-    cfg.gridDim = dim3((unsigned)blocks, (unsigned)ks);
-    cfg.blockDim = dim3(MMA_WARPS * 32);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = s;
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, gemv_mma_kernel<FMT, MODE>, *a);
+    return qb_launch_smem(pdl, gemv_mma_kernel<FMT, MODE>, dim3((unsigned)blocks, (unsigned)ks),
+                          dim3(MMA_WARPS * 32), smem, s, *a);
 }
 
 template <int FMT>

@@ -221,6 +221,10 @@ struct qb_gemv_in {
     const float *xf, *nw;
     float eps;
 };
+/* Parts of K of gemv_mma.cu's accumulating launches (H100 int4 tg128: 2 > 4 > 1);
+ * weight.cu sizes each 4-bit weight's split-K scratch for this many. */
+#define QB_MMA_KSPLIT 2
+
 /* gemv_mma.cu: the same GEMV on the tensor cores for the 4-bit formats (mode as
  * above; no x_scale); cudaErrorNotSupported when the weights do not qualify
  * (the caller then runs the RMSNorm and gemv_packed.cu). */

@@ -148,22 +148,31 @@ static __device__ __forceinline__ void qb_pdl_trigger(void)
 #endif
 }
 
-/* Launch kernel<<<grid, block, 0, s>>>(args...), with programmatic dependent
+/* Launch kernel<<<grid, block, smem, s>>>(args...), with programmatic dependent
  * launch when pdl is set. */
 template <typename... KArgs, typename... Args>
-static cudaError_t qb_launch(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block,
-                             cudaStream_t s, Args... args)
+static cudaError_t qb_launch_smem(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block,
+                                  size_t smem, cudaStream_t s, Args... args)
 {
     cudaLaunchConfig_t cfg = {};
     cudaLaunchAttribute attr[1];
     cfg.gridDim = grid;
     cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
     cfg.stream = s;
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
     cfg.numAttrs = pdl ? 1 : 0;
     return cudaLaunchKernelEx(&cfg, kernel, args...);
+}
+
+/* The same without dynamic shared memory. */
+template <typename... KArgs, typename... Args>
+static cudaError_t qb_launch(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block,
+                             cudaStream_t s, Args... args)
+{
+    return qb_launch_smem(pdl, kernel, grid, block, 0, s, args...);
 }
 
 #endif /* QB_CUDA_COMMON_CUH */

@@ -275,15 +275,14 @@ static void staged_free(struct staged *s)
     free(s->zeros);
 }
 
-/* The split-K scratch of the 4-bit decode GEMV (gemv_mma.cu, MMA_KSPLIT parts; room
- * for up to 4): partial sums of each part of each 16-row block, and zeroed arrival
- * counters. */
+/* The split-K scratch of the 4-bit decode GEMV (gemv_mma.cu): partial sums of each of
+ * the QB_MMA_KSPLIT parts of each 16-row block, and zeroed arrival counters. */
 static enum qb_status alloc_split_k(struct qb_cuda_weight *out, const char *name,
                                     struct qb_err *err)
 {
     enum qb_status st = QB_OK;
     size_t blocks = (size_t)(out->rows + 15) / 16;
-    st = qb_cuda_alloc((void **)&out->splitk_partial, blocks * 4 * 16 * sizeof(float), name, err);
+    st = qb_cuda_alloc((void **)&out->splitk_partial, blocks * QB_MMA_KSPLIT * 16 * sizeof(float), name, err);
     if (!st)
         st = qb_cuda_alloc((void **)&out->splitk_arrivals, blocks * sizeof(unsigned), name, err);
     if (!st)
