@@ -15,7 +15,9 @@
  *
  * then final rmsnorm and lm_head for the rows that want logits. Decode (m = 1)
  * runs the projections as GEMVs (q|k|v in one launch, gate|up fused with
- * SwiGLU) and replays the whole pass from a CUDA graph captured on the first
+ * SwiGLU); every RMSNorm but the first layer's is the tail of the o or down
+ * GEMV before it (qb_cuda_gemv_add_norm), which writes the next input into
+ * a. It replays the whole pass from a CUDA graph captured on the first
  * decode step: kernels read the position from device memory, so only the
  * token id and position are copied in before each replay. Packed weights run
  * the fused dequantize-GEMV in decode and dequantize-then-cuBLAS in prefill.
@@ -187,26 +189,45 @@ static void cuda_reset(struct qb_engine *base)
 
 /* ---- the forward pass ----------------------------------------------------------- */
 
-static enum qb_status attention_block(struct cuda_engine *e, struct cuda_layer *l, int m,
+/* The norm weight applied to the residual after layer i: the next layer's
+ * attention norm, or the final norm after the last layer. */
+static const float *norm_after(const struct cuda_engine *e, int i)
+{
+    return i + 1 < e->base.model->cfg.n_layers ? e->layers[i + 1].attn_norm : e->final_norm;
+}
+
+/* Decode (m = 1): y += W x for o and down, whose tail writes the next norm's
+ * output into e->a (qb_cuda_gemv_add_norm); so layer i > 0 finds its q|k|v
+ * input normed, and layer 0 norms in the q|k|v GEMV. */
+static enum qb_status decode_residual(struct cuda_engine *e, const struct qb_cuda_weight *w,
+                                      const uint16_t *x, const float *next_norm,
                                       struct qb_err *err)
 {
+    struct qb_cuda_norm_in next = {e->x, next_norm, e->eps, e->a};
+    return qb_cuda_gemv_add_norm(e->ctx, w, x, e->x, &next, err);
+}
+
+static enum qb_status attention_block(struct cuda_engine *e, int i, int m, struct qb_err *err)
+{
     enum qb_status st;
+    struct cuda_layer *l = &e->layers[i];
     int ldq = e->q_dim + 2 * e->kv_dim;
-    if (m == 1) {
-        const struct qb_cuda_weight *qkv[3] = {&l->lin[QB_LIN_Q], &l->lin[QB_LIN_K],
-                                               &l->lin[QB_LIN_V]};
+    const struct qb_cuda_weight *qkv[3] = {&l->lin[QB_LIN_Q], &l->lin[QB_LIN_K],
+                                           &l->lin[QB_LIN_V]};
+    if (m == 1 && i == 0) {
         struct qb_cuda_norm_in in = {e->x, l->attn_norm, e->eps, e->a};
         st = qb_cuda_gemv_norm(e->ctx, qkv, 3, &in, e->qkv, 0, err);
+    } else if (m == 1) { /* e->a: the tail of the previous layer's down projection */
+        st = qb_cuda_gemv(e->ctx, qkv, 3, e->a, e->qkv, 0, err);
     } else {
         st = qb_cuda_rmsnorm(e->ctx, e->x, l->attn_norm, e->eps, m, e->hidden, e->a, err);
         if (!st)
-            st = qb_cuda_linear(e->ctx, &l->lin[QB_LIN_Q], e->a, m, e->qkv, ldq, 0, err);
+            st = qb_cuda_linear(e->ctx, qkv[0], e->a, m, e->qkv, ldq, 0, err);
         if (!st)
-            st = qb_cuda_linear(e->ctx, &l->lin[QB_LIN_K], e->a, m, e->qkv + e->q_dim, ldq, 0,
+            st = qb_cuda_linear(e->ctx, qkv[1], e->a, m, e->qkv + e->q_dim, ldq, 0, err);
+        if (!st)
+            st = qb_cuda_linear(e->ctx, qkv[2], e->a, m, e->qkv + e->q_dim + e->kv_dim, ldq, 0,
                                 err);
-        if (!st)
-            st = qb_cuda_linear(e->ctx, &l->lin[QB_LIN_V], e->a, m,
-                                e->qkv + e->q_dim + e->kv_dim, ldq, 0, err);
     }
     if (!st)
         st = qb_cuda_rope_kv(e->ctx, &e->shape, e->qkv, ldq, m, e->d_pos, e->inv_freq,
@@ -214,31 +235,33 @@ static enum qb_status attention_block(struct cuda_engine *e, struct cuda_layer *
     if (!st)
         st = qb_cuda_attention(e->ctx, &e->shape, e->qkv, ldq, m, e->d_pos, l->k_cache,
                                l->v_cache, e->a, err);
-    if (!st)
+    if (!st && m == 1)
+        st = decode_residual(e, &l->lin[QB_LIN_O], e->a, l->ffn_norm, err);
+    else if (!st)
         st = qb_cuda_linear(e->ctx, &l->lin[QB_LIN_O], e->a, m, e->x, e->hidden, 1, err);
     return st;
 }
 
-static enum qb_status mlp_block(struct cuda_engine *e, struct cuda_layer *l, int m,
-                                struct qb_err *err)
+static enum qb_status mlp_block(struct cuda_engine *e, int i, int m, struct qb_err *err)
 {
-    enum qb_status st;
-    if (m == 1 && !e->mlp_bias) {
-        struct qb_cuda_norm_in in = {e->x, l->ffn_norm, e->eps, e->a};
-        st = qb_cuda_gemv_swiglu_norm(e->ctx, &l->lin[QB_LIN_GATE], &l->lin[QB_LIN_UP], &in,
-                                      e->a2, err);
-    } else {
+    enum qb_status st = QB_OK;
+    struct cuda_layer *l = &e->layers[i];
+    if (m > 1) /* decode: e->a is the tail of the o projection */
         st = qb_cuda_rmsnorm(e->ctx, e->x, l->ffn_norm, e->eps, m, e->hidden, e->a, err);
-        if (!st)
-            st = qb_cuda_linear(e->ctx, &l->lin[QB_LIN_GATE], e->a, m, e->gu, 2 * e->inter, 0,
-                                err);
+    if (!st && m == 1 && !e->mlp_bias) {
+        st = qb_cuda_gemv_swiglu(e->ctx, &l->lin[QB_LIN_GATE], &l->lin[QB_LIN_UP], e->a, e->a2,
+                                 err);
+    } else if (!st) {
+        st = qb_cuda_linear(e->ctx, &l->lin[QB_LIN_GATE], e->a, m, e->gu, 2 * e->inter, 0, err);
         if (!st)
             st = qb_cuda_linear(e->ctx, &l->lin[QB_LIN_UP], e->a, m, e->gu + e->inter,
                                 2 * e->inter, 0, err);
         if (!st)
             st = qb_cuda_swiglu(e->ctx, e->gu, m, e->inter, e->a2, err);
     }
-    if (!st)
+    if (!st && m == 1)
+        st = decode_residual(e, &l->lin[QB_LIN_DOWN], e->a2, norm_after(e, i), err);
+    else if (!st)
         st = qb_cuda_linear(e->ctx, &l->lin[QB_LIN_DOWN], e->a2, m, e->x, e->hidden, 1, err);
     return st;
 }
@@ -251,14 +274,15 @@ static enum qb_status enqueue_pass(struct cuda_engine *e, int m, int r0, struct 
     st = qb_cuda_embed(e->ctx, (const uint16_t *)e->embed.data, e->d_ids, m, e->hidden, e->x,
                        err);
     for (int i = 0; !st && i < e->base.model->cfg.n_layers; i++) {
-        st = attention_block(e, &e->layers[i], m, err);
+        st = attention_block(e, i, m, err);
         if (!st)
-            st = mlp_block(e, &e->layers[i], m, err);
+            st = mlp_block(e, i, m, err);
     }
     if (st || r0 == m)
         return st;
-    st = qb_cuda_rmsnorm(e->ctx, e->x + (size_t)r0 * e->hidden, e->final_norm, e->eps, m - r0,
-                         e->hidden, e->a, err);
+    if (m > 1) /* decode: the last down projection's tail normed it */
+        st = qb_cuda_rmsnorm(e->ctx, e->x + (size_t)r0 * e->hidden, e->final_norm, e->eps,
+                             m - r0, e->hidden, e->a, err);
     if (!st)
         st = qb_cuda_linear(e->ctx, lm_head_of(e), e->a, m - r0, e->logits, e->vocab, 0, err);
     return st;

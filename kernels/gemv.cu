@@ -307,7 +307,7 @@ out:
  * weights take that path: *fused = 1; otherwise nothing runs and *fused = 0. */
 static enum qb_status try_fused_norm(struct qb_cuda_ctx *c, const struct qb_cuda_weight *const *w,
                                      int n_w, const struct qb_cuda_norm_in *in, float *y,
-                                     uint16_t *y_bf16, int mode, int *fused, struct qb_err *err)
+                                     int accumulate, int *fused, struct qb_err *err)
 {
     enum qb_status st = QB_OK;
     struct qb_gemv_in gi = {NULL, in->x, in->w, in->eps};
@@ -319,7 +319,7 @@ static enum qb_status try_fused_norm(struct qb_cuda_ctx *c, const struct qb_cuda
             return st;
     }
     if (!qb_w4a4_is(w[0]) && w[0]->fmt != QB_WFMT_BF16)
-        e = qb_gemv_mma_launch(w, n_w, &gi, y, y_bf16, mode, c->pdl, c->stream);
+        e = qb_gemv_mma_launch(w, n_w, &gi, y, NULL, accumulate, NULL, c->pdl, c->stream);
     if (e == cudaErrorNotSupported)
         return QB_OK;
     CUDA_CHECK(e);
@@ -337,7 +337,7 @@ extern "C" enum qb_status qb_cuda_gemv_norm(struct qb_cuda_ctx *c,
     enum qb_status st = QB_OK;
     if (n_w < 1 || n_w > GEMV_MAX_MATS)
         return qb_err_set(err, QB_ERR_INTERNAL, "qb_cuda_gemv_norm: %d matrices", n_w);
-    st = try_fused_norm(c, w, n_w, in, y, NULL, accumulate ? 1 : 0, &fused, err);
+    st = try_fused_norm(c, w, n_w, in, y, accumulate ? 1 : 0, &fused, err);
     if (!st && !fused)
         st = qb_cuda_rmsnorm(c, in->x, in->w, in->eps, 1, (int)w[0]->cols, in->a, err);
     if (!st && !fused)
@@ -345,21 +345,27 @@ extern "C" enum qb_status qb_cuda_gemv_norm(struct qb_cuda_ctx *c,
     return st;
 }
 
-extern "C" enum qb_status qb_cuda_gemv_swiglu_norm(struct qb_cuda_ctx *c,
-                                                   const struct qb_cuda_weight *gate,
-                                                   const struct qb_cuda_weight *up,
-                                                   const struct qb_cuda_norm_in *in,
-                                                   uint16_t *out, struct qb_err *err)
+extern "C" enum qb_status qb_cuda_gemv_add_norm(struct qb_cuda_ctx *c,
+                                                const struct qb_cuda_weight *w,
+                                                const uint16_t *x, float *y,
+                                                const struct qb_cuda_norm_in *next,
+                                                struct qb_err *err)
 {
-    int fused = 0;
     enum qb_status st = QB_OK;
-    const struct qb_cuda_weight *pair[2] = {gate, up};
-    st = check_swiglu_pair(gate, up, err);
+    struct qb_gemv_in gi = {x, NULL, NULL, 0.0f};
+    struct qb_gemv_norm_out tail = {next->w, next->eps, next->a, NULL};
+    cudaError_t e = cudaErrorNotSupported;
+    if (next->x != y)
+        return qb_err_set(err, QB_ERR_INTERNAL, "qb_cuda_gemv_add_norm: the norm is not of y");
+    if (!qb_w4a4_is(w) && w->fmt != QB_WFMT_BF16)
+        e = qb_gemv_mma_launch(&w, 1, &gi, y, NULL, 1, &tail, c->pdl, c->stream);
+    if (e != cudaErrorNotSupported) {
+        CUDA_CHECK(e);
+        return QB_OK;
+    }
+    st = qb_cuda_gemv(c, &w, 1, x, y, 1, err);
     if (!st)
-        st = try_fused_norm(c, pair, 2, in, NULL, out, 2, &fused, err);
-    if (!st && !fused)
-        st = qb_cuda_rmsnorm(c, in->x, in->w, in->eps, 1, (int)gate->cols, in->a, err);
-    if (!st && !fused)
-        st = qb_cuda_gemv_swiglu(c, gate, up, in->a, out, err);
+        st = qb_cuda_rmsnorm(c, y, next->w, next->eps, 1, (int)w->rows, next->a, err);
+out:
     return st;
 }

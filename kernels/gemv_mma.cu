@@ -26,6 +26,20 @@
  * quad of the mma, rows 8..15 zero), since every warp of the block reads the
  * same x.
  *
+ * Scale after the mma (the integer formats with groups of 128, so a step is
+ * one group of each row: int4, int4-sym, GPTQ/AWQ g128): the roles swap, A =
+ * the weights of rows g (tile 0) and g + 8 (tile 1), B = x, so one mma takes
+ * 256 weights and D holds each lane's own two rows. A's pairs are the raw
+ * codes plus an offset, one LOP3 each: 1024 + n for the even nibbles of a
+ * word (the 0x6400 exponent) and 64 + n for the odd ones (0x5400, the nibble
+ * in place), exact; the block stages with x the step's offset sums corr =
+ * (1024 sum x_even + 64 sum x_odd, sum x) from the same f16 x, and per step
+ * acc += s (d - corr.x - zero corr.y) in f32. A word costs 5 instructions
+ * instead of 13 and the weights are never rounded (H100, int4 tg128 of the
+ * 8B shape: 324 -> 347 t/s; GEMV rel L2 error vs the double reference 2.5e-5
+ * against 2e-4). The offsets add 1024 |x| per product to the f32 sums, whose
+ * rounding (~2^-24 of that) stays far below the weights' own quantization error.
+ *
  * Dequantization to f16: int groups (1024 + code via the 0x6400 exponent
  * trick) - (1024 + zero), exact, times the group's f16 scale (exact: the
  * stored precision); the odd pairs take the nibble in place, 1024 + 16 code,
@@ -62,7 +76,14 @@
  * RMSNorm kernel before q|k|v (384 blocks for the 8B shape: 16.2 us against
  * 9.7 + 12.7 us in isolation). The gate/up launch refuses it: its 3584 blocks
  * would each read the 32 KB of residual and weight (54 us against 9.4 + 36.5
- * us measured), so the caller runs the RMSNorm kernel first.
+ * us measured); its input comes from the o projection's RMSNorm tail (below).
+ *
+ * RMSNorm tail (accumulating launches with next: the o and down projections
+ * in decode): after its row block's outputs are stored, each block counts
+ * itself in; the last normalizes the whole of y into the next layer's bf16
+ * input, so the RMSNorm kernel before gate/up (8.7 us per layer in the graph,
+ * for 16 KB) and the norm prologue of the next q|k|v launch are gone (H100
+ * int4 tg128: 347 -> 371 t/s).
  *
  * Taken when every matrix of the launch is a 4-bit format without g_idx
  * whose rows are a multiple of 8 and whose group is a power of two (at least
@@ -72,8 +93,8 @@
 #include "packed.cuh"
 
 #define MMA_WARPS 4
-#define MMA_UNROLL 6     /* steps in flight per warp (H100 int4 tg128: 6 > 8 > 4) */
-#define MMA_MIN_BLOCKS 4 /* resident blocks per SM the registers must allow (4 > 3) */
+#define MMA_UNROLL 4 /* steps in flight per warp (H100 int4 tg128, scale-after path: 4 > 5, 6 > 8) */
+#define MMA_MIN_BLOCKS 4 /* resident blocks per SM the registers must allow (4 > 3, 5) */
 #define MMA_TILES 2 /* tiles of 8 rows per block (one tile and twice the blocks: slower) */
 #define MMA_STEP 128
 #define MMA_MAX_MATS 3
@@ -91,6 +112,7 @@ struct mma_args {
     struct qb_gemv_in in;
     float *partial;      /* split K: [blocks][gridDim.y][16] partial sums */
     unsigned *arrivals;  /* split K: [blocks] blocks done, reset by the last */
+    struct qb_gemv_norm_out next; /* next.out == NULL: no RMSNorm tail */
     float *y;
     uint16_t *y_bf16;
 };
@@ -103,6 +125,8 @@ struct mma_tile {
     int64_t sbase;      /* flat index of the row's first group scale: row * groups */
     int gshift;         /* log2(group): the group of column c is c >> gshift */
     bool valid;
+    const uint16_t *sa_scales; /* the scale-after path: the row's f16 scales */
+    const uint8_t *sa_zeros;   /* and zeros, one per step */
 };
 
 /* ---- A: x in fragment order --------------------------------------------------- */
@@ -179,6 +203,54 @@ static __device__ void build_x_fragments(const struct qb_gemv_in &in, float inv,
     }
 }
 
+/* The scale-after path (struct sa_smem): per (step, j, t) the two f16 pairs
+ * lane t gives mma j as B, {x(c), x(c+4)} and {x(c+1), x(c+5)}, c = 128 s +
+ * 32 t + 8 (j / 2) + 2 (j % 2), and per step the offsets the codes carry into
+ * the mma: corr = (1024 * sum of x over the even columns of each 8-column word
+ * + 64 * sum over the odd ones, sum of x), from the f16 x the mma reads. */
+struct sa_smem {
+    uint2 *b;     /* [steps][8][4] */
+    float2 *corr; /* [steps] */
+};
+
+static __device__ void build_x_fragments_sa(const struct qb_gemv_in &in, float inv, int cols,
+                                            int s_lo, int s_hi, struct sa_smem sm)
+{
+    int n_items = (s_hi - s_lo) * 16, lane = threadIdx.x & 31;
+    /* 16 items (t, w) per step: a step lies in one half-warp, summed by shuffles */
+    for (int first = threadIdx.x & ~31; first < n_items; first += blockDim.x) {
+        int item = first + lane;
+        int s = s_lo + (item >> 4), t = (item >> 2) & 3, w = item & 3;
+        int base = s * MMA_STEP + 32 * t + 8 * w;
+        float f[8] = {};
+        if (item < n_items && base < cols)
+            load_x8(in, base, inv, f);
+        float even = 0.0f, odd = 0.0f;
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            f[k] = __half2float(__float2half_rn(f[k])); /* what the mma multiplies */
+            if (k & 1)
+                odd += f[k];
+            else
+                even += f[k];
+        }
+        float c1 = 1024.0f * even + 64.0f * odd, sx = even + odd;
+#pragma unroll
+        for (int o = 8; o; o >>= 1) {
+            c1 += __shfl_xor_sync(0xffffffffu, c1, o);
+            sx += __shfl_xor_sync(0xffffffffu, sx, o);
+        }
+        if (item >= n_items)
+            continue;
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+            sm.b[((s - s_lo) * 8 + 2 * w + h) * 4 + t] =
+                make_uint2(half2_bits(f[2 * h], f[2 * h + 4]), half2_bits(f[2 * h + 1], f[2 * h + 5]));
+        if ((lane & 15) == 0)
+            sm.corr[s - s_lo] = make_float2(c1, sx);
+    }
+}
+
 /* ---- B: weights as f16 pairs -------------------------------------------------- */
 
 /* The group scale of a lane's 16 columns: for the integer groups as f16
@@ -251,6 +323,48 @@ static __device__ __forceinline__ void mma_16816(float *d, uint4 a, uint32_t b0,
                  : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b0), "r"(b1));
 }
 
+/* lop3 (q & mask) | magic: two codes as f16 in a pair's halves. */
+template <uint32_t MASK, uint32_t MAGIC>
+static __device__ __forceinline__ uint32_t codes_as_f16(uint32_t q)
+{
+    uint32_t d;
+    asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(d) : "r"(q), "n"(MASK), "n"(MAGIC));
+    return d;
+}
+
+/* Step s of the scale-after path: A = the weights of rows g (tile 0) and g + 8
+ * (tile 1) as raw codes plus an offset, 1024 + n for the even columns of a
+ * word and 64 + n for the odd ones (one LOP3 per pair, exact), B = x; the
+ * step's mma sum then carries corr.x + zero * corr.y that is taken off in f32
+ * before the group's scale multiplies it: acc += s (d - corr.x - zero corr.y). */
+template <int FMT>
+static __device__ __forceinline__ void mma_step_sa(const uint4 *qs,
+                                                   const struct pk_scale_raw (*sr)[2], int s,
+                                                   struct sa_smem sm, float acc[MMA_TILES])
+{
+    int t = threadIdx.x & 3;
+    float d[4] = {};
+    const uint32_t *q0 = (const uint32_t *)&qs[0], *q1 = (const uint32_t *)&qs[1];
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        uint2 b = sm.b[(s * 8 + j) * 4 + t];
+        int sh = j & 1 ? 8 : 0;
+        uint32_t w0 = q0[j >> 1] >> sh, w1 = q1[j >> 1] >> sh;
+        uint4 a = make_uint4(codes_as_f16<0x000f000f, 0x64006400>(w0),
+                             codes_as_f16<0x000f000f, 0x64006400>(w1),
+                             codes_as_f16<0x00f000f0, 0x54005400>(w0),
+                             codes_as_f16<0x00f000f0, 0x54005400>(w1));
+        mma_16816(d, a, b.x, b.y);
+    }
+    float2 corr = sm.corr[s];
+#pragma unroll
+    for (int i = 0; i < MMA_TILES; i++) {
+        float scale = qb_f16_bits_to_f32((uint16_t)sr[i][0].s);
+        float zero = __uint_as_float(0x4B000000u | sr[i][0].zero) - 8388608.0f;
+        acc[i] = fmaf(scale, fmaf(-zero, corr.y, d[2 * i] - corr.x), acc[i]);
+    }
+}
+
 /* ---- the kernel ------------------------------------------------------------- */
 
 /* nvfp4's groups of 16 put two groups in a lane's 32 columns; every other
@@ -285,6 +399,26 @@ static __device__ __forceinline__ void load_step(const struct mma_tile *tl, int 
         sr[i][0] = load_scale_at<FMT>(tl[i].v, tl[i].sbase + (col >> tl[i].gshift));
         if constexpr (mma_half_groups<FMT>())
             sr[i][1] = load_scale_at<FMT>(tl[i].v, tl[i].sbase + ((col + 16) >> tl[i].gshift));
+    }
+}
+
+/* load_step for the scale-after path (group 128: one scale and zero per row
+ * and step; tl.codes already at the lane's 16 bytes, tl.sa_* at the row's
+ * first scale and zero): nothing past s_hi is loaded and an invalid tile
+ * keeps the zeros it started with (the ring never reads a slot past s_hi). */
+template <int FMT>
+static __device__ __forceinline__ void load_step_sa(const struct mma_tile *tl, int s, int s_hi,
+                                                    uint4 *q, struct pk_scale_raw (*sr)[2])
+{
+    if (s >= s_hi)
+        return;
+#pragma unroll
+    for (int i = 0; i < MMA_TILES; i++) {
+        if (!tl[i].valid)
+            continue;
+        q[i] = __ldcs(tl[i].codes + 4 * s);
+        sr[i][0].s = __ldg(tl[i].sa_scales + s);
+        sr[i][0].zero = __ldg(tl[i].sa_zeros + s);
     }
 }
 
@@ -428,36 +562,128 @@ static __device__ bool split_k_last(const struct mma_args &a, float (*red)[MMA_T
     return true;
 }
 
-template <int FMT, int MODE>
+/* The RMSNorm tail (accumulating launches with a.next.out): once every row
+ * block has stored, the last to arrive normalizes the whole of y into
+ * next.out as rmsnorm.cu does, 8 float4 per thread in flight, and resets the
+ * counter. total_rows % 4 == 0 (qb_gemv_mma_launch). */
+static __device__ void norm_tail(const struct mma_args &a, float *scratch)
+{
+    constexpr int PER = 8;
+    __shared__ bool last;
+    const float4 *y4 = (const float4 *)a.y;
+    int n4 = (int)(a.total_rows / 4);
+    __threadfence(); /* this block's outputs, before its arrival */
+    __syncthreads();
+    if (threadIdx.x == 0)
+        last = atomicAdd(a.next.done, 1u) == gridDim.x - 1;
+    __syncthreads();
+    if (!last)
+        return;
+    __threadfence();
+    float ss = 0.0f;
+    for (int i0 = threadIdx.x; i0 < n4; i0 += PER * blockDim.x) {
+        float4 v[PER];
+#pragma unroll
+        for (int k = 0; k < PER; k++) {
+            int i = i0 + k * blockDim.x;
+            v[k] = i < n4 ? __ldcg(y4 + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+#pragma unroll
+        for (int k = 0; k < PER; k++)
+            ss += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
+    }
+    float inv = rsqrtf(qb_block_sum(ss, scratch) / (float)a.total_rows + a.next.eps);
+    for (int i0 = threadIdx.x; i0 < n4; i0 += PER * blockDim.x) {
+        float4 v[PER], w[PER];
+#pragma unroll
+        for (int k = 0; k < PER; k++) {
+            int i = i0 + k * blockDim.x;
+            if (i < n4) {
+                v[k] = __ldcg(y4 + i);
+                w[k] = __ldg((const float4 *)a.next.nw + i);
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < PER; k++) {
+            int i = i0 + k * blockDim.x;
+            if (i >= n4)
+                continue;
+            uint2 o;
+            o.x = qb_f32_to_bf16_bits(v[k].x * inv * w[k].x) |
+                  (uint32_t)qb_f32_to_bf16_bits(v[k].y * inv * w[k].y) << 16;
+            o.y = qb_f32_to_bf16_bits(v[k].z * inv * w[k].z) |
+                  (uint32_t)qb_f32_to_bf16_bits(v[k].w * inv * w[k].w) << 16;
+            ((uint2 *)a.next.out)[i] = o;
+        }
+    }
+    if (threadIdx.x == 0)
+        *a.next.done = 0;
+}
+
+template <int FMT, bool SA>
+static __device__ __forceinline__ void mma_load(const struct mma_tile *tl, int s, int s_hi,
+                                                uint4 *q, struct pk_scale_raw (*sr)[2])
+{
+    if constexpr (SA)
+        load_step_sa<FMT>(tl, s, s_hi, q, sr);
+    else
+        load_step<FMT>(tl, s, s_hi, q, sr);
+}
+
+/* Bytes of x staging per step: A fragments (16-byte quads), or for the
+ * scale-after path B pairs (8 bytes) and the step's corr. */
+template <bool SA> static constexpr int mma_smem_per_step()
+{
+    return SA ? 32 * (int)sizeof(uint2) + (int)sizeof(float2) : 32 * (int)sizeof(uint4);
+}
+
+/* SA: the scale after the mma (integer formats whose groups are whole steps). */
+template <int FMT, int MODE, bool SA>
 static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
     gemv_mma_kernel(struct mma_args a)
 {
     constexpr int U = MMA_UNROLL;
-    extern __shared__ uint4 xs[]; /* [n_steps][8][4] A fragments */
+    extern __shared__ uint4 xs[]; /* [n_steps][8][4] A fragments, or struct sa_smem */
     __shared__ float lut[MMA_LUT_MAX];
     __shared__ float red[MMA_WARPS][MMA_TILES * 8];
-    constexpr int lut_len = FMT == QB_WFMT_NF4_DQ ? MMA_LUT_MAX : 16;
+    constexpr int lut_len = SA ? 0 : FMT == QB_WFMT_NF4_DQ ? MMA_LUT_MAX : 16;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     struct mma_tile tl[MMA_TILES];
     int mat[MMA_TILES];
     struct mma_batch<U> b;
-    float d[MMA_TILES][4] = {};
+    float d[MMA_TILES][4] = {}, acc[MMA_TILES] = {};
     for (int i = 0; i < MMA_TILES; i++)
         tl[i] = locate_tile<MODE>(a, i, &mat[i]);
     /* split K: block (x, y) takes steps [s_lo, s_hi) of row block x */
     int s_lo = (int)(blockIdx.y * a.n_steps / gridDim.y);
     int s_hi = (int)((blockIdx.y + 1) * a.n_steps / gridDim.y);
+    struct sa_smem sm = {(uint2 *)xs, (float2 *)((uint2 *)xs + (s_hi - s_lo) * 32)};
+    if (SA) /* the lane's 32 columns of each step, the row's scales and zeros */
+        for (int i = 0; i < MMA_TILES; i++) {
+            tl[i].codes += lane & 3;
+            tl[i].sa_scales = (const uint16_t *)tl[i].v.scales + tl[i].sbase;
+            tl[i].sa_zeros = tl[i].v.zeros + tl[i].sbase;
+        }
+    for (int u = 0; u < U; u++)
+        for (int i = 0; i < MMA_TILES; i++) {
+            b.q[u][i] = make_uint4(0, 0, 0, 0);
+            b.sr[u][i][0] = b.sr[u][i][1] = {0u, 0u, 0.0f};
+        }
 #pragma unroll
     for (int u = 0; u < U; u++) /* weights only: before the wait */
-        load_step<FMT>(tl, s_lo + warp + u * MMA_WARPS, s_hi, b.q[u], b.sr[u]);
+        mma_load<FMT, SA>(tl, s_lo + warp + u * MMA_WARPS, s_hi, b.q[u], b.sr[u]);
     for (int i = threadIdx.x; i < lut_len; i += blockDim.x)
         lut[i] = a.m[0].lut[i];
     qb_pdl_wait();
     qb_pdl_trigger();
     float inv = a.in.x ? 1.0f : block_inv_rms(a.in, a.m[0].cols, &red[0][0]);
-    build_x_fragments(a.in, inv, a.m[0].cols, s_lo, s_hi, xs);
+    if constexpr (SA)
+        build_x_fragments_sa(a.in, inv, a.m[0].cols, s_lo, s_hi, sm);
+    else
+        build_x_fragments(a.in, inv, a.m[0].cols, s_lo, s_hi, xs);
     __syncthreads();
     const uint4 *xs_at = xs - (ptrdiff_t)s_lo * 32; /* indexed by the absolute step */
+    struct sa_smem sm_at = {sm.b - (ptrdiff_t)s_lo * 32, sm.corr - s_lo};
     /* A ring of U steps: slot u is refilled with the step U * MMA_WARPS ahead as
      * soon as its mma are issued, so U steps stay in flight while this warp works. */
     for (int s0 = s_lo + warp; s0 < s_hi; s0 += U * MMA_WARPS) {
@@ -466,13 +692,19 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
             int s = s0 + u * MMA_WARPS;
             if (s >= s_hi)
                 break;
-            mma_step<FMT>(tl, b.q[u], b.sr[u], s, xs_at, lut, d);
+            if constexpr (SA)
+                mma_step_sa<FMT>(b.q[u], b.sr[u], s, sm_at, acc);
+            else
+                mma_step<FMT>(tl, b.q[u], b.sr[u], s, xs_at, lut, d);
             if (s + U * MMA_WARPS < s_hi)
-                load_step<FMT>(tl, s + U * MMA_WARPS, s_hi, b.q[u], b.sr[u]);
+                mma_load<FMT, SA>(tl, s + U * MMA_WARPS, s_hi, b.q[u], b.sr[u]);
         }
     }
     __syncthreads(); /* red doubled as block_inv_rms's scratch */
-    if (lane < 4) /* D row 0: outputs 2t, 2t + 1 of each tile */
+    if (SA && (lane & 3) == 0) /* rows g and g + 8 of the block */
+        for (int i = 0; i < MMA_TILES; i++)
+            red[warp][8 * i + (lane >> 2)] = acc[i];
+    if (!SA && lane < 4) /* D row 0: outputs 2t, 2t + 1 of each tile */
         for (int i = 0; i < MMA_TILES; i++) {
             red[warp][8 * i + 2 * lane] = d[i][0];
             red[warp][8 * i + 2 * lane + 1] = d[i][1];
@@ -482,9 +714,23 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
         return;
     if (threadIdx.x < MMA_TILES * 8)
         store_output<MODE>(a, tl, mat, red);
+    if (MODE == MMA_ACCUM && a.next.out)
+        norm_tail(a, &red[0][0]);
 }
 
-template <int FMT, int MODE>
+/* 1 when every matrix of the launch takes the scale-after path: integer
+ * groups of 128, one per step. */
+template <int FMT> static bool mma_scale_after(const struct mma_args *a)
+{
+    if (!pk_has_zero<FMT>())
+        return false;
+    for (int i = 0; i < a->n_mats; i++)
+        if (a->m[i].group != MMA_STEP)
+            return false;
+    return true;
+}
+
+template <int FMT, int MODE, bool SA>
 static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStream_t s)
 {
     int64_t per_block = mma_rows_per_block<MODE>();
@@ -492,28 +738,38 @@ static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStrea
     int ks = MODE == MMA_ACCUM && a->partial ? QB_MMA_KSPLIT : 1;
     while (ks > 1 && a->n_steps < 16 * ks) /* at least 16 steps (4 per warp) a part */
         ks /= 2;
-    size_t smem = (size_t)((a->n_steps + ks - 1) / ks) * 32 * sizeof(uint4);
+    size_t smem = (size_t)((a->n_steps + ks - 1) / ks) * mma_smem_per_step<SA>();
     if (blocks > 0x7fffffff)
         return cudaErrorInvalidValue;
     if (smem > MMA_STATIC_SMEM_MAX - 2048) {
-        cudaError_t e = cudaFuncSetAttribute(gemv_mma_kernel<FMT, MODE>,
+        cudaError_t e = cudaFuncSetAttribute(gemv_mma_kernel<FMT, MODE, SA>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              (int)smem + 2048);
         if (e != cudaSuccess)
             return e;
     }
-    return qb_launch_smem(pdl, gemv_mma_kernel<FMT, MODE>, dim3((unsigned)blocks, (unsigned)ks),
-                          dim3(MMA_WARPS * 32), smem, s, *a);
+    return qb_launch_smem(pdl, gemv_mma_kernel<FMT, MODE, SA>,
+                          dim3((unsigned)blocks, (unsigned)ks), dim3(MMA_WARPS * 32), smem, s,
+                          *a);
+}
+
+template <int FMT, int MODE>
+static cudaError_t mma_launch_sa(const struct mma_args *a, bool pdl, cudaStream_t s)
+{
+    if constexpr (pk_has_zero<FMT>())
+        if (mma_scale_after<FMT>(a))
+            return mma_launch_mode<FMT, MODE, true>(a, pdl, s);
+    return mma_launch_mode<FMT, MODE, false>(a, pdl, s);
 }
 
 template <int FMT>
 static cudaError_t mma_launch_fmt(const struct mma_args *a, int mode, bool pdl, cudaStream_t s)
 {
     if (mode == MMA_STORE)
-        return mma_launch_mode<FMT, MMA_STORE>(a, pdl, s);
+        return mma_launch_sa<FMT, MMA_STORE>(a, pdl, s);
     if (mode == MMA_ACCUM)
-        return mma_launch_mode<FMT, MMA_ACCUM>(a, pdl, s);
-    return mma_launch_mode<FMT, MMA_SWIGLU>(a, pdl, s);
+        return mma_launch_sa<FMT, MMA_ACCUM>(a, pdl, s);
+    return mma_launch_sa<FMT, MMA_SWIGLU>(a, pdl, s);
 }
 
 /* 1 when the launch of these weights can take the tensor-core path. */
@@ -530,13 +786,19 @@ static bool mma_applies(const struct qb_cuda_weight *const *w, int n_w)
 
 cudaError_t qb_gemv_mma_launch(const struct qb_cuda_weight *const *w, int n_w,
                                const struct qb_gemv_in *in, float *y, uint16_t *y_bf16, int mode,
-                               int pdl, cudaStream_t s)
+                               const struct qb_gemv_norm_out *next, int pdl, cudaStream_t s)
 {
     struct mma_args a = {};
     if (n_w < 1 || n_w > MMA_MAX_MATS || !mma_applies(w, n_w))
         return cudaErrorNotSupported;
     if (!in->x && mode == MMA_SWIGLU) /* see the top comment */
         return cudaErrorNotSupported;
+    if (next && (mode != MMA_ACCUM || n_w != 1 || w[0]->rows % 4 || !w[0]->splitk_arrivals))
+        return cudaErrorNotSupported;
+    if (next) {
+        a.next = *next;
+        a.next.done = w[0]->splitk_arrivals + (w[0]->rows + 15) / 16; /* weight.cu */
+    }
     for (int i = 0; i < n_w; i++) {
         a.m[i] = packed_view_of(w[i]);
         a.bias[i] = w[i]->bias;

@@ -353,7 +353,7 @@ cudaError_t qb_gemv_packed_launch(const struct qb_cuda_weight *const *w, int n_w
         return cudaErrorInvalidValue;
     if (!x_scale) { /* 4-bit formats go to the tensor cores when they can (gemv_mma.cu) */
         struct qb_gemv_in in = {x, NULL, NULL, 0.0f};
-        cudaError_t e = qb_gemv_mma_launch(w, n_w, &in, y, y_bf16, mode, pdl, s);
+        cudaError_t e = qb_gemv_mma_launch(w, n_w, &in, y, y_bf16, mode, NULL, pdl, s);
         if (e != cudaErrorNotSupported)
             return e;
     }

@@ -221,16 +221,28 @@ struct qb_gemv_in {
     const float *xf, *nw;
     float eps;
 };
+/* The RMSNorm an accumulating decode GEMV (y += W x) runs as its tail, for the
+ * next layer's input: out = bf16(y * inv_rms(y) * nw) over the whole of y, as
+ * qb_cuda_rmsnorm rounds it (up to the summation order). done counts the
+ * finished row blocks (zero between launches): the last one does the norm. */
+struct qb_gemv_norm_out {
+    const float *nw;
+    float eps;
+    uint16_t *out;
+    unsigned *done;
+};
 /* Parts of K of gemv_mma.cu's accumulating launches (H100 int4 tg128: 2 > 4 > 1);
  * weight.cu sizes each 4-bit weight's split-K scratch for this many. */
 #define QB_MMA_KSPLIT 2
 
 /* gemv_mma.cu: the same GEMV on the tensor cores for the 4-bit formats (mode as
  * above; no x_scale); cudaErrorNotSupported when the weights do not qualify
- * (the caller then runs the RMSNorm and gemv_packed.cu). */
+ * (the caller then runs the RMSNorm and gemv_packed.cu). next (or NULL): the
+ * RMSNorm tail of an accumulating launch of one matrix (its done counter is
+ * filled in from the weight's scratch). */
 cudaError_t qb_gemv_mma_launch(const struct qb_cuda_weight *const *w, int n_w,
                                const struct qb_gemv_in *in, float *y, uint16_t *y_bf16, int mode,
-                               int pdl, cudaStream_t s);
+                               const struct qb_gemv_norm_out *next, int pdl, cudaStream_t s);
 cudaError_t qb_dequant_launch(const struct qb_cuda_weight *w, uint16_t *out, cudaStream_t s);
 
 /* w8a8.cu: per-token E4M3 quantization of bf16 activations x [n][cols] into

@@ -103,7 +103,8 @@ struct qb_cuda_weight {
     float scale_mul;        /* nvfp4: 1 / global_scale; nf4-dq: absmax offset */
     enum qb_act_mode act;   /* QB_ACT_FP8_E4M3: W8A8 (activations quantized per token) */
     float *splitk_partial;  /* 4-bit: the decode GEMV's split-K partial sums, or NULL */
-    unsigned *splitk_arrivals; /* and its per-row-block counters (zero between launches) */
+    unsigned *splitk_arrivals; /* its per-row-block counters and the RMSNorm tail's
+                                * (zero between launches) */
 };
 
 /* Upload a host linear (any dtype view or a packed format the GPU supports;
@@ -197,17 +198,21 @@ struct qb_cuda_norm_in {
     uint16_t *a;    /* bf16 scratch [cols]: the normed row where the norm is not fused */
 };
 
-/* qb_cuda_gemv / qb_cuda_gemv_swiglu of x = bf16(rmsnorm(in)). The 4-bit
- * tensor-core GEMV computes the norm in its own prologue (one kernel less on
- * the decode path); every other format runs qb_cuda_rmsnorm into in->a first.
+/* qb_cuda_gemv of x = bf16(rmsnorm(in)) (the first layer's q|k|v in decode).
+ * The 4-bit tensor-core GEMV computes the norm in its own prologue (one
+ * kernel less); every other format runs qb_cuda_rmsnorm into in->a first.
  * The two differ only in the summation order of the mean square. */
 enum qb_status qb_cuda_gemv_norm(struct qb_cuda_ctx *c, const struct qb_cuda_weight *const *w,
                                  int n_w, const struct qb_cuda_norm_in *in, float *y,
                                  int accumulate, struct qb_err *err);
-enum qb_status qb_cuda_gemv_swiglu_norm(struct qb_cuda_ctx *c, const struct qb_cuda_weight *gate,
-                                        const struct qb_cuda_weight *up,
-                                        const struct qb_cuda_norm_in *in, uint16_t *out,
-                                        struct qb_err *err);
+
+/* y += W x (one token), then next->a = bf16(rmsnorm(y) * next->w), the input
+ * of the next layer's projections (next->x must be y). The 4-bit tensor-core
+ * GEMV runs the norm as its own tail, in its last block (one kernel less per
+ * norm on the decode path); every other format runs qb_cuda_rmsnorm after it. */
+enum qb_status qb_cuda_gemv_add_norm(struct qb_cuda_ctx *c, const struct qb_cuda_weight *w,
+                                     const uint16_t *x, float *y,
+                                     const struct qb_cuda_norm_in *next, struct qb_err *err);
 
 /* ---- graphs (decode) ------------------------------------------------------- */
 

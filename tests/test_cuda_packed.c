@@ -8,7 +8,8 @@
  *   - the gate/up SwiGLU GEMV            with its reference.
  *   - the GEMVs of an RMSNorm'd input   with the norm (qb_cuda_rmsnorm's bf16
  *     rounding) and the same dots: fused into the 4-bit tensor-core GEMV,
- *     a separate kernel for the rest.
+ *     a separate kernel for the rest; and the RMSNorm after y += W x (the
+ *     tensor-core GEMV's tail, or a separate kernel).
  * Every format, int4 with an act-order g_idx, the tensor-core GEMV over
  * concatenated matrices with partial tiles, and fp8-w8a8 against the CPU's
  * per-token activation quantization. Skips without a GPU.
@@ -33,7 +34,9 @@
 /* the 4-bit formats' tensor-core GEMV (gemv_mma.cu): each weight rounded once
  * to f16 before the f32 accumulation (relative error uniform within half an
  * ulp, 2^-11..2^-12 relative: RMS about 2e-4, which a dot of independent
- * errors keeps), x rounded from bf16 to f16 (exact in f16's normal range) */
+ * errors keeps), x rounded from bf16 to f16 (exact in f16's normal range);
+ * the int formats with groups of 128 take the scale after the mma and round
+ * no weight (measured ~2.5e-5) */
 #define TOL_GEMV_MMA 5e-4
 /* cuBLAS over the bf16-rounded dequantized weights (bf16 weight rounding) */
 #define TOL_PREFILL 4e-3
@@ -145,21 +148,24 @@ static void make(enum qb_wfmt fmt, const struct qb_quant_params *qp, struct qb_l
     QBT_OK(qb_cuda_weight_upload(lin, "test weight", dw, &err));
 }
 
+static int is_8bit(enum qb_wfmt fmt)
+{
+    return fmt == QB_WFMT_INT8 || fmt == QB_WFMT_FP8_E4M3 || fmt == QB_WFMT_FP8_E5M2;
+}
+
 /* The decode GEMV's tolerance: the 4-bit formats without g_idx run on the
  * tensor cores over f16-rounded weights. */
 static double gemv_tolerance(enum qb_wfmt fmt, const struct qb_quant_params *qp)
 {
-    int eight_bit = fmt == QB_WFMT_INT8 || fmt == QB_WFMT_FP8_E4M3 || fmt == QB_WFMT_FP8_E5M2;
-    return eight_bit || qp->g_idx ? TOL_GEMV : TOL_GEMV_MMA;
+    return is_8bit(fmt) || qp->g_idx ? TOL_GEMV : TOL_GEMV_MMA;
 }
 
-/* qb_cuda_gemv_norm and qb_cuda_gemv_swiglu_norm of a random residual row against
- * bf16(x * inv_rms * nw) (double mean square) times the reference weights. */
+/* qb_cuda_gemv_norm of a random residual row against bf16(x * inv_rms * nw)
+ * (double mean square) times the reference weights. */
 static void check_norm(const char *label, struct qb_cuda_ctx *c, const struct qb_cuda_weight *dw,
-                       const struct qb_cuda_weight *dw2, const float *ref_w, const float *ref_w2,
-                       double tol)
+                       const float *ref_w, double tol)
 {
-    float xf[COLS], nw[COLS], xn[COLS], ref_y[ROWS], ref_u[ROWS];
+    float xf[COLS], nw[COLS], xn[COLS], ref_y[ROWS];
     double ss = 0;
     for (int k = 0; k < COLS; k++) {
         xf[k] = frand() * 3.0f;
@@ -170,9 +176,8 @@ static void check_norm(const char *label, struct qb_cuda_ctx *c, const struct qb
     for (int k = 0; k < COLS; k++)
         xn[k] = qb_bf16_to_f32(qb_f32_to_bf16(xf[k] * inv * nw[k]));
     ref_matmul(ref_w, xn, 1, ref_y);
-    ref_matmul(ref_w2, xn, 1, ref_u);
     float *d_xf = dev(xf, sizeof xf), *d_nw = dev(nw, sizeof nw), *d_y = dev(NULL, sizeof ref_y);
-    uint16_t *d_a = dev(NULL, COLS * 2), *d_o = dev(NULL, ROWS * 2);
+    uint16_t *d_a = dev(NULL, COLS * 2);
     struct qb_cuda_norm_in in = {d_xf, d_nw, 1e-5f, d_a};
     const struct qb_cuda_weight *ws[1] = {dw};
     QBT_OK(qb_cuda_gemv_norm(c, ws, 1, &in, d_y, 0, &err));
@@ -180,15 +185,7 @@ static void check_norm(const char *label, struct qb_cuda_ctx *c, const struct qb
     float *got = from_dev_f32(d_y, ROWS);
     expect_close(label, "RMSNorm'd GEMV", got, ref_y, ROWS, tol);
     free(got);
-    for (int r = 0; r < ROWS; r++)
-        ref_u[r] = qb_bf16_to_f32(qb_f32_to_bf16(ref_y[r] / (1 + expf(-ref_y[r])) * ref_u[r]));
-    QBT_OK(qb_cuda_gemv_swiglu_norm(c, dw, dw2, &in, d_o, &err));
-    QBT_OK(qb_cuda_sync(c, &err));
-    got = from_dev_bf16(d_o, ROWS);
-    expect_close(label, "RMSNorm'd SwiGLU GEMV", got, ref_u, ROWS, TOL_SWIGLU);
-    free(got);
     qb_cuda_free(d_xf), qb_cuda_free(d_nw), qb_cuda_free(d_y), qb_cuda_free(d_a);
-    qb_cuda_free(d_o);
 }
 
 static void check_format(const char *label, enum qb_wfmt fmt, const struct qb_quant_params *qp)
@@ -241,7 +238,7 @@ static void check_format(const char *label, enum qb_wfmt fmt, const struct qb_qu
     got = from_dev_bf16(d_w16, ROWS);
     expect_close(label, "SwiGLU GEMV", got, ref_y2, ROWS, TOL_SWIGLU);
     free(got);
-    check_norm(label, c, &dw, &dw2, ref_w, ref_w2, gemv_tolerance(fmt, qp));
+    check_norm(label, c, &dw, ref_w, gemv_tolerance(fmt, qp));
 
     qb_cuda_weight_free(&dw), qb_cuda_weight_free(&dw2);
     qb_linear_release(&lin), qb_linear_release(&lin2);
@@ -270,6 +267,23 @@ FORMAT_TEST(nf4, QB_WFMT_NF4, 0)
 FORMAT_TEST(nf4_dq, QB_WFMT_NF4_DQ, 0)
 FORMAT_TEST(nvfp4, QB_WFMT_NVFP4, 0)
 FORMAT_TEST(mxfp4, QB_WFMT_MXFP4, 0)
+
+/* The RMSNorm written after y += W x (qb_cuda_gemv_add_norm) against
+ * bf16(y * inv_rms * nw) of the y the GPU produced, in double. */
+static void check_norm_of(const char *label, const float *y, const float *nw,
+                          const uint16_t *d_a, int64_t n)
+{
+    double ss = 0;
+    float *ref = malloc(n * sizeof *ref);
+    for (int64_t r = 0; r < n; r++)
+        ss += (double)y[r] * y[r];
+    double inv = 1.0 / sqrt(ss / n + 1e-5);
+    for (int64_t r = 0; r < n; r++)
+        ref[r] = qb_bf16_to_f32(qb_f32_to_bf16((float)(y[r] * inv * nw[r])));
+    float *got = from_dev_bf16(d_a, (size_t)n);
+    expect_close(label, "RMSNorm after it", got, ref, (size_t)n, TOL_DEQUANT);
+    free(got), free(ref);
+}
 
 /* One launch over several matrices (q|k|v) whose shapes leave partial tiles
  * and steps in the tensor-core GEMV: rows a multiple of 8 but not of 16, cols
@@ -309,26 +323,35 @@ static void check_concat(enum qb_wfmt fmt, const struct qb_quant_params *qp, int
         ws[m] = &dw[m];
         free(w);
     }
-    float *y0 = malloc(total * sizeof *y0);
-    for (int64_t r = 0; r < total; r++)
+    float *y0 = malloc(total * sizeof *y0), *nw = malloc(total * sizeof *nw);
+    for (int64_t r = 0; r < total; r++) {
         y0[r] = accumulate ? frand() : 0.0f;
-    uint16_t *d_x = dev(xb, (size_t)cols * 2);
-    float *d_y = dev(NULL, (size_t)total * sizeof(float));
+        nw[r] = 1.0f + 0.5f * frand();
+    }
+    uint16_t *d_x = dev(xb, (size_t)cols * 2), *d_a = dev(NULL, (size_t)total * 2);
+    float *d_y = dev(NULL, (size_t)total * sizeof(float)), *d_nw = dev(nw, total * sizeof *nw);
+    struct qb_cuda_norm_in next = {d_y, d_nw, 1e-5f, d_a};
     for (int pass = 0; pass < 1 + accumulate; pass++) { /* twice: the split-K counters reset */
         QBT_OK(qb_cuda_upload(d_y, y0, (size_t)total * sizeof(float), &err));
-        QBT_OK(qb_cuda_gemv(c, ws, n_mats, d_x, d_y, accumulate, &err));
+        if (accumulate) /* y += W x, then the next layer's RMSNorm of y */
+            QBT_OK(qb_cuda_gemv_add_norm(c, ws[0], d_x, d_y, &next, &err));
+        else
+            QBT_OK(qb_cuda_gemv(c, ws, n_mats, d_x, d_y, 0, &err));
         QBT_OK(qb_cuda_sync(c, &err));
         float *got = from_dev_f32(d_y, (size_t)total);
+        if (accumulate)
+            check_norm_of(qb_wfmt_get(fmt)->name, got, nw, d_a, total);
         for (int64_t r = 0; r < total; r++)
             got[r] -= y0[r]; /* y0 + W x - y0: W x within rounding of the sum */
         expect_close(qb_wfmt_get(fmt)->name, accumulate ? "accumulating GEMV" : "concat GEMV",
-                     got, ref, (size_t)total, TOL_GEMV_MMA);
+                     got, ref, (size_t)total, is_8bit(fmt) ? TOL_GEMV : TOL_GEMV_MMA);
         free(got);
     }
     for (int m = 0; m < n_mats; m++)
         qb_cuda_weight_free(&dw[m]), qb_linear_release(&lin[m]);
-    qb_cuda_free(d_x), qb_cuda_free(d_y), qb_cuda_ctx_free(c);
-    free(x), free(ref), free(xb), free(y0);
+    qb_cuda_free(d_x), qb_cuda_free(d_y), qb_cuda_free(d_a), qb_cuda_free(d_nw);
+    qb_cuda_ctx_free(c);
+    free(x), free(ref), free(xb), free(y0), free(nw);
 }
 
 Test(cuda_packed, tensor_core_gemv_partial_tiles_and_steps)
@@ -336,16 +359,20 @@ Test(cuda_packed, tensor_core_gemv_partial_tiles_and_steps)
     if (!qb_cuda_available())
         cr_skip_test("no CUDA GPU on this machine");
     const int64_t qkv[3] = {64, 24, 24}, one[1] = {40};
-    struct qb_quant_params g32 = {.group = 32}, none = {0};
+    struct qb_quant_params g32 = {.group = 32}, g128 = {.group = 128},
+                           u128 = {.group = 128, .bits = 4}, none = {0};
     check_concat(QB_WFMT_INT4, &g32, 3, qkv, 1056, 0); /* 8 full steps and a quarter one */
+    check_concat(QB_WFMT_INT4, &g128, 3, qkv, 1024, 0); /* the scale after the mma */
+    check_concat(QB_WFMT_UINT_G, &u128, 3, qkv, 2048, 0);
     check_concat(QB_WFMT_NVFP4, &none, 3, qkv, 1120, 0);
     check_concat(QB_WFMT_NF4, &none, 1, one, 1088, 0);
     check_concat(QB_WFMT_MXFP4, &none, 1, one, 32768, 0); /* x fragments: 64 KiB */
 }
 
-/* y += W x (the o and down projections), long enough rows for the split-K path
- * (steps split unevenly, a partial 16-row block); each weight runs twice, so
- * the arrival counters are seen to reset. */
+/* y += W x (the o and down projections) and the RMSNorm of y after it (the
+ * next layer's input), long enough rows for the split-K path (steps split
+ * unevenly, a partial 16-row block); each weight runs twice, so the arrival
+ * counters are seen to reset. */
 Test(cuda_packed, accumulating_gemv_split_k)
 {
     if (!qb_cuda_available())
@@ -355,6 +382,8 @@ Test(cuda_packed, accumulating_gemv_split_k)
     check_concat(QB_WFMT_INT4, &g128, 1, rows, 4096, 1);
     check_concat(QB_WFMT_NVFP4, &none, 1, rows, 4224, 1); /* 33 steps */
     check_concat(QB_WFMT_INT4, &g128, 1, rows, 14336, 1);
+    check_concat(QB_WFMT_NF4, &none, 1, rows, 1024, 1); /* one part: no split */
+    check_concat(QB_WFMT_INT8, &none, 1, rows, 4096, 1); /* the norm as its own kernel */
 }
 
 /* GPTQ act-order: column c takes the scale of group g_idx[c]. */
