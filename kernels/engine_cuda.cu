@@ -246,7 +246,7 @@ static enum qb_status mlp_block(struct cuda_engine *e, int i, int m, struct qb_e
 {
     enum qb_status st = QB_OK;
     struct cuda_layer *l = &e->layers[i];
-    if (m > 1) /* decode: e->a is the tail of the o projection */
+    if (m > 1) /* (in decode e->a is already the tail of the o projection) */
         st = qb_cuda_rmsnorm(e->ctx, e->x, l->ffn_norm, e->eps, m, e->hidden, e->a, err);
     if (!st && m == 1 && !e->mlp_bias) {
         st = qb_cuda_gemv_swiglu(e->ctx, &l->lin[QB_LIN_GATE], &l->lin[QB_LIN_UP], e->a, e->a2,

@@ -44,10 +44,10 @@
  * trick) - (1024 + zero), exact, times the group's f16 scale (exact: the
  * stored precision); the odd pairs take the nibble in place, 1024 + 16 code,
  * and one HFMA2 by 1/16 minus (64 + zero), also exact, so a word costs one
- * shift instead of three (int4 tg128 on the H100: 299.5 -> 304.7 t/s); taking the scale after the mma per 128-column group
- * measured slower (its per-step chains and extra registers cost more than the
- * f16 multiplies they save). The table formats (nf4, nf4-dq, nvfp4, mxfp4)
- * multiply their f32 table value by the f32 scale and round the product. Each weight
+ * shift instead of three (int4 tg128 on the H100: 299.5 -> 304.7 t/s). The
+ * integer groups of 128 skip all of this (the scale-after path above). The
+ * table formats (nf4, nf4-dq, nvfp4, mxfp4) multiply their f32 table value by
+ * the f32 scale and round the product. Each weight
  * is thus rounded once to f16 (11 significant bits), finer than the bf16 the
  * prefill path dequantizes to; x is rounded from bf16 to f16 (exact for
  * |x| in [2^-14, 65504]). Accumulation is f32.
@@ -93,7 +93,8 @@
 #include "packed.cuh"
 
 #define MMA_WARPS 4
-#define MMA_UNROLL 4 /* steps in flight per warp (H100 int4 tg128, scale-after path: 4 > 5, 6 > 8) */
+/* steps in flight per warp (H100 tg128: int4 4 > 5, 6 > 8; nf4 4 > 6) */
+#define MMA_UNROLL 4
 #define MMA_MIN_BLOCKS 4 /* resident blocks per SM the registers must allow (4 > 3, 5) */
 #define MMA_TILES 2 /* tiles of 8 rows per block (one tile and twice the blocks: slower) */
 #define MMA_STEP 128
@@ -111,7 +112,7 @@ struct mma_args {
     int n_steps;        /* ceil(cols / 128) */
     struct qb_gemv_in in;
     float *partial;      /* split K: [blocks][gridDim.y][16] partial sums */
-    unsigned *arrivals;  /* split K: [blocks] blocks done, reset by the last */
+    unsigned *arrivals;  /* split K: [blocks] blocks done, reset by the last (and next.done) */
     struct qb_gemv_norm_out next; /* next.out == NULL: no RMSNorm tail */
     float *y;
     uint16_t *y_bf16;
@@ -244,8 +245,8 @@ static __device__ void build_x_fragments_sa(const struct qb_gemv_in &in, float i
             continue;
 #pragma unroll
         for (int h = 0; h < 2; h++)
-            sm.b[((s - s_lo) * 8 + 2 * w + h) * 4 + t] =
-                make_uint2(half2_bits(f[2 * h], f[2 * h + 4]), half2_bits(f[2 * h + 1], f[2 * h + 5]));
+            sm.b[((s - s_lo) * 8 + 2 * w + h) * 4 + t] = make_uint2(
+                half2_bits(f[2 * h], f[2 * h + 4]), half2_bits(f[2 * h + 1], f[2 * h + 5]));
         if ((lane & 15) == 0)
             sm.corr[s - s_lo] = make_float2(c1, sx);
     }
@@ -658,7 +659,7 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
     int s_lo = (int)(blockIdx.y * a.n_steps / gridDim.y);
     int s_hi = (int)((blockIdx.y + 1) * a.n_steps / gridDim.y);
     struct sa_smem sm = {(uint2 *)xs, (float2 *)((uint2 *)xs + (s_hi - s_lo) * 32)};
-    if (SA) /* the lane's 32 columns of each step, the row's scales and zeros */
+    if constexpr (SA) /* the lane's 32 columns of each step, the row's scales and zeros */
         for (int i = 0; i < MMA_TILES; i++) {
             tl[i].codes += lane & 3;
             tl[i].sa_scales = (const uint16_t *)tl[i].v.scales + tl[i].sbase;

@@ -207,9 +207,11 @@ enum qb_status qb_cuda_gemv_norm(struct qb_cuda_ctx *c, const struct qb_cuda_wei
                                  int accumulate, struct qb_err *err);
 
 /* y += W x (one token), then next->a = bf16(rmsnorm(y) * next->w), the input
- * of the next layer's projections (next->x must be y). The 4-bit tensor-core
- * GEMV runs the norm as its own tail, in its last block (one kernel less per
- * norm on the decode path); every other format runs qb_cuda_rmsnorm after it. */
+ * of the next layer's projections (next->x must be y; x may be next->a: every
+ * block has read x before the last one writes the norm). The 4-bit
+ * tensor-core GEMV runs the norm as its own tail, in its last block (one
+ * kernel less per norm on the decode path); every other format runs
+ * qb_cuda_rmsnorm after it. */
 enum qb_status qb_cuda_gemv_add_norm(struct qb_cuda_ctx *c, const struct qb_cuda_weight *w,
                                      const uint16_t *x, float *y,
                                      const struct qb_cuda_norm_in *next, struct qb_err *err);

@@ -331,8 +331,12 @@ static void check_concat(enum qb_wfmt fmt, const struct qb_quant_params *qp, int
     uint16_t *d_x = dev(xb, (size_t)cols * 2), *d_a = dev(NULL, (size_t)total * 2);
     float *d_y = dev(NULL, (size_t)total * sizeof(float)), *d_nw = dev(nw, total * sizeof *nw);
     struct qb_cuda_norm_in next = {d_y, d_nw, 1e-5f, d_a};
-    for (int pass = 0; pass < 1 + accumulate; pass++) { /* twice: the split-K counters reset */
+    uint16_t *nan_a = malloc((size_t)total * 2);
+    for (int64_t r = 0; r < total; r++)
+        nan_a[r] = 0x7fc0; /* bf16 NaN: a tail that did not run shows */
+    for (int pass = 0; pass < 1 + accumulate; pass++) { /* twice: the counters reset */
         QBT_OK(qb_cuda_upload(d_y, y0, (size_t)total * sizeof(float), &err));
+        QBT_OK(qb_cuda_upload(d_a, nan_a, (size_t)total * 2, &err));
         if (accumulate) /* y += W x, then the next layer's RMSNorm of y */
             QBT_OK(qb_cuda_gemv_add_norm(c, ws[0], d_x, d_y, &next, &err));
         else
@@ -351,7 +355,7 @@ static void check_concat(enum qb_wfmt fmt, const struct qb_quant_params *qp, int
         qb_cuda_weight_free(&dw[m]), qb_linear_release(&lin[m]);
     qb_cuda_free(d_x), qb_cuda_free(d_y), qb_cuda_free(d_a), qb_cuda_free(d_nw);
     qb_cuda_ctx_free(c);
-    free(x), free(ref), free(xb), free(y0), free(nw);
+    free(x), free(ref), free(xb), free(y0), free(nw), free(nan_a);
 }
 
 Test(cuda_packed, tensor_core_gemv_partial_tiles_and_steps)
@@ -377,12 +381,14 @@ Test(cuda_packed, accumulating_gemv_split_k)
 {
     if (!qb_cuda_available())
         cr_skip_test("no CUDA GPU on this machine");
-    const int64_t rows[1] = {40};
+    const int64_t rows[1] = {40}, long_y[1] = {8208};
     struct qb_quant_params g128 = {.group = 128}, none = {0};
     check_concat(QB_WFMT_INT4, &g128, 1, rows, 4096, 1);
     check_concat(QB_WFMT_NVFP4, &none, 1, rows, 4224, 1); /* 33 steps */
     check_concat(QB_WFMT_INT4, &g128, 1, rows, 14336, 1);
     check_concat(QB_WFMT_NF4, &none, 1, rows, 1024, 1); /* one part: no split */
+    check_concat(QB_WFMT_INT4_SYM, &g128, 1, rows, 4224, 1); /* 33 steps: parts of 16, 17 */
+    check_concat(QB_WFMT_INT4, &g128, 1, long_y, 1024, 1); /* the tail over 2052 float4 */
     check_concat(QB_WFMT_INT8, &none, 1, rows, 4096, 1); /* the norm as its own kernel */
 }
 
