@@ -279,20 +279,20 @@ static __device__ __forceinline__ struct mma_scale to_mma_scale(const struct pac
     return m;
 }
 
-/* (q & 0x000f000f) | 0x64006400 in one LOP3: f16 pair (1024 + lo code, 1024 + hi code). */
-static __device__ __forceinline__ __half2 nibbles_plus_1024(uint32_t q)
+/* lop3 (q & MASK) | MAGIC: two codes as f16 in a pair's halves. With MAGIC
+ * 0x64006400 (1024, ulp 1) the mask 0x000f000f gives 1024 + code and 0x00f000f0
+ * gives 1024 + 16 code; with 0x54005400 (64, ulp 1/16) 0x00f000f0 gives 64 + code. */
+template <uint32_t MASK, uint32_t MAGIC>
+static __device__ __forceinline__ uint32_t codes_as_f16(uint32_t q)
 {
     uint32_t d;
-    asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(d) : "r"(q), "n"(0x000f000f), "n"(0x64006400));
-    return *(__half2 *)&d;
+    asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(d) : "r"(q), "n"(MASK), "n"(MAGIC));
+    return d;
 }
 
-/* (q & 0x00f000f0) | 0x64006400: f16 pair (1024 + 16 lo code, 1024 + 16 hi code). */
-static __device__ __forceinline__ __half2 high_nibbles_plus_1024(uint32_t q)
+static __device__ __forceinline__ __half2 bits_as_half2(uint32_t u)
 {
-    uint32_t d;
-    asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(d) : "r"(q), "n"(0x00f000f0), "n"(0x64006400));
-    return *(__half2 *)&d;
+    return *(__half2 *)&u;
 }
 
 /* Pair p (nibbles p and p + 4 of word q) dequantized to f16. */
@@ -304,11 +304,10 @@ static __device__ __forceinline__ uint32_t dequant_pair(uint32_t q, int p, struc
     if constexpr (pk_has_zero<FMT>()) {
         /* p even: (1024 + n) - (1024 + z); p odd: (1024 + 16 n) / 16 - (64 + z); exact */
         uint32_t w = q >> (p & 2 ? 8 : 0);
-        __half2 c = p & 1 ? __hfma2(high_nibbles_plus_1024(w), __float2half2_rn(0.0625f), sc.zh)
-                          : __hsub2(nibbles_plus_1024(w), sc.z);
+        __half2 c = p & 1 ? __hfma2(bits_as_half2(codes_as_f16<0x00f000f0, 0x64006400>(w)),
+                                    __float2half2_rn(0.0625f), sc.zh)
+                          : __hsub2(bits_as_half2(codes_as_f16<0x000f000f, 0x64006400>(w)), sc.z);
         v = __hmul2(c, sc.s);
-    } else if constexpr (pk_has_zero<FMT>()) {
-        v = __hmul2(__hsub2(nibbles_plus_1024(q >> (4 * p)), sc.z), sc.s); /* (code-zero) s */
     } else { /* one rounding, of the f32 product */
         v = __floats2half2_rn(lut[(q >> (4 * p)) & 15] * sc.f,
                               lut[(q >> (4 * p + 16)) & 15] * sc.f);
@@ -322,15 +321,6 @@ static __device__ __forceinline__ void mma_16816(float *d, uint4 a, uint32_t b0,
                  "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b0), "r"(b1));
-}
-
-/* lop3 (q & mask) | magic: two codes as f16 in a pair's halves. */
-template <uint32_t MASK, uint32_t MAGIC>
-static __device__ __forceinline__ uint32_t codes_as_f16(uint32_t q)
-{
-    uint32_t d;
-    asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(d) : "r"(q), "n"(MASK), "n"(MAGIC));
-    return d;
 }
 
 /* Step s of the scale-after path: A = the weights of rows g (tile 0) and g + 8
@@ -798,7 +788,7 @@ cudaError_t qb_gemv_mma_launch(const struct qb_cuda_weight *const *w, int n_w,
         return cudaErrorNotSupported;
     if (next) {
         a.next = *next;
-        a.next.done = w[0]->splitk_arrivals + (w[0]->rows + 15) / 16; /* weight.cu */
+        a.next.done = w[0]->splitk_arrivals + qb_mma_row_blocks(w[0]->rows); /* weight.cu */
     }
     for (int i = 0; i < n_w; i++) {
         a.m[i] = packed_view_of(w[i]);

@@ -231,6 +231,12 @@ struct qb_gemv_norm_out {
     uint16_t *out;
     unsigned *done;
 };
+/* The 16-row blocks of gemv_mma.cu over a weight of `rows` rows: the count of
+ * its split-K arrival counters (weight.cu), after which sits the RMSNorm tail's. */
+static inline int64_t qb_mma_row_blocks(int64_t rows)
+{
+    return (rows + 15) / 16;
+}
 /* Parts of K of gemv_mma.cu's accumulating launches (H100 int4 tg128: 2 > 4 > 1);
  * weight.cu sizes each 4-bit weight's split-K scratch for this many. */
 #define QB_MMA_KSPLIT 2

@@ -281,7 +281,7 @@ static enum qb_status alloc_split_k(struct qb_cuda_weight *out, const char *name
                                     struct qb_err *err)
 {
     enum qb_status st = QB_OK;
-    size_t blocks = (size_t)(out->rows + 15) / 16;
+    size_t blocks = (size_t)qb_mma_row_blocks(out->rows);
     st = qb_cuda_alloc((void **)&out->splitk_partial, blocks * QB_MMA_KSPLIT * 16 * sizeof(float), name, err);
     if (!st) /* one counter per row block, then the RMSNorm tail's (struct qb_gemv_norm_out) */
         st = qb_cuda_alloc((void **)&out->splitk_arrivals, (blocks + 1) * sizeof(unsigned), name,
