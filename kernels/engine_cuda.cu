@@ -280,7 +280,7 @@ static enum qb_status enqueue_pass(struct cuda_engine *e, int m, int r0, struct 
     }
     if (st || r0 == m)
         return st;
-    if (m > 1) /* decode: the last down projection's tail normed it */
+    if (m > 1) /* (in decode the last down projection's tail has normed it) */
         st = qb_cuda_rmsnorm(e->ctx, e->x + (size_t)r0 * e->hidden, e->final_norm, e->eps,
                              m - r0, e->hidden, e->a, err);
     if (!st)
