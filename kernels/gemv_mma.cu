@@ -4,53 +4,54 @@
  * The fused dequantize-GEMV of gemv_packed.cu spends ~10 instructions per
  * weight (nibble extraction, a table lookup, an f32 FMA, x conversions) and
  * runs out of issue slots long before the memory bus is busy (ncu: issue
- * slots 44 % busy, DRAM 19 %). Here the weights become f16 pairs with two or
+ * slots 44 % busy, DRAM 19 %). Here the weights become f16 pairs with one to
  * three instructions per pair and the multiply-adds go to mma.sync
- * m16n8k16 (f16 inputs, f32 accumulation), 128 weights per instruction:
+ * m16n8k16 (f16 inputs, f32 accumulation), 256 weights per instruction:
  *
  *   D[16 x 8] += A[16 x 16] . B[16 x 8]
- *   B = 8 weight rows (n) x 16 columns (k), A = x in every one of its 16 rows
- *   (so every row of D is the same 8 outputs; the extra rows cost nothing
- *   that matters: decode is bound by the weight stream, not the tensor cores)
+ *   A = the weights of rows g (tile 0) and g + 8 (tile 1), B = x masked so
+ *   that D[g][2t] + D[g][2t + 1] is row g's dot over lane t's columns alone
  *
  * Layout of one step (128 columns) of a tile of 8 rows: lane (g = lane / 4,
  * t = lane % 4) reads 16 bytes = 32 nibbles of row g, columns
  * [128 s + 32 t, +32). The mma sums over k, so any permutation of k applied
  * to A and B alike gives the same result; we pick the one that makes the
  * dequantization cheap: word w (8 nibbles = columns 8w .. 8w+7) gives the
- * f16 pairs (nibble p, nibble p + 4), p = 0..3, with one LOP3 each, and mma
- * j (0..7) of the step takes B registers {pair 2(j%2), pair 2(j%2)+1} of word
- * j/2, i.e. columns (c, c+4) and (c+1, c+5) with c = 8(j/2) + 2(j%2). A's
- * registers hold x at the same columns; they are built once per block in
- * shared memory (as f16, one 16-byte entry per (step, j, t): the register
- * quad of the mma, rows 8..15 zero), since every warp of the block reads the
- * same x.
+ * f16 pairs (nibble p, nibble p + 4), p = 0..3, and mma j (0..7) of the step
+ * takes A registers {pair 2(j%2), pair 2(j%2)+1} of word j/2 of both tiles,
+ * i.e. columns (c, c+4) and (c+1, c+5) with c = 8(j/2) + 2(j%2).
  *
- * Scale after the mma (the integer formats with groups of 128, so a step is
- * one group of each row: int4, int4-sym, GPTQ/AWQ g128): the roles swap, A =
- * the weights of rows g (tile 0) and g + 8 (tile 1), B = x, so one mma takes
- * 256 weights and D holds each lane's own two rows. A's pairs are the raw
- * codes plus an offset, one LOP3 each: 1024 + n for the even nibbles of a
- * word (the 0x6400 exponent) and 64 + n for the odd ones (0x5400, the nibble
- * in place), exact; the block stages with x the step's offset sums corr =
- * (1024 sum x_even + 64 sum x_odd, sum x) from the same f16 x, and per step
- * acc += s (d - corr.x - zero corr.y) in f32. A word costs 5 instructions
- * instead of 13 and the weights are never rounded (H100, int4 tg128 of the
- * 8B shape: 324 -> 347 t/s; GEMV rel L2 error vs the double reference 2.5e-5
- * against 2e-4). The offsets add 1024 |x| per product to the f32 sums, whose
- * rounding (~2^-24 of that) stays far below the weights' own quantization error.
+ * B (x_smem): lane (g, t) supplies B's column g at the k slots lane t gives
+ * A. Lane (2t, t) gives x of lane t's first pair, lane (2t + 1, t) x of its
+ * second, every other lane zeros, so D's columns 2t and 2t + 1 are sums over
+ * lane t's own columns, and D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1]
+ * are exactly what lane (g, t) holds. Since a lane's 32 columns lie in one
+ * group (two for nvfp4's 16: mma 0..3 and 4..7), its scale multiplies them
+ * after the mma, in f32: acc += s * (D[g][2t] + D[g][2t+1]); the four lanes of
+ * a row are added at the end. x is staged once per block in shared memory,
+ * 16 bytes per (step, j, t): {x pair 1, 0, 0, x pair 2}; the lanes off the
+ * diagonal read a block of zeros that sits in the other half of the banks.
  *
- * Dequantization to f16: int groups (1024 + code via the 0x6400 exponent
- * trick) - (1024 + zero), exact, times the group's f16 scale (exact: the
- * stored precision); the odd pairs take the nibble in place, 1024 + 16 code,
- * and one HFMA2 by 1/16 minus (64 + zero), also exact, so a word costs one
- * shift instead of three (int4 tg128 on the H100: 299.5 -> 304.7 t/s). The
- * integer groups of 128 skip all of this (the scale-after path above). The
- * table formats (nf4, nf4-dq, nvfp4, mxfp4) multiply their f32 table value by
- * the f32 scale and round the product. Each weight
- * is thus rounded once to f16 (11 significant bits), finer than the bf16 the
- * prefill path dequantizes to; x is rounded from bf16 to f16 (exact for
- * |x| in [2^-14, 65504]). Accumulation is f32.
+ * The weights go into A unscaled, so most formats are exact in f16:
+ *   - int4, int4-sym, GPTQ/AWQ (uint_g): the codes plus an offset, one LOP3
+ *     a pair: 1024 + n for the even nibbles of a word (the 0x6400 exponent)
+ *     and 64 + n for the odd ones (0x5400, the nibble in place); the block
+ *     stages per (step, t) the offset sums corr = (1024 sum x_even + 64 sum
+ *     x_odd, sum x) from the same f16 x, and acc += s (dot - corr.x - zero
+ *     corr.y). The offsets add 1024 |x| per product to the f32 sums, whose
+ *     rounding (~2^-24 of that) stays far below the weights' own error.
+ *   - nvfp4, mxfp4: E2M1 is a sign, 2 exponent bits and a mantissa bit: moved
+ *     into an f16's sign and bits 9..11 it reads as its value times 2^-14,
+ *     subnormals included (two shifts, an AND and a LOP3 a pair); the scale
+ *     takes the 2^14.
+ *   - nf4, nf4-dq: two lookups in shared memory tables of the f16 values
+ *     (each value rounded once to f16, 11 significant bits: ~1.5e-4 GEMV
+ *     error against the double reference).
+ * x is rounded from bf16 to f16 (exact for |x| in [2^-14, 65504]).
+ * Against the previous layout (A = x, B = 8 rows of scaled f16 weights, 128
+ * weights a mma) on the H100, tg128 of the 8B shape: nvfp4 247 -> 340 t/s,
+ * mxfp4 266 -> 354, nf4 263 -> 297; the GEMV of the integer and E2M1 formats
+ * is exact up to f32 summation (rel L2 error 1e-7..1e-5).
  *
  * Block: MMA_WARPS warps share 2 tiles (16 output rows; with SwiGLU 8 rows
  * of gate and the same 8 of up) and split the columns by steps (warp w takes
@@ -87,13 +88,14 @@
  *
  * Taken when every matrix of the launch is a 4-bit format without g_idx
  * whose rows are a multiple of 8 and whose group is a power of two (at least
- * 32, or nvfp4's 16) (qb_gemv_mma_launch answers
- * cudaErrorNotSupported otherwise and gemv_packed.cu's kernel runs).
+ * 32, or nvfp4's 16); weight.cu makes the columns a multiple of 32.
+ * qb_gemv_mma_launch answers cudaErrorNotSupported otherwise and
+ * gemv_packed.cu's kernel runs.
  */
 #include "packed.cuh"
 
 #define MMA_WARPS 4
-/* steps in flight per warp (H100 tg128: int4 4 > 5, 6 > 8; nf4 4 > 6) */
+/* steps in flight per warp (H100 tg128: int4 4 > 6 > 3, nvfp4 and mxfp4 4 > 3, 6) */
 #define MMA_UNROLL 4
 #define MMA_MIN_BLOCKS 4 /* resident blocks per SM the registers must allow (4 > 3, 5) */
 #define MMA_TILES 2 /* tiles of 8 rows per block (one tile and twice the blocks: slower) */
@@ -122,12 +124,10 @@ struct mma_args {
 struct mma_tile {
     struct packed_view v;
     int64_t row;        /* this lane's row inside v */
-    const uint4 *codes; /* that row's 16-byte chunks */
+    const uint4 *codes; /* the lane's 16 bytes of step 0 of that row; step s at + 4 s */
     int64_t sbase;      /* flat index of the row's first group scale: row * groups */
     int gshift;         /* log2(group): the group of column c is c >> gshift */
-    bool valid;
-    const uint16_t *sa_scales; /* the scale-after path: the row's f16 scales */
-    const uint8_t *sa_zeros;   /* and zeros, one per step */
+    int lane_steps;     /* the steps whose lane columns lie inside the row (0: no row) */
 };
 
 /* ---- A: x in fragment order --------------------------------------------------- */
@@ -177,48 +177,24 @@ static __device__ __forceinline__ void load_x8(const struct qb_gemv_in &in, int 
     }
 }
 
-/* xs[(s * 8 + j) * 4 + t] = the A registers of lane t for mma j of step s:
- * {x(c), x(c+4)}, 0, {x(c+1), x(c+5)}, 0 as f16 pairs (rows 8..15 of A are
- * zero; one 16-byte load fills the register quad the mma reads), c = 128 s +
- * 32 t + 8 (j / 2) + 2 (j % 2); zero past cols. */
-static __device__ void build_x_fragments(const struct qb_gemv_in &in, float inv, int cols,
-                                         int s_lo, int s_hi, uint4 *xs)
-{
-    for (int item = threadIdx.x; item < (s_hi - s_lo) * 16; item += blockDim.x) {
-        int s = s_lo + (item >> 4), t = (item >> 2) & 3, w = item & 3;
-        int base = s * MMA_STEP + 32 * t + 8 * w;
-        float f[8];
-        if (base < cols) {
-            load_x8(in, base, inv, f);
-        } else {
-#pragma unroll
-            for (int k = 0; k < 8; k++)
-                f[k] = 0.0f;
-        }
-#pragma unroll
-        for (int h = 0; h < 2; h++) { /* j = 2w + h: c = 8w + 2h */
-            int j = 2 * w + h;
-            xs[((s - s_lo) * 8 + j) * 4 + t] = make_uint4(half2_bits(f[2 * h], f[2 * h + 4]), 0u,
-                                                 half2_bits(f[2 * h + 1], f[2 * h + 5]), 0u);
-        }
-    }
-}
-
-/* The scale-after path (struct sa_smem): per (step, j, t) the two f16 pairs
- * lane t gives mma j as B, {x(c), x(c+4)} and {x(c+1), x(c+5)}, c = 128 s +
- * 32 t + 8 (j / 2) + 2 (j % 2), and per step the offsets the codes carry into
- * the mma: corr = (1024 * sum of x over the even columns of each 8-column word
- * + 64 * sum over the odd ones, sum of x), from the f16 x the mma reads. */
-struct sa_smem {
-    uint2 *b;     /* [steps][8][4] */
-    float2 *corr; /* [steps] */
+/* The x side of the mma (struct x_smem), per (step s, mma j, lane t): the
+ * 16 bytes {x(c), x(c+4)}, 0, 0, {x(c+1), x(c+5)} as f16 pairs, c = 128 s +
+ * 32 t + 8 (j / 2) + 2 (j % 2): the first 8 bytes are the B registers of lane
+ * (g = 2t, t), the last 8 those of lane (g = 2t + 1, t), every other lane
+ * reads zeros (mma_lane_b). For the integer formats, per (s, t) the offsets
+ * the codes carry into the mma over lane t's 32 columns: corr = (1024 * sum
+ * of x over the even columns of each 8-column word + 64 * sum over the odd
+ * ones, sum of x), from the f16 x the mma reads. */
+struct x_smem {
+    uint4 *b;     /* [steps][8][4] */
+    float2 *corr; /* [steps][4] (integer formats) */
 };
 
-static __device__ void build_x_fragments_sa(const struct qb_gemv_in &in, float inv, int cols,
-                                            int s_lo, int s_hi, struct sa_smem sm)
+static __device__ void build_x_fragments(const struct qb_gemv_in &in, float inv, int cols,
+                                         int s_lo, int s_hi, bool want_corr, struct x_smem sm)
 {
     int n_items = (s_hi - s_lo) * 16, lane = threadIdx.x & 31;
-    /* 16 items (t, w) per step: a step lies in one half-warp, summed by shuffles */
+    /* 16 items (t, w) per step: the 4 of one (s, t) are adjacent lanes, summed by shuffles */
     for (int first = threadIdx.x & ~31; first < n_items; first += blockDim.x) {
         int item = first + lane;
         int s = s_lo + (item >> 4), t = (item >> 2) & 3, w = item & 3;
@@ -237,7 +213,7 @@ static __device__ void build_x_fragments_sa(const struct qb_gemv_in &in, float i
         }
         float c1 = 1024.0f * even + 64.0f * odd, sx = even + odd;
 #pragma unroll
-        for (int o = 8; o; o >>= 1) {
+        for (int o = 1; o < 4; o <<= 1) {
             c1 += __shfl_xor_sync(0xffffffffu, c1, o);
             sx += __shfl_xor_sync(0xffffffffu, sx, o);
         }
@@ -245,43 +221,41 @@ static __device__ void build_x_fragments_sa(const struct qb_gemv_in &in, float i
             continue;
 #pragma unroll
         for (int h = 0; h < 2; h++)
-            sm.b[((s - s_lo) * 8 + 2 * w + h) * 4 + t] = make_uint2(
-                half2_bits(f[2 * h], f[2 * h + 4]), half2_bits(f[2 * h + 1], f[2 * h + 5]));
-        if ((lane & 15) == 0)
-            sm.corr[s - s_lo] = make_float2(c1, sx);
+            sm.b[((s - s_lo) * 8 + 2 * w + h) * 4 + t] =
+                make_uint4(half2_bits(f[2 * h], f[2 * h + 4]), 0u, 0u,
+                           half2_bits(f[2 * h + 1], f[2 * h + 5]));
+        if (want_corr && w == 0)
+            sm.corr[(s - s_lo) * 4 + t] = make_float2(c1, sx);
     }
 }
 
-/* ---- B: weights as f16 pairs -------------------------------------------------- */
-
-/* The group scale of a lane's 16 columns: for the integer groups as f16
- * pairs (s, s) and (1024 + zero, 1024 + zero), for the table formats in f32. */
-struct mma_scale {
-    __half2 s, z, zh; /* zh = -(64 + zero): the high-nibble pairs' offset */
-    float f;
+/* Where lane (g, t) reads its B registers: for step s (relative to the block's
+ * first) at lb.p + s * lb.step, mma j at + 8 j; lanes g = 2t and 2t + 1 read
+ * their half of x_smem's entry, the others zeros. The zeros sit 64 bytes off
+ * the entries' bank alignment (MMA_ZEROS_BYTES before them, a multiple of
+ * 128), so the two groups of lanes never share a bank. */
+#define MMA_ZEROS_BYTES 640
+struct mma_lane_b {
+    const uint2 *p;
+    int step;
 };
 
-template <int FMT>
-static __device__ __forceinline__ struct mma_scale to_mma_scale(const struct packed_view &v,
-                                                                struct pk_scale_raw r,
-                                                                const float *lut)
+static __device__ __forceinline__ struct mma_lane_b lane_b_of(struct x_smem sm,
+                                                              const uint4 *zeros)
 {
-    struct mma_scale m = {};
-    if constexpr (pk_has_zero<FMT>()) {
-        __half_raw h;
-        h.x = (uint16_t)r.s;
-        m.s = __half2half2(__half(h));
-        m.z = __float2half2_rn(1024.0f + (float)r.zero);
-        m.zh = __float2half2_rn(-64.0f - (float)r.zero);
-    } else {
-        m.f = decode_scale<FMT>(v, r, lut).x;
-    }
-    return m;
+    int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    bool on = (g >> 1) == t;
+    struct mma_lane_b lb;
+    lb.p = (const uint2 *)(on ? sm.b : zeros + 4) + 2 * t + (g & 1);
+    lb.step = on ? 64 : 0; /* 512 bytes a step */
+    return lb;
 }
 
+/* ---- A: weights as f16 pairs -------------------------------------------------- */
+
 /* lop3 (q & MASK) | MAGIC: two codes as f16 in a pair's halves. With MAGIC
- * 0x64006400 (1024, ulp 1) the mask 0x000f000f gives 1024 + code and 0x00f000f0
- * gives 1024 + 16 code; with 0x54005400 (64, ulp 1/16) 0x00f000f0 gives 64 + code. */
+ * 0x64006400 (1024, ulp 1) the mask 0x000f000f gives 1024 + code; with
+ * 0x54005400 (64, ulp 1/16) 0x00f000f0 gives 64 + code. */
 template <uint32_t MASK, uint32_t MAGIC>
 static __device__ __forceinline__ uint32_t codes_as_f16(uint32_t q)
 {
@@ -290,29 +264,50 @@ static __device__ __forceinline__ uint32_t codes_as_f16(uint32_t q)
     return d;
 }
 
-static __device__ __forceinline__ __half2 bits_as_half2(uint32_t u)
+/* E2M1 codes at bits 12..15 and 28..31 of v as f16 pairs, times 2^-14: the
+ * sign to bit 15, exponent and mantissa to bits 9..11 (2^(e-15) (1 + m/2) for
+ * e > 0, the subnormal 2^-14 m/2 for e = 0: the E2M1 value times 2^-14). */
+static __device__ __forceinline__ uint32_t e2m1_as_f16(uint32_t v)
 {
-    return *(__half2 *)&u;
+    return (v & 0x80008000u) | ((v >> 3) & 0x0e000e00u);
 }
 
-/* Pair p (nibbles p and p + 4 of word q) dequantized to f16. */
-template <int FMT>
-static __device__ __forceinline__ uint32_t dequant_pair(uint32_t q, int p, struct mma_scale sc,
-                                                        const float *lut)
+/* 16-entry tables of the f16 bits of nf4's values, in the low (lo) and high
+ * (hi) half of a word, so a pair is one OR of two lookups; 32 words in 32
+ * banks: no lookup ever conflicts. 128-byte aligned, so the address of entry n
+ * is base | 4n, one LOP3 from the shifted codes (lut16_at). */
+struct __align__(128) mma_lut16 {
+    uint32_t lo[16], hi[16];
+};
+
+/* The lo entry of code n of word q (n = 0..7) from shared address base; hi
+ * is 64 bytes on. */
+static __device__ __forceinline__ uint32_t lut16_at(uint32_t q, int n, uint32_t base, int hi)
 {
-    __half2 v;
-    if constexpr (pk_has_zero<FMT>()) {
-        /* p even: (1024 + n) - (1024 + z); p odd: (1024 + 16 n) / 16 - (64 + z); exact */
-        uint32_t w = q >> (p & 2 ? 8 : 0);
-        __half2 c = p & 1 ? __hfma2(bits_as_half2(codes_as_f16<0x00f000f0, 0x64006400>(w)),
-                                    __float2half2_rn(0.0625f), sc.zh)
-                          : __hsub2(bits_as_half2(codes_as_f16<0x000f000f, 0x64006400>(w)), sc.z);
-        v = __hmul2(c, sc.s);
-    } else { /* one rounding, of the f32 product */
-        v = __floats2half2_rn(lut[(q >> (4 * p)) & 15] * sc.f,
-                              lut[(q >> (4 * p + 16)) & 15] * sc.f);
+    uint32_t v, a = ((n ? q >> (4 * n - 2) : q << 2) & 0x3cu) | base;
+    if (hi)
+        asm volatile("ld.shared.u32 %0, [%1+64];" : "=r"(v) : "r"(a));
+    else
+        asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(a));
+    return v;
+}
+
+/* Codes p and p + 4 of word q (columns c and c + 4) as the f16 pair the mma
+ * multiplies; p + 1 and p + 5 as the second: A's registers of one row. t16:
+ * the shared address of nf4's struct mma_lut16. */
+template <int FMT>
+static __device__ __forceinline__ uint2 weight_pairs(uint32_t q, int p, uint32_t t16)
+{
+    if constexpr (pk_has_zero<FMT>()) { /* 1024 + n, 64 + n: exact, corr takes the offsets off */
+        uint32_t w = q >> (4 * p);
+        return make_uint2(codes_as_f16<0x000f000f, 0x64006400>(w),
+                          codes_as_f16<0x00f000f0, 0x54005400>(w));
+    } else if constexpr (FMT == QB_WFMT_NVFP4 || FMT == QB_WFMT_MXFP4) {
+        return make_uint2(e2m1_as_f16(q << (12 - 4 * p)), e2m1_as_f16(q << (8 - 4 * p)));
+    } else { /* nf4, nf4-dq */
+        return make_uint2(lut16_at(q, p, t16, 0) | lut16_at(q, p + 4, t16, 1),
+                          lut16_at(q, p + 1, t16, 0) | lut16_at(q, p + 5, t16, 1));
     }
-    return *(uint32_t *)&v;
 }
 
 static __device__ __forceinline__ void mma_16816(float *d, uint4 a, uint32_t b0, uint32_t b1)
@@ -323,46 +318,61 @@ static __device__ __forceinline__ void mma_16816(float *d, uint4 a, uint32_t b0,
                  : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b0), "r"(b1));
 }
 
-/* Step s of the scale-after path: A = the weights of rows g (tile 0) and g + 8
- * (tile 1) as raw codes plus an offset, 1024 + n for the even columns of a
- * word and 64 + n for the odd ones (one LOP3 per pair, exact), B = x; the
- * step's mma sum then carries corr.x + zero * corr.y that is taken off in f32
- * before the group's scale multiplies it: acc += s (d - corr.x - zero corr.y). */
-template <int FMT>
-static __device__ __forceinline__ void mma_step_sa(const uint4 *qs,
-                                                   const struct pk_scale_raw (*sr)[2], int s,
-                                                   struct sa_smem sm, float acc[MMA_TILES])
+/* ---- the step ----------------------------------------------------------------- */
+
+/* Groups in a lane's 32 columns: nvfp4's groups of 16 make two (columns 0..15
+ * are words 0 and 1, mma 0..3); every other format's group is a multiple of
+ * 32 here (mma_applies). */
+template <int FMT> static constexpr int mma_lane_groups()
 {
-    int t = threadIdx.x & 3;
-    float d[4] = {};
+    return FMT == QB_WFMT_NVFP4 ? 2 : 1;
+}
+
+/* The f32 factor of a lane's partial sums: the group scale, times 2^14 for
+ * the E2M1 formats (weight_pairs' values are E2M1 * 2^-14). */
+template <int FMT>
+static __device__ __forceinline__ float lane_scale(const struct packed_view &v,
+                                                   struct pk_scale_raw r, const float *lut)
+{
+    float s = decode_scale<FMT>(v, r, lut).x;
+    return FMT == QB_WFMT_NVFP4 || FMT == QB_WFMT_MXFP4 ? s * 16384.0f : s;
+}
+
+/* Step s of both tiles: A = the weights of rows g (tile 0) and g + 8 (tile 1)
+ * of lane t's 32 columns, B = x masked to lane t's own columns (x_smem), so
+ * D[g][2t] + D[g][2t + 1] is row g's dot over those columns alone and the
+ * lane's group scale multiplies it after the mma, in f32: acc += s * dot, for
+ * the integer formats acc += s * (dot - corr.x - zero * corr.y). */
+template <int FMT>
+static __device__ __forceinline__ void mma_step(const struct mma_tile *tl, const uint4 *qs,
+                                                const struct pk_scale_raw (*sr)[2],
+                                                const uint2 *xb, float2 corr, uint32_t t16,
+                                                const float *lut, float acc[MMA_TILES])
+{
+    constexpr int G = mma_lane_groups<FMT>();
+    float d[G][4] = {};
     const uint32_t *q0 = (const uint32_t *)&qs[0], *q1 = (const uint32_t *)&qs[1];
 #pragma unroll
     for (int j = 0; j < 8; j++) {
-        uint2 b = sm.b[(s * 8 + j) * 4 + t];
-        int sh = j & 1 ? 8 : 0;
-        uint32_t w0 = q0[j >> 1] >> sh, w1 = q1[j >> 1] >> sh;
-        uint4 a = make_uint4(codes_as_f16<0x000f000f, 0x64006400>(w0),
-                             codes_as_f16<0x000f000f, 0x64006400>(w1),
-                             codes_as_f16<0x00f000f0, 0x54005400>(w0),
-                             codes_as_f16<0x00f000f0, 0x54005400>(w1));
-        mma_16816(d, a, b.x, b.y);
+        uint2 b = xb[8 * j];
+        int p = 2 * (j & 1);
+        uint2 r0 = weight_pairs<FMT>(q0[j >> 1], p, t16);
+        uint2 r1 = weight_pairs<FMT>(q1[j >> 1], p, t16);
+        mma_16816(d[j * G / 8], make_uint4(r0.x, r1.x, r0.y, r1.y), b.x, b.y);
     }
-    float2 corr = sm.corr[s];
 #pragma unroll
-    for (int i = 0; i < MMA_TILES; i++) {
-        float scale = qb_f16_bits_to_f32((uint16_t)sr[i][0].s);
-        float zero = __uint_as_float(0x4B000000u | sr[i][0].zero) - 8388608.0f;
-        acc[i] = fmaf(scale, fmaf(-zero, corr.y, d[2 * i] - corr.x), acc[i]);
-    }
-}
-
-/* ---- the kernel ------------------------------------------------------------- */
-
-/* nvfp4's groups of 16 put two groups in a lane's 32 columns; every other
- * format's group is a multiple of 32 here (mma_applies). */
-template <int FMT> static constexpr bool mma_half_groups()
-{
-    return FMT == QB_WFMT_NVFP4;
+    for (int i = 0; i < MMA_TILES; i++)
+#pragma unroll
+        for (int h = 0; h < G; h++) {
+            float dot = d[h][2 * i] + d[h][2 * i + 1];
+            if constexpr (pk_has_zero<FMT>()) {
+                float scale = qb_f16_bits_to_f32((uint16_t)sr[i][0].s);
+                float zero = __uint_as_float(0x4B000000u | sr[i][0].zero) - 8388608.0f;
+                acc[i] = fmaf(scale, fmaf(-zero, corr.y, dot - corr.x), acc[i]);
+            } else {
+                acc[i] = fmaf(lane_scale<FMT>(tl[i].v, sr[i][h], lut), dot, acc[i]);
+            }
+        }
 }
 
 /* The codes and raw scales of U steps in flight: slot u holds step s0 + u * MMA_WARPS. */
@@ -371,74 +381,27 @@ template <int U> struct mma_batch {
     struct pk_scale_raw sr[U][MMA_TILES][2]; /* columns [0,16) and [16,32) */
 };
 
-/* Load step s of both tiles (zeros past the end) into q[] and sr[]. */
+/* Load step s < s_hi of both tiles into q[] and sr[]: zeros where the lane's
+ * 32 columns lie past the row's end or the tile is past the last row (the
+ * ring never reads a slot of a step past s_hi: nothing is loaded there). */
 template <int FMT>
-static __device__ __forceinline__ void load_step(const struct mma_tile *tl, int s, int n_steps,
+static __device__ __forceinline__ void load_step(const struct mma_tile *tl, int s, int s_hi,
                                                  uint4 *q, struct pk_scale_raw (*sr)[2])
-{
-    int t = threadIdx.x & 3;
-#pragma unroll
-    for (int i = 0; i < MMA_TILES; i++) {
-        int col = s * MMA_STEP + 32 * t;
-        q[i] = make_uint4(0, 0, 0, 0);
-        sr[i][0] = {0u, 0u, 0.0f};
-        if constexpr (mma_half_groups<FMT>())
-            sr[i][1] = {0u, 0u, 0.0f};
-        if (s >= n_steps || !tl[i].valid || col >= tl[i].v.cols)
-            continue;
-        q[i] = __ldcs(tl[i].codes + col / 32);
-        sr[i][0] = load_scale_at<FMT>(tl[i].v, tl[i].sbase + (col >> tl[i].gshift));
-        if constexpr (mma_half_groups<FMT>())
-            sr[i][1] = load_scale_at<FMT>(tl[i].v, tl[i].sbase + ((col + 16) >> tl[i].gshift));
-    }
-}
-
-/* load_step for the scale-after path (group 128: one scale and zero per row
- * and step; tl.codes already at the lane's 16 bytes, tl.sa_* at the row's
- * first scale and zero): nothing past s_hi is loaded and an invalid tile
- * keeps the zeros it started with (the ring never reads a slot past s_hi). */
-template <int FMT>
-static __device__ __forceinline__ void load_step_sa(const struct mma_tile *tl, int s, int s_hi,
-                                                    uint4 *q, struct pk_scale_raw (*sr)[2])
 {
     if (s >= s_hi)
         return;
+    int col = s * MMA_STEP + 32 * (threadIdx.x & 3);
 #pragma unroll
     for (int i = 0; i < MMA_TILES; i++) {
-        if (!tl[i].valid)
+        q[i] = make_uint4(0, 0, 0, 0);
+        sr[i][0] = sr[i][1] = {0u, 0u, 0.0f};
+        if (s >= tl[i].lane_steps)
             continue;
+        int64_t g = tl[i].sbase + (col >> tl[i].gshift);
         q[i] = __ldcs(tl[i].codes + 4 * s);
-        sr[i][0].s = __ldg(tl[i].sa_scales + s);
-        sr[i][0].zero = __ldg(tl[i].sa_zeros + s);
-    }
-}
-
-/* The 8 mma of step s of both tiles from its loaded codes and scales. */
-template <int FMT>
-static __device__ __forceinline__ void mma_step(const struct mma_tile *tl, const uint4 *qs,
-                                                const struct pk_scale_raw (*sr)[2], int s,
-                                                const uint4 *xs, const float *lut,
-                                                float d[MMA_TILES][4])
-{
-    int t = threadIdx.x & 3;
-    struct mma_scale sc[MMA_TILES][2];
-#pragma unroll
-    for (int i = 0; i < MMA_TILES; i++) {
-        sc[i][0] = to_mma_scale<FMT>(tl[i].v, sr[i][0], lut);
-        sc[i][1] = mma_half_groups<FMT>() ? to_mma_scale<FMT>(tl[i].v, sr[i][1], lut)
-                                          : sc[i][0];
-    }
-#pragma unroll
-    for (int j = 0; j < 8; j++) {
-        uint4 a = xs[(s * 8 + j) * 4 + t];
-        int w = j >> 1, p = 2 * (j & 1);
-#pragma unroll
-        for (int i = 0; i < MMA_TILES; i++) {
-            const uint32_t *q = (const uint32_t *)&qs[i];
-            struct mma_scale g = sc[i][w >> 1];
-            mma_16816(d[i], a, dequant_pair<FMT>(q[w], p, g, lut),
-                      dequant_pair<FMT>(q[w], p + 1, g, lut));
-        }
+        sr[i][0] = load_scale_at<FMT>(tl[i].v, g);
+        if constexpr (mma_lane_groups<FMT>() == 2) /* nvfp4: columns 16..31, the next group */
+            sr[i][1] = load_scale_at<FMT>(tl[i].v, g + 1);
     }
 }
 
@@ -480,11 +443,12 @@ static __device__ __forceinline__ struct mma_tile locate_tile(const struct mma_a
             }
         }
     }
+    int t = threadIdx.x & 3;
     tl.row = r + g;
-    tl.codes = (const uint4 *)(tl.v.codes + tl.row * (tl.v.cols / 2));
+    tl.codes = (const uint4 *)(tl.v.codes + tl.row * (tl.v.cols / 2)) + t;
     tl.sbase = tl.row * tl.v.groups;
     tl.gshift = __ffs(tl.v.group) - 1; /* a power of two (mma_applies) */
-    tl.valid = true;
+    tl.lane_steps = (tl.v.cols - 32 * t + MMA_STEP - 1) / MMA_STEP; /* cols % 32 == 0 */
     return tl;
 }
 
@@ -611,70 +575,61 @@ static __device__ void norm_tail(const struct mma_args &a, float *scratch)
         *a.next.done = 0;
 }
 
-template <int FMT, bool SA>
-static __device__ __forceinline__ void mma_load(const struct mma_tile *tl, int s, int s_hi,
-                                                uint4 *q, struct pk_scale_raw (*sr)[2])
+/* Bytes of x staging per step: the B entries, and for the integer formats the
+ * lanes' corr. */
+template <int FMT> static constexpr int mma_smem_per_step()
 {
-    if constexpr (SA)
-        load_step_sa<FMT>(tl, s, s_hi, q, sr);
-    else
-        load_step<FMT>(tl, s, s_hi, q, sr);
+    return 32 * (int)sizeof(uint4) + (pk_has_zero<FMT>() ? 4 * (int)sizeof(float2) : 0);
 }
 
-/* Bytes of x staging per step: A fragments (16-byte quads), or for the
- * scale-after path B pairs (8 bytes) and the step's corr. */
-template <bool SA> static constexpr int mma_smem_per_step()
+/* Dynamic shared memory of a launch: the zeros, then struct x_smem. */
+template <int FMT> static size_t mma_smem_bytes(int steps)
 {
-    return SA ? 32 * (int)sizeof(uint2) + (int)sizeof(float2) : 32 * (int)sizeof(uint4);
+    return MMA_ZEROS_BYTES + (size_t)steps * mma_smem_per_step<FMT>();
 }
 
-/* SA: the scale after the mma (integer formats whose groups are whole steps). */
-template <int FMT, int MODE, bool SA>
+template <int FMT, int MODE>
 static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
     gemv_mma_kernel(struct mma_args a)
 {
     constexpr int U = MMA_UNROLL;
-    extern __shared__ uint4 xs[]; /* [n_steps][8][4] A fragments, or struct sa_smem */
+    extern __shared__ uint4 xs[]; /* the zeros lanes off the diagonal read as B, x_smem */
+    uint4 *zeros = xs, *xb = xs + MMA_ZEROS_BYTES / 16;
     __shared__ float lut[MMA_LUT_MAX];
+    __shared__ struct mma_lut16 t16;
     __shared__ float red[MMA_WARPS][MMA_TILES * 8];
-    constexpr int lut_len = SA ? 0 : FMT == QB_WFMT_NF4_DQ ? MMA_LUT_MAX : 16;
+    constexpr bool is_nf4 = FMT == QB_WFMT_NF4 || FMT == QB_WFMT_NF4_DQ;
+    constexpr int lut_len = FMT == QB_WFMT_NF4_DQ ? MMA_LUT_MAX : 0;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     struct mma_tile tl[MMA_TILES];
     int mat[MMA_TILES];
     struct mma_batch<U> b;
-    float d[MMA_TILES][4] = {}, acc[MMA_TILES] = {};
+    float acc[MMA_TILES] = {};
     for (int i = 0; i < MMA_TILES; i++)
         tl[i] = locate_tile<MODE>(a, i, &mat[i]);
     /* split K: block (x, y) takes steps [s_lo, s_hi) of row block x */
     int s_lo = (int)(blockIdx.y * a.n_steps / gridDim.y);
     int s_hi = (int)((blockIdx.y + 1) * a.n_steps / gridDim.y);
-    struct sa_smem sm = {(uint2 *)xs, (float2 *)((uint2 *)xs + (s_hi - s_lo) * 32)};
-    if constexpr (SA) /* the lane's 32 columns of each step, the row's scales and zeros */
-        for (int i = 0; i < MMA_TILES; i++) {
-            tl[i].codes += lane & 3;
-            tl[i].sa_scales = (const uint16_t *)tl[i].v.scales + tl[i].sbase;
-            tl[i].sa_zeros = tl[i].v.zeros + tl[i].sbase;
-        }
-    for (int u = 0; u < U; u++)
-        for (int i = 0; i < MMA_TILES; i++) {
-            b.q[u][i] = make_uint4(0, 0, 0, 0);
-            b.sr[u][i][0] = b.sr[u][i][1] = {0u, 0u, 0.0f};
-        }
+    struct x_smem sm = {xb, (float2 *)(xb + (s_hi - s_lo) * 32)};
 #pragma unroll
     for (int u = 0; u < U; u++) /* weights only: before the wait */
-        mma_load<FMT, SA>(tl, s_lo + warp + u * MMA_WARPS, s_hi, b.q[u], b.sr[u]);
+        load_step<FMT>(tl, s_lo + warp + u * MMA_WARPS, s_hi, b.q[u], b.sr[u]);
+    for (int i = threadIdx.x; i < MMA_ZEROS_BYTES / 16; i += blockDim.x)
+        zeros[i] = make_uint4(0, 0, 0, 0);
     for (int i = threadIdx.x; i < lut_len; i += blockDim.x)
         lut[i] = a.m[0].lut[i];
+    if (is_nf4 && threadIdx.x < 16) {
+        uint32_t h = __half_as_ushort(__float2half_rn(a.m[0].lut[threadIdx.x]));
+        t16.lo[threadIdx.x] = h;
+        t16.hi[threadIdx.x] = h << 16;
+    }
     qb_pdl_wait();
     qb_pdl_trigger();
     float inv = a.in.x ? 1.0f : block_inv_rms(a.in, a.m[0].cols, &red[0][0]);
-    if constexpr (SA)
-        build_x_fragments_sa(a.in, inv, a.m[0].cols, s_lo, s_hi, sm);
-    else
-        build_x_fragments(a.in, inv, a.m[0].cols, s_lo, s_hi, xs);
+    build_x_fragments(a.in, inv, a.m[0].cols, s_lo, s_hi, pk_has_zero<FMT>(), sm);
     __syncthreads();
-    const uint4 *xs_at = xs - (ptrdiff_t)s_lo * 32; /* indexed by the absolute step */
-    struct sa_smem sm_at = {sm.b - (ptrdiff_t)s_lo * 32, sm.corr - s_lo};
+    struct mma_lane_b lb = lane_b_of(sm, zeros);
+    uint32_t t16_at = (uint32_t)__cvta_generic_to_shared(&t16);
     /* A ring of U steps: slot u is refilled with the step U * MMA_WARPS ahead as
      * soon as its mma are issued, so U steps stay in flight while this warp works. */
     for (int s0 = s_lo + warp; s0 < s_hi; s0 += U * MMA_WARPS) {
@@ -683,23 +638,24 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
             int s = s0 + u * MMA_WARPS;
             if (s >= s_hi)
                 break;
-            if constexpr (SA)
-                mma_step_sa<FMT>(b.q[u], b.sr[u], s, sm_at, acc);
-            else
-                mma_step<FMT>(tl, b.q[u], b.sr[u], s, xs_at, lut, d);
+            float2 corr = pk_has_zero<FMT>() ? sm.corr[(s - s_lo) * 4 + (lane & 3)]
+                                             : make_float2(0.0f, 0.0f);
+            mma_step<FMT>(tl, b.q[u], b.sr[u], lb.p + (s - s_lo) * lb.step, corr, t16_at, lut,
+                          acc);
             if (s + U * MMA_WARPS < s_hi)
-                mma_load<FMT, SA>(tl, s + U * MMA_WARPS, s_hi, b.q[u], b.sr[u]);
+                load_step<FMT>(tl, s + U * MMA_WARPS, s_hi, b.q[u], b.sr[u]);
         }
     }
+    /* each lane holds its rows' sums over its own columns: add the 4 lanes of a row */
+#pragma unroll
+    for (int i = 0; i < MMA_TILES; i++) {
+        acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], 1);
+        acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], 2);
+    }
     __syncthreads(); /* red doubled as block_inv_rms's scratch */
-    if (SA && (lane & 3) == 0) /* rows g and g + 8 of the block */
+    if ((lane & 3) == 0) /* rows g and g + 8 of the block */
         for (int i = 0; i < MMA_TILES; i++)
             red[warp][8 * i + (lane >> 2)] = acc[i];
-    if (!SA && lane < 4) /* D row 0: outputs 2t, 2t + 1 of each tile */
-        for (int i = 0; i < MMA_TILES; i++) {
-            red[warp][8 * i + 2 * lane] = d[i][0];
-            red[warp][8 * i + 2 * lane + 1] = d[i][1];
-        }
     __syncthreads();
     if (gridDim.y > 1 && !split_k_last(a, red)) /* not the last part of this row block */
         return;
@@ -709,19 +665,7 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
         norm_tail(a, &red[0][0]);
 }
 
-/* 1 when every matrix of the launch takes the scale-after path: integer
- * groups of 128, one per step. */
-template <int FMT> static bool mma_scale_after(const struct mma_args *a)
-{
-    if (!pk_has_zero<FMT>())
-        return false;
-    for (int i = 0; i < a->n_mats; i++)
-        if (a->m[i].group != MMA_STEP)
-            return false;
-    return true;
-}
-
-template <int FMT, int MODE, bool SA>
+template <int FMT, int MODE>
 static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStream_t s)
 {
     int64_t per_block = mma_rows_per_block<MODE>();
@@ -729,38 +673,28 @@ static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStrea
     int ks = MODE == MMA_ACCUM && a->partial ? QB_MMA_KSPLIT : 1;
     while (ks > 1 && a->n_steps < 16 * ks) /* at least 16 steps (4 per warp) a part */
         ks /= 2;
-    size_t smem = (size_t)((a->n_steps + ks - 1) / ks) * mma_smem_per_step<SA>();
+    size_t smem = mma_smem_bytes<FMT>((a->n_steps + ks - 1) / ks);
     if (blocks > 0x7fffffff)
         return cudaErrorInvalidValue;
-    if (smem > MMA_STATIC_SMEM_MAX - 2048) {
-        cudaError_t e = cudaFuncSetAttribute(gemv_mma_kernel<FMT, MODE, SA>,
+    if (smem > MMA_STATIC_SMEM_MAX - 4096) {
+        cudaError_t e = cudaFuncSetAttribute(gemv_mma_kernel<FMT, MODE>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             (int)smem + 2048);
+                                             (int)smem + 4096);
         if (e != cudaSuccess)
             return e;
     }
-    return qb_launch_smem(pdl, gemv_mma_kernel<FMT, MODE, SA>,
-                          dim3((unsigned)blocks, (unsigned)ks), dim3(MMA_WARPS * 32), smem, s,
-                          *a);
-}
-
-template <int FMT, int MODE>
-static cudaError_t mma_launch_sa(const struct mma_args *a, bool pdl, cudaStream_t s)
-{
-    if constexpr (pk_has_zero<FMT>())
-        if (mma_scale_after<FMT>(a))
-            return mma_launch_mode<FMT, MODE, true>(a, pdl, s);
-    return mma_launch_mode<FMT, MODE, false>(a, pdl, s);
+    return qb_launch_smem(pdl, gemv_mma_kernel<FMT, MODE>, dim3((unsigned)blocks, (unsigned)ks),
+                          dim3(MMA_WARPS * 32), smem, s, *a);
 }
 
 template <int FMT>
 static cudaError_t mma_launch_fmt(const struct mma_args *a, int mode, bool pdl, cudaStream_t s)
 {
     if (mode == MMA_STORE)
-        return mma_launch_sa<FMT, MMA_STORE>(a, pdl, s);
+        return mma_launch_mode<FMT, MMA_STORE>(a, pdl, s);
     if (mode == MMA_ACCUM)
-        return mma_launch_sa<FMT, MMA_ACCUM>(a, pdl, s);
-    return mma_launch_sa<FMT, MMA_SWIGLU>(a, pdl, s);
+        return mma_launch_mode<FMT, MMA_ACCUM>(a, pdl, s);
+    return mma_launch_mode<FMT, MMA_SWIGLU>(a, pdl, s);
 }
 
 /* 1 when the launch of these weights can take the tensor-core path. */

@@ -31,12 +31,11 @@
 #define TOL_DEQUANT 4e-3
 /* f32 accumulation over reference-identical weights */
 #define TOL_GEMV 1e-4
-/* the 4-bit formats' tensor-core GEMV (gemv_mma.cu): each weight rounded once
- * to f16 before the f32 accumulation (relative error uniform within half an
- * ulp, 2^-11..2^-12 relative: RMS about 2e-4, which a dot of independent
- * errors keeps), x rounded from bf16 to f16 (exact in f16's normal range);
- * the int formats with groups of 128 take the scale after the mma and round
- * no weight (measured ~2.5e-5) */
+/* the 4-bit formats' tensor-core GEMV (gemv_mma.cu): the scale comes after
+ * the mma, so the integer and E2M1 codes enter it exactly (measured 1e-7 ..
+ * 1e-5); nf4's table values are rounded once to f16 (relative error within
+ * half an ulp, 2^-11..2^-12: RMS about 2e-4, measured 1.5e-4); x is rounded
+ * from bf16 to f16 (exact in f16's normal range) */
 #define TOL_GEMV_MMA 5e-4
 /* cuBLAS over the bf16-rounded dequantized weights (bf16 weight rounding) */
 #define TOL_PREFILL 4e-3
