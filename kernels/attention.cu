@@ -1,7 +1,8 @@
 /*
  * attention.cu - causal grouped-query attention over the f16 KV cache on the
- * CUDA cores: decode (n = 1), and prefill for head sizes the tensor-core
- * kernel (attention_tc.cu, used for n > 1 with head_dim 64/128) does not take.
+ * CUDA cores, for the queries the tensor-core kernel (attention_tc.cu, n > 1
+ * with head_dim 64/128) does not take. The engine's decode step runs
+ * attention_decode.cu instead, which also does the RoPE and the cache store.
  *
  * Grid: (n_heads, n tokens); block: 8 warps. Query t of head h attends to
  * cache positions 0 .. pos_t = *d_pos + t of kv head h / (n_heads / n_kv).

@@ -11,6 +11,7 @@
  *
  *   x ──rmsnorm──> a ──q|k|v──> qkv ──rope_kv──> q (in place), K/V cache
  *   qkv, cache ──attention──> a ──o (+= x)──> x
+ *   (decode: rope_kv and attention are one kernel, attention_decode.cu)
  *   x ──rmsnorm──> a ──gate|up──> gu ──swiglu──> a2 ──down (+= x)──> x
  *
  * then final rmsnorm and lm_head for the rows that want logits. Decode (m = 1)
@@ -229,10 +230,14 @@ static enum qb_status attention_block(struct cuda_engine *e, int i, int m, struc
             st = qb_cuda_linear(e->ctx, qkv[2], e->a, m, e->qkv + e->q_dim + e->kv_dim, ldq, 0,
                                 err);
     }
-    if (!st)
+    if (!st && m == 1)
+        st = qb_cuda_attention_decode(e->ctx, &e->shape, e->qkv, e->d_pos, e->inv_freq,
+                                      l->q_norm, l->k_norm, e->eps, l->k_cache, l->v_cache,
+                                      e->a, err);
+    if (!st && m > 1)
         st = qb_cuda_rope_kv(e->ctx, &e->shape, e->qkv, ldq, m, e->d_pos, e->inv_freq,
                              l->q_norm, l->k_norm, e->eps, l->k_cache, l->v_cache, err);
-    if (!st)
+    if (!st && m > 1)
         st = qb_cuda_attention(e->ctx, &e->shape, e->qkv, ldq, m, e->d_pos, l->k_cache,
                                l->v_cache, e->a, err);
     if (!st && m == 1)

@@ -166,6 +166,16 @@ enum qb_status qb_cuda_attention(struct qb_cuda_ctx *c, const struct qb_cuda_att
                                  const uint16_t *k_cache, const uint16_t *v_cache, uint16_t *out,
                                  struct qb_err *err);
 
+/* Decode (one token at position *d_pos): qb_cuda_rope_kv and qb_cuda_attention
+ * in one kernel, with the same inputs and results (up to the order of the
+ * softmax sums): k and v stored in the caches at *d_pos, out bf16
+ * [n_heads*head_dim]; qkv is only read (q is not written back). */
+enum qb_status qb_cuda_attention_decode(struct qb_cuda_ctx *c, const struct qb_cuda_attn_shape *s,
+                                        const float *qkv, const int32_t *d_pos,
+                                        const float *inv_freq, const float *q_norm,
+                                        const float *k_norm, float eps, uint16_t *k_cache,
+                                        uint16_t *v_cache, uint16_t *out, struct qb_err *err);
+
 /* out[t][i] = bf16(silu(gu[t][i]) * gu[t][inter + i]) for gu f32 [n][2*inter]. */
 enum qb_status qb_cuda_swiglu(struct qb_cuda_ctx *c, const float *gu, int n, int inter,
                               uint16_t *out, struct qb_err *err);

@@ -7,15 +7,13 @@
  *
  *   | q head 0 | ... | q head H-1 | k head 0 | ... | k head K-1 | v head 0 | ... |
  *
- * Grid: (n tokens, ceil((H + 2K) / 8)); block: 8 warps, one warp per head.
- * Rotate-half RoPE as in HF Llama: for i < hd/2, with a = x[i], b = x[i+hd/2],
- * angle = pos * inv_freq[i] (f32, like transformers):
- *   x[i] = a cos - b sin,   x[i + hd/2] = b cos + a sin.
- * Each lane owns the pairs i = lane, lane + 32, ...; the only cross-lane step is
- * the sum of squares for the per-head norm. q is rotated in place; k and v go to
- * cache[kv_head][pos][hd] as f16.
+ * Grid: (n tokens, ceil((H + 2K) / 8)); block: 8 warps, one warp per head,
+ * the rotation of rope.cuh. Each lane owns the pairs i = lane, lane + 32, ...;
+ * the only cross-lane step is the sum of squares for the per-head norm. q is
+ * rotated in place; k and v go to cache[kv_head][pos][hd] as f16. Decode
+ * (one token) runs the same inside its attention kernel (attention_decode.cu).
  */
-#include "qb_cuda_common.cuh"
+#include "rope.cuh"
 
 #define ROPE_WARPS 8
 
@@ -27,17 +25,6 @@ struct rope_args {
     float eps;
     uint16_t *k_cache, *v_cache;
 };
-
-/* 1 / rms of one head's hd values, or 1 when there is no norm. */
-static __device__ float head_inv_rms(const float *p, int hd, const float *norm, float eps)
-{
-    float ss = 0.0f;
-    if (!norm)
-        return 1.0f;
-    for (int i = threadIdx.x & 31; i < hd; i += 32)
-        ss += p[i] * p[i];
-    return rsqrtf(qb_warp_sum(ss) / hd + eps);
-}
 
 static __global__ void rope_kv_kernel(struct rope_args a)
 {
@@ -57,20 +44,16 @@ static __global__ void rope_kv_kernel(struct rope_args a)
         return;
     }
     const float *norm = h < n_q ? a.q_norm : a.k_norm;
-    float inv = head_inv_rms(p, a.hd, norm, a.eps);
+    float inv = qb_head_inv_rms(p, a.hd, norm, a.eps);
     uint16_t *kdst = h < n_q ? NULL : a.k_cache + ((size_t)(h - n_q) * a.max_ctx + pos) * a.hd;
     for (int i = lane; i < half; i += 32) {
-        float x0 = p[i] * inv * (norm ? norm[i] : 1.0f);
-        float x1 = p[i + half] * inv * (norm ? norm[i + half] : 1.0f);
-        float sn, cs;
-        sincosf((float)pos * a.inv_freq[i], &sn, &cs);
-        float r0 = x0 * cs - x1 * sn, r1 = x1 * cs + x0 * sn;
+        float2 r = qb_rope_pair(p, i, half, inv, norm, pos, a.inv_freq);
         if (kdst) {
-            kdst[i] = qb_f32_to_f16_bits(r0);
-            kdst[i + half] = qb_f32_to_f16_bits(r1);
+            kdst[i] = qb_f32_to_f16_bits(r.x);
+            kdst[i + half] = qb_f32_to_f16_bits(r.y);
         } else {
-            p[i] = r0;
-            p[i + half] = r1;
+            p[i] = r.x;
+            p[i + half] = r.y;
         }
     }
 }

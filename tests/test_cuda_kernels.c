@@ -378,6 +378,64 @@ Test(cuda_kernels, attention_prefill_and_decode)
     check_attention(256, 3, 2);    /* CUDA cores: head_dim 256 */
 }
 
+/* Decode in one kernel (attention_decode.cu) against rope_kv's and
+ * attention's references composed: out, and k/v stored at pos. Random f16
+ * caches before pos; 8 query heads over 2 kv heads (only the first head of
+ * each group stores). */
+static void check_attention_decode(int hd, int pos, int with_norm)
+{
+    struct qb_cuda_attn_shape s = {.n_heads = 8, .n_kv_heads = 2, .head_dim = hd, .max_ctx = 300};
+    int ldq = (8 + 4) * hd, half = hd / 2;
+    size_t cache_n = (size_t)2 * s.max_ctx * hd, out_n = (size_t)8 * hd;
+    float *qkv = rand_f32((size_t)ldq, 2.0f), *inv_freq = malloc(half * sizeof(float));
+    float *qn = with_norm ? rand_f32(hd, 1.0f) : NULL, *kn = with_norm ? rand_f32(hd, 1.0f) : NULL;
+    float *kc = calloc(cache_n, 4), *vc = calloc(cache_n, 4), *ref = malloc(out_n * 4);
+    uint16_t *kh = calloc(cache_n, 2), *vh = calloc(cache_n, 2);
+    for (int i = 0; i < half; i++)
+        inv_freq[i] = powf(500000.0f, -(float)i / half);
+    for (int kv = 0; kv < 2; kv++)
+        for (size_t i = 0; i < (size_t)pos * hd; i++) {
+            size_t at = (size_t)kv * s.max_ctx * hd + i;
+            kh[at] = qb_f32_to_f16(frand() * 1.5f), kc[at] = qb_f16_to_f32(kh[at]);
+            vh[at] = qb_f32_to_f16(frand()), vc[at] = qb_f16_to_f32(vh[at]);
+        }
+    struct qb_cuda_ctx *c = ctx_new();
+    float *d_qkv = dev_upload(qkv, (size_t)ldq * 4), *d_if = dev_upload(inv_freq, half * 4);
+    float *d_qn = with_norm ? dev_upload(qn, hd * 4) : NULL;
+    float *d_kn = with_norm ? dev_upload(kn, hd * 4) : NULL;
+    int32_t *d_pos = dev_upload(&pos, sizeof pos);
+    uint16_t *d_kc = dev_upload(kh, cache_n * 2), *d_vc = dev_upload(vh, cache_n * 2);
+    uint16_t *d_out = dev_poisoned(out_n * 2);
+    QBT_OK(qb_cuda_attention_decode(c, &s, d_qkv, d_pos, d_if, d_qn, d_kn, 1e-6f, d_kc, d_vc,
+                                    d_out, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
+    ref_rope_kv(&s, qkv, ldq, 1, pos, inv_freq, qn, kn, kc, vc);
+    ref_attention(&s, qkv, ldq, 1, pos, kc, vc, ref);
+    char what[80];
+    snprintf(what, sizeof what, "decode attention hd=%d pos=%d norm=%d", hd, pos, with_norm);
+    float *got = download_16(d_out, out_n, 0);
+    expect_close(what, got, ref, out_n, TOL_BF16_OUT);
+    float *got_k = download_16(d_kc, cache_n, 1), *got_v = download_16(d_vc, cache_n, 1);
+    expect_close("decode k cache", got_k, kc, cache_n, TOL_F16_OUT);
+    expect_close("decode v cache", got_v, vc, cache_n, TOL_F16_OUT);
+    qb_cuda_free(d_qkv), qb_cuda_free(d_if), qb_cuda_free(d_qn), qb_cuda_free(d_kn);
+    qb_cuda_free(d_pos), qb_cuda_free(d_kc), qb_cuda_free(d_vc), qb_cuda_free(d_out);
+    qb_cuda_ctx_free(c);
+    free(qkv), free(inv_freq), free(qn), free(kn), free(kc), free(vc), free(ref);
+    free(kh), free(vh), free(got), free(got_k), free(got_v);
+}
+
+/* pos 0 (only the new key), a partial batch of keys, and a long-ish context. */
+Test(cuda_kernels, attention_decode_matches_rope_and_attention)
+{
+    QBT_REQUIRE_GPU();
+    check_attention_decode(128, 0, 0);
+    check_attention_decode(128, 37, 1);
+    check_attention_decode(64, 250, 0);
+    check_attention_decode(256, 33, 1);
+    check_attention_decode(128, 299, 0); /* the last cache slot */
+}
+
 Test(cuda_kernels, swiglu_matches_reference)
 {
     QBT_REQUIRE_GPU();
