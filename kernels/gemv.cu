@@ -226,7 +226,7 @@ static enum qb_status w8a8_input(struct qb_cuda_ctx *c, const struct qb_cuda_wei
     if (st)
         return st;
     CUDA_CHECK(qb_act_quant_launch(*x, 1, 1, (int)w->cols, c->act_codes, c->act_scales,
-                                   c->act_qdq, c->stream));
+                                   c->act_qdq, c->pdl, c->stream));
     *x = c->act_qdq;
     *x_scale = c->act_scales;
 out:

@@ -254,9 +254,10 @@ cudaError_t qb_dequant_launch(const struct qb_cuda_weight *w, uint16_t *out, cud
 /* w8a8.cu: per-token E4M3 quantization of bf16 activations x [n][cols] into
  * codes [n_pad][cols] (rows n.. zero) and scales [n]; qdq (or NULL) gets the
  * code values e4m3(x/s) as bf16 (exact: 4 significant bits), unscaled: the
- * consumer multiplies by scales[t] after its dot product, as the FP8 GEMM does. */
+ * consumer multiplies by scales[t] after its dot product, as the FP8 GEMM does.
+ * pdl: a programmatic dependent launch (decode: the GEMV after it starts early). */
 cudaError_t qb_act_quant_launch(const uint16_t *x, int n, int n_pad, int cols, uint8_t *codes,
-                                float *scales, uint16_t *qdq, cudaStream_t s);
+                                float *scales, uint16_t *qdq, int pdl, cudaStream_t s);
 /* QB_ERR_INTERNAL unless the context's activation buffers hold n x cols. */
 enum qb_status qb_w8a8_check(struct qb_cuda_ctx *c, int n, int64_t cols, struct qb_err *err);
 /* The W8A8 linear for n > 1 (see qb_cuda_linear). */

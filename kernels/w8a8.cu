@@ -30,6 +30,8 @@ static __global__ void act_quant_kernel(const uint16_t *x, int n, int cols, uint
 {
     __shared__ float scratch[32];
     int t = blockIdx.x;
+    qb_pdl_trigger(); /* the GEMV after may start loading its weights */
+    qb_pdl_wait();    /* x comes from the kernel before */
     uint8_t *c = codes + (size_t)t * cols;
     if (t >= n) { /* padding row for the FP8 GEMM shape */
         for (int i = threadIdx.x; i < cols; i += blockDim.x)
@@ -62,10 +64,10 @@ static __global__ void act_quant_kernel(const uint16_t *x, int n, int cols, uint
 }
 
 cudaError_t qb_act_quant_launch(const uint16_t *x, int n, int n_pad, int cols, uint8_t *codes,
-                                float *scales, uint16_t *qdq, cudaStream_t s)
+                                float *scales, uint16_t *qdq, int pdl, cudaStream_t s)
 {
-    act_quant_kernel<<<n_pad, AQ_THREADS, 0, s>>>(x, n, cols, codes, scales, qdq);
-    return cudaGetLastError();
+    return qb_launch(pdl, act_quant_kernel, dim3(n_pad), dim3(AQ_THREADS), s, x, n, cols, codes,
+                     scales, qdq);
 }
 
 static __global__ void w8a8_epilogue_kernel(const float *d, int rows, const float *s_act,
@@ -160,7 +162,7 @@ enum qb_status qb_w8a8_linear(struct qb_cuda_ctx *c, const struct qb_cuda_weight
         return qb_err_set(err, QB_ERR_INTERNAL, "W8A8: the GEMM result does not fit the "
                           "reserved scratch (%zu bf16 elements)", c->dequant_elems);
     CUDA_CHECK(qb_act_quant_launch(a, n, n_pad, (int)w->cols, c->act_codes, c->act_scales, NULL,
-                                   c->stream));
+                                   c->pdl, c->stream));
     st = fp8_gemm(c, w, n_pad, d, err);
     if (st)
         goto out;
