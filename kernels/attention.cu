@@ -18,6 +18,7 @@
  */
 #include <math.h>
 
+#include "attention.cuh"
 #include "attention_tc.cuh"
 
 #define ATT_WARPS 8
@@ -30,33 +31,10 @@ struct att_args {
     uint16_t *out;
 };
 
-/* Load P f16 values (P*2 bytes, aligned) as floats. */
-template <int P> static __device__ __forceinline__ void load_f16(const uint16_t *src, float *dst)
-{
-    if constexpr (P == 8) {
-        uint4 v = *(const uint4 *)src;
-        const uint16_t *h = (const uint16_t *)&v;
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-            dst[j] = qb_f16_bits_to_f32(h[j]);
-    } else if constexpr (P == 4) {
-        uint2 v = *(const uint2 *)src;
-        const uint16_t *h = (const uint16_t *)&v;
-#pragma unroll
-        for (int j = 0; j < 4; j++)
-            dst[j] = qb_f16_bits_to_f32(h[j]);
-    } else {
-        uint32_t v = *(const uint32_t *)src;
-        dst[0] = qb_f16_bits_to_f32((uint16_t)(v & 0xffffu));
-        dst[1] = qb_f16_bits_to_f32((uint16_t)(v >> 16));
-    }
-}
-
 template <int HD> static __global__ void attention_kernel(struct att_args a)
 {
     constexpr int P = HD / 32;
-    __shared__ float s_m[ATT_WARPS], s_l[ATT_WARPS];
-    __shared__ float s_acc[ATT_WARPS][HD];
+    __shared__ struct qb_attn_partials<HD, ATT_WARPS> part;
     qb_pdl_trigger(); /* the next GEMV may start loading its weights */
     qb_pdl_wait();    /* q and the cache come from rope_kv */
     int h = blockIdx.x, t = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -72,8 +50,8 @@ template <int HD> static __global__ void attention_kernel(struct att_args a)
     }
     for (int key = warp; key <= pos; key += ATT_WARPS) {
         float k[P], v[P], s = 0.0f;
-        load_f16<P>(kbase + (size_t)key * HD, k);
-        load_f16<P>(vbase + (size_t)key * HD, v);
+        qb_load_f16x<P>(kbase + (size_t)key * HD, k);
+        qb_load_f16x<P>(vbase + (size_t)key * HD, v);
 #pragma unroll
         for (int j = 0; j < P; j++)
             s += q[j] * k[j];
@@ -85,29 +63,8 @@ template <int HD> static __global__ void attention_kernel(struct att_args a)
             acc[j] = acc[j] * corr + p * v[j];
         m = m_new;
     }
-    if (lane == 0) {
-        s_m[warp] = m;
-        s_l[warp] = l;
-    }
-#pragma unroll
-    for (int j = 0; j < P; j++)
-        s_acc[warp][lane * P + j] = acc[j];
-    __syncthreads();
-    float mx = -INFINITY, den = 0.0f;
-#pragma unroll
-    for (int w = 0; w < ATT_WARPS; w++)
-        mx = fmaxf(mx, s_m[w]);
-#pragma unroll
-    for (int w = 0; w < ATT_WARPS; w++)
-        den += s_l[w] * __expf(s_m[w] - mx);
-    uint16_t *o = a.out + (size_t)t * a.n_heads * HD + (size_t)h * HD;
-    for (int d = threadIdx.x; d < HD; d += blockDim.x) {
-        float num = 0.0f;
-#pragma unroll
-        for (int w = 0; w < ATT_WARPS; w++)
-            num += s_acc[w][d] * __expf(s_m[w] - mx);
-        o[d] = qb_f32_to_bf16_bits(num / den);
-    }
+    qb_attn_merge<HD, ATT_WARPS>(part, m, l, acc,
+                                 a.out + (size_t)t * a.n_heads * HD + (size_t)h * HD);
 }
 
 static cudaError_t attention_launch(const struct att_args *a, int hd, int n, bool pdl,

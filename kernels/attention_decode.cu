@@ -12,19 +12,19 @@
  *   warp 2: v of that kv head, f16-rounded                       -> shared
  *   (the first head of each group also stores k and v into the cache)
  *   all warps: keys 0 .. pos, 4 at a time per warp (warp w takes keys
- *   4w .. 4w+3, then 4w + 4*ATT_WARPS ...), with their loads issued
+ *   4w .. 4w+3, then 4w + 4*DEC_WARPS ...), with their loads issued
  *   together; position pos reads the shared copy, so no block waits for
  *   another's cache store.
  *
  * Per batch of keys a warp forms the 4 scores (lane l holds dims [l*P, l*P+P),
  * P = hd/32, and each score is one warp-wide sum), then the online softmax:
- * running max m, normaliser l, accumulator acc[P]. The warps' partial
- * (m, l, acc) are merged through shared memory as in attention.cu:
- *   M = max m_w,  out = sum_w acc_w e^(m_w - M) / sum_w l_w e^(m_w - M).
- * The values match rope_kv + attention up to the order of the softmax sums.
+ * running max m, normaliser l, accumulator acc[P], merged across the warps
+ * as attention.cuh does. The values match rope_kv + attention up to the
+ * order of the softmax sums.
  */
 #include <math.h>
 
+#include "attention.cuh"
 #include "rope.cuh"
 
 #define DEC_WARPS 8
@@ -40,28 +40,6 @@ struct dec_args {
     uint16_t *out; /* bf16 [n_heads * hd] */
 };
 
-/* P f16 values at src (global or shared, 2P-byte aligned) as floats. */
-template <int P> static __device__ __forceinline__ void load_f16x(const uint16_t *src, float *dst)
-{
-    if constexpr (P == 8) {
-        uint4 v = *(const uint4 *)src;
-        const uint16_t *h = (const uint16_t *)&v;
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-            dst[j] = qb_f16_bits_to_f32(h[j]);
-    } else if constexpr (P == 4) {
-        uint2 v = *(const uint2 *)src;
-        const uint16_t *h = (const uint16_t *)&v;
-#pragma unroll
-        for (int j = 0; j < 4; j++)
-            dst[j] = qb_f16_bits_to_f32(h[j]);
-    } else {
-        uint32_t v = *(const uint32_t *)src;
-        dst[0] = qb_f16_bits_to_f32((uint16_t)(v & 0xffffu));
-        dst[1] = qb_f16_bits_to_f32((uint16_t)(v >> 16));
-    }
-}
-
 /* Warps 0..2: q (scaled) into sq, k and v as f16 bits into sk, sv; the
  * group's first head stores k and v at pos in the cache. */
 template <int HD>
@@ -75,10 +53,11 @@ static __device__ void prepare_qkv(const struct dec_args &a, int h, int kvh, int
     if (warp == 0 || warp == 1) {
         const float *p = a.qkv + (size_t)(warp == 0 ? h : a.n_heads + kvh) * HD;
         const float *norm = warp == 0 ? a.q_norm : a.k_norm;
-        float inv = qb_head_inv_rms(p, HD, norm, a.eps), scale = rsqrtf((float)HD);
+        float inv = qb_head_inv_rms(p, HD, norm, a.eps);
         for (int i = lane; i < half; i += 32) {
             float2 r = qb_rope_pair(p, i, half, inv, norm, pos, a.inv_freq);
             if (warp == 0) {
+                float scale = rsqrtf((float)HD);
                 sq[i] = r.x * scale;
                 sq[i + half] = r.y * scale;
                 continue;
@@ -100,14 +79,59 @@ static __device__ void prepare_qkv(const struct dec_args &a, int h, int kvh, int
     }
 }
 
+/* Keys k0 .. k0 + DEC_KEYS - 1 (those <= pos) into a warp's online softmax
+ * (m, l, acc); the lane's dims of a key come from the cache before pos and
+ * from the block's own copy (sk, sv) at pos. */
+template <int HD>
+static __device__ __forceinline__ void attend_batch(const float *q, int k0, int pos,
+                                                    const uint16_t *kbase, const uint16_t *vbase,
+                                                    const uint16_t *sk, const uint16_t *sv,
+                                                    float *m, float *l, float *acc)
+{
+    constexpr int P = HD / 32, B = DEC_KEYS;
+    float k[B][P], v[B][P], s[B];
+#pragma unroll
+    for (int b = 0; b < B; b++) { /* every load of the batch before any use */
+        int key = k0 + b;
+        qb_load_f16x<P>(key < pos ? kbase + (size_t)key * HD : sk, k[b]);
+        qb_load_f16x<P>(key < pos ? vbase + (size_t)key * HD : sv, v[b]);
+    }
+#pragma unroll
+    for (int b = 0; b < B; b++) {
+        s[b] = 0.0f;
+#pragma unroll
+        for (int j = 0; j < P; j++)
+            s[b] += q[j] * k[b][j];
+    }
+    float m_new = *m;
+#pragma unroll
+    for (int b = 0; b < B; b++) {
+        s[b] = k0 + b <= pos ? qb_warp_sum(s[b]) : -INFINITY;
+        m_new = fmaxf(m_new, s[b]);
+    }
+    float corr = __expf(*m - m_new);
+    *l *= corr;
+#pragma unroll
+    for (int j = 0; j < P; j++)
+        acc[j] *= corr;
+#pragma unroll
+    for (int b = 0; b < B; b++) {
+        float p = __expf(s[b] - m_new); /* 0 past pos */
+        *l += p;
+#pragma unroll
+        for (int j = 0; j < P; j++)
+            acc[j] += p * v[b][j];
+    }
+    *m = m_new;
+}
+
 template <int HD>
 static __global__ void __launch_bounds__(DEC_WARPS * 32) attention_decode_kernel(struct dec_args a)
 {
-    constexpr int P = HD / 32, B = DEC_KEYS;
+    constexpr int P = HD / 32;
     __shared__ float sq[HD];
     __shared__ __align__(16) uint16_t sk[HD], sv[HD];
-    __shared__ float s_m[DEC_WARPS], s_l[DEC_WARPS];
-    __shared__ float s_acc[DEC_WARPS][HD];
+    __shared__ struct qb_attn_partials<HD, DEC_WARPS> part;
     qb_pdl_trigger(); /* the o projection may start loading its weights */
     qb_pdl_wait();    /* qkv comes from the q|k|v GEMV */
     int h = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -122,68 +146,9 @@ static __global__ void __launch_bounds__(DEC_WARPS * 32) attention_decode_kernel
         q[j] = sq[lane * P + j];
         acc[j] = 0.0f;
     }
-    for (int k0 = warp * B; k0 <= pos; k0 += DEC_WARPS * B) {
-        float k[B][P], v[B][P], s[B];
-#pragma unroll
-        for (int b = 0; b < B; b++) { /* every load of the batch before any use */
-            int key = k0 + b;
-            const uint16_t *kp = key < pos ? kbase + (size_t)key * HD : sk + lane * P;
-            const uint16_t *vp = key < pos ? vbase + (size_t)key * HD : sv + lane * P;
-            load_f16x<P>(kp, k[b]);
-            load_f16x<P>(vp, v[b]);
-        }
-#pragma unroll
-        for (int b = 0; b < B; b++) {
-            s[b] = 0.0f;
-#pragma unroll
-            for (int j = 0; j < P; j++)
-                s[b] += q[j] * k[b][j];
-        }
-#pragma unroll
-        for (int b = 0; b < B; b++)
-            s[b] = k0 + b <= pos ? qb_warp_sum(s[b]) : -INFINITY;
-        float m_new = m;
-#pragma unroll
-        for (int b = 0; b < B; b++)
-            m_new = fmaxf(m_new, s[b]);
-        float corr = __expf(m - m_new);
-        l *= corr;
-#pragma unroll
-        for (int j = 0; j < P; j++)
-            acc[j] *= corr;
-#pragma unroll
-        for (int b = 0; b < B; b++) {
-            float p = __expf(s[b] - m_new); /* 0 past pos */
-            l += p;
-#pragma unroll
-            for (int j = 0; j < P; j++)
-                acc[j] += p * v[b][j];
-        }
-        m = m_new;
-    }
-    if (lane == 0) {
-        s_m[warp] = m;
-        s_l[warp] = l;
-    }
-#pragma unroll
-    for (int j = 0; j < P; j++)
-        s_acc[warp][lane * P + j] = acc[j];
-    __syncthreads();
-    float mx = -INFINITY, den = 0.0f;
-#pragma unroll
-    for (int w = 0; w < DEC_WARPS; w++)
-        mx = fmaxf(mx, s_m[w]);
-#pragma unroll
-    for (int w = 0; w < DEC_WARPS; w++)
-        den += s_l[w] * __expf(s_m[w] - mx);
-    uint16_t *o = a.out + (size_t)h * HD;
-    for (int d = threadIdx.x; d < HD; d += blockDim.x) {
-        float num = 0.0f;
-#pragma unroll
-        for (int w = 0; w < DEC_WARPS; w++)
-            num += s_acc[w][d] * __expf(s_m[w] - mx);
-        o[d] = qb_f32_to_bf16_bits(num / den);
-    }
+    for (int k0 = warp * DEC_KEYS; k0 <= pos; k0 += DEC_WARPS * DEC_KEYS)
+        attend_batch<HD>(q, k0, pos, kbase, vbase, sk + lane * P, sv + lane * P, &m, &l, acc);
+    qb_attn_merge<HD, DEC_WARPS>(part, m, l, acc, a.out + (size_t)h * HD);
 }
 
 static cudaError_t decode_launch(const struct dec_args *a, int hd, bool pdl, cudaStream_t s)
@@ -192,7 +157,8 @@ static cudaError_t decode_launch(const struct dec_args *a, int hd, bool pdl, cud
     switch (hd) {
     case 64: return qb_launch(pdl, attention_decode_kernel<64>, grid, block, s, *a);
     case 128: return qb_launch(pdl, attention_decode_kernel<128>, grid, block, s, *a);
-    default: return qb_launch(pdl, attention_decode_kernel<256>, grid, block, s, *a);
+    case 256: return qb_launch(pdl, attention_decode_kernel<256>, grid, block, s, *a);
+    default: return cudaErrorInvalidValue;
     }
 }
 

@@ -208,6 +208,25 @@ static enum qb_status decode_residual(struct cuda_engine *e, const struct qb_cud
     return qb_cuda_gemv_add_norm(e->ctx, w, x, e->x, &next, err);
 }
 
+/* RoPE, the KV store and attention of layer l over e->qkv into e->a: one
+ * kernel in decode, two in prefill. */
+static enum qb_status attention(struct cuda_engine *e, struct cuda_layer *l, int m,
+                                struct qb_err *err)
+{
+    enum qb_status st;
+    int ldq = e->q_dim + 2 * e->kv_dim;
+    if (m == 1)
+        return qb_cuda_attention_decode(e->ctx, &e->shape, e->qkv, e->d_pos, e->inv_freq,
+                                        l->q_norm, l->k_norm, e->eps, l->k_cache, l->v_cache,
+                                        e->a, err);
+    st = qb_cuda_rope_kv(e->ctx, &e->shape, e->qkv, ldq, m, e->d_pos, e->inv_freq, l->q_norm,
+                         l->k_norm, e->eps, l->k_cache, l->v_cache, err);
+    if (!st)
+        st = qb_cuda_attention(e->ctx, &e->shape, e->qkv, ldq, m, e->d_pos, l->k_cache,
+                               l->v_cache, e->a, err);
+    return st;
+}
+
 static enum qb_status attention_block(struct cuda_engine *e, int i, int m, struct qb_err *err)
 {
     enum qb_status st;
@@ -230,16 +249,8 @@ static enum qb_status attention_block(struct cuda_engine *e, int i, int m, struc
             st = qb_cuda_linear(e->ctx, qkv[2], e->a, m, e->qkv + e->q_dim + e->kv_dim, ldq, 0,
                                 err);
     }
-    if (!st && m == 1)
-        st = qb_cuda_attention_decode(e->ctx, &e->shape, e->qkv, e->d_pos, e->inv_freq,
-                                      l->q_norm, l->k_norm, e->eps, l->k_cache, l->v_cache,
-                                      e->a, err);
-    if (!st && m > 1)
-        st = qb_cuda_rope_kv(e->ctx, &e->shape, e->qkv, ldq, m, e->d_pos, e->inv_freq,
-                             l->q_norm, l->k_norm, e->eps, l->k_cache, l->v_cache, err);
-    if (!st && m > 1)
-        st = qb_cuda_attention(e->ctx, &e->shape, e->qkv, ldq, m, e->d_pos, l->k_cache,
-                               l->v_cache, e->a, err);
+    if (!st)
+        st = attention(e, l, m, err);
     if (!st && m == 1)
         st = decode_residual(e, &l->lin[QB_LIN_O], e->a, l->ffn_norm, err);
     else if (!st)

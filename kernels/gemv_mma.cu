@@ -5,7 +5,8 @@
  * weight (nibble extraction, a table lookup, an f32 FMA, x conversions) and
  * runs out of issue slots long before the memory bus is busy (ncu: issue
  * slots 44 % busy, DRAM 19 %). Here the weights become f16 pairs with one to
- * three instructions per pair and the multiply-adds go to mma.sync
+ * four instructions per pair (nf4: five and two table loads) and the
+ * multiply-adds go to mma.sync
  * m16n8k16 (f16 inputs, f32 accumulation), 256 weights per instruction:
  *
  *   D[16 x 8] += A[16 x 16] . B[16 x 8]
@@ -50,7 +51,7 @@
  * x is rounded from bf16 to f16 (exact for |x| in [2^-14, 65504]).
  * Against the previous layout (A = x, B = 8 rows of scaled f16 weights, 128
  * weights a mma) on the H100, tg128 of the 8B shape: nvfp4 247 -> 340 t/s,
- * mxfp4 266 -> 354, nf4 263 -> 297; the GEMV of the integer and E2M1 formats
+ * mxfp4 266 -> 354, nf4 263 -> 282; the GEMV of the integer and E2M1 formats
  * is exact up to f32 summation (rel L2 error 1e-7..1e-5).
  *
  * Block: MMA_WARPS warps share 2 tiles (16 output rows; with SwiGLU 8 rows
@@ -87,8 +88,9 @@
  * int4 tg128: 347 -> 371 t/s).
  *
  * Taken when every matrix of the launch is a 4-bit format without g_idx
- * whose rows are a multiple of 8 and whose group is a power of two (at least
- * 32, or nvfp4's 16); weight.cu makes the columns a multiple of 32.
+ * whose rows are a multiple of 8, whose columns are a multiple of 32 (16-byte
+ * lane loads) and whose group is a power of two (at least 32, or nvfp4's
+ * 16), with x in shared memory (about 57K columns a block part).
  * qb_gemv_mma_launch answers cudaErrorNotSupported otherwise and
  * gemv_packed.cu's kernel runs.
  */
@@ -130,7 +132,7 @@ struct mma_tile {
     int lane_steps;     /* the steps whose lane columns lie inside the row (0: no row) */
 };
 
-/* ---- A: x in fragment order --------------------------------------------------- */
+/* ---- B: x in fragment order --------------------------------------------------- */
 
 static __device__ __forceinline__ uint32_t half2_bits(float lo, float hi)
 {
@@ -139,7 +141,7 @@ static __device__ __forceinline__ uint32_t half2_bits(float lo, float hi)
 }
 
 /* 1 / rms of the row xf[cols] (every thread gets it): rmsnorm.cu's value up to
- * the summation order. cols % 8 == 0 (mma_applies). */
+ * the summation order. cols % 32 == 0 (mma_applies). */
 static __device__ float block_inv_rms(const struct qb_gemv_in &in, int cols, float *scratch)
 {
     float ss = 0.0f;
@@ -232,8 +234,9 @@ static __device__ void build_x_fragments(const struct qb_gemv_in &in, float inv,
 /* Where lane (g, t) reads its B registers: for step s (relative to the block's
  * first) at lb.p + s * lb.step, mma j at + 8 j; lanes g = 2t and 2t + 1 read
  * their half of x_smem's entry, the others zeros. The zeros sit 64 bytes off
- * the entries' bank alignment (MMA_ZEROS_BYTES before them, a multiple of
- * 128), so the two groups of lanes never share a bank. */
+ * the entries' bank alignment, so the two groups of lanes never share a
+ * bank: those lanes read bytes 64 .. 575 of the zeros, and x_smem follows
+ * them at MMA_ZEROS_BYTES, 576 rounded up to a multiple of 128. */
 #define MMA_ZEROS_BYTES 640
 struct mma_lane_b {
     const uint2 *p;
@@ -366,7 +369,7 @@ static __device__ __forceinline__ void mma_step(const struct mma_tile *tl, const
         for (int h = 0; h < G; h++) {
             float dot = d[h][2 * i] + d[h][2 * i + 1];
             if constexpr (pk_has_zero<FMT>()) {
-                float scale = qb_f16_bits_to_f32((uint16_t)sr[i][0].s);
+                float scale = decode_scale<FMT>(tl[i].v, sr[i][0], lut).x;
                 float zero = __uint_as_float(0x4B000000u | sr[i][0].zero) - 8388608.0f;
                 acc[i] = fmaf(scale, fmaf(-zero, corr.y, dot - corr.x), acc[i]);
             } else {
@@ -680,8 +683,10 @@ static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStrea
         cudaError_t e = cudaFuncSetAttribute(gemv_mma_kernel<FMT, MODE>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              (int)smem + 4096);
-        if (e != cudaSuccess)
-            return e;
+        if (e != cudaSuccess) { /* more x than shared memory holds: gemv_packed.cu's turn */
+            (void)cudaGetLastError();
+            return cudaErrorNotSupported;
+        }
     }
     return qb_launch_smem(pdl, gemv_mma_kernel<FMT, MODE>, dim3((unsigned)blocks, (unsigned)ks),
                           dim3(MMA_WARPS * 32), smem, s, *a);
@@ -703,7 +708,7 @@ static bool mma_applies(const struct qb_cuda_weight *const *w, int n_w)
     if (qb_packed_is_8bit(w[0]->fmt) || w[0]->fmt == QB_WFMT_BF16)
         return false;
     for (int i = 0; i < n_w; i++)
-        if (w[i]->g_idx || w[i]->rows % 8 || w[i]->cols != w[0]->cols || w[i]->cols % 8 ||
+        if (w[i]->g_idx || w[i]->rows % 8 || w[i]->cols != w[0]->cols || w[i]->cols % 32 ||
             (w[i]->group & (w[i]->group - 1)) || (w[i]->group % 32 && w[i]->fmt != QB_WFMT_NVFP4))
             return false;
     return true;

@@ -168,8 +168,10 @@ enum qb_status qb_cuda_attention(struct qb_cuda_ctx *c, const struct qb_cuda_att
 
 /* Decode (one token at position *d_pos): qb_cuda_rope_kv and qb_cuda_attention
  * in one kernel, with the same inputs and results (up to the order of the
- * softmax sums): k and v stored in the caches at *d_pos, out bf16
- * [n_heads*head_dim]; qkv is only read (q is not written back). */
+ * softmax sums). qkv f32 [(n_heads + 2 n_kv) * head_dim] (q | k | v, only
+ * read: q is not written back); q_norm/k_norm [head_dim] or NULL; inv_freq
+ * [head_dim/2]; k and v are stored in the f16 caches [n_kv][max_ctx][head_dim]
+ * at *d_pos; out bf16 [n_heads * head_dim]. */
 enum qb_status qb_cuda_attention_decode(struct qb_cuda_ctx *c, const struct qb_cuda_attn_shape *s,
                                         const float *qkv, const int32_t *d_pos,
                                         const float *inv_freq, const float *q_norm,

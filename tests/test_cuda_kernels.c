@@ -380,20 +380,21 @@ Test(cuda_kernels, attention_prefill_and_decode)
 
 /* Decode in one kernel (attention_decode.cu) against rope_kv's and
  * attention's references composed: out, and k/v stored at pos. Random f16
- * caches before pos; 8 query heads over 2 kv heads (only the first head of
+ * caches before pos; 8 query heads over n_kv kv heads (only the first head of
  * each group stores). */
-static void check_attention_decode(int hd, int pos, int with_norm)
+static void check_attention_decode(int hd, int n_kv, int pos, int with_norm)
 {
-    struct qb_cuda_attn_shape s = {.n_heads = 8, .n_kv_heads = 2, .head_dim = hd, .max_ctx = 300};
-    int ldq = (8 + 4) * hd, half = hd / 2;
-    size_t cache_n = (size_t)2 * s.max_ctx * hd, out_n = (size_t)8 * hd;
+    struct qb_cuda_attn_shape s = {
+        .n_heads = 8, .n_kv_heads = n_kv, .head_dim = hd, .max_ctx = 300};
+    int ldq = (8 + 2 * n_kv) * hd, half = hd / 2;
+    size_t cache_n = (size_t)n_kv * s.max_ctx * hd, out_n = (size_t)8 * hd;
     float *qkv = rand_f32((size_t)ldq, 2.0f), *inv_freq = malloc(half * sizeof(float));
     float *qn = with_norm ? rand_f32(hd, 1.0f) : NULL, *kn = with_norm ? rand_f32(hd, 1.0f) : NULL;
     float *kc = calloc(cache_n, 4), *vc = calloc(cache_n, 4), *ref = malloc(out_n * 4);
     uint16_t *kh = calloc(cache_n, 2), *vh = calloc(cache_n, 2);
     for (int i = 0; i < half; i++)
         inv_freq[i] = powf(500000.0f, -(float)i / half);
-    for (int kv = 0; kv < 2; kv++)
+    for (int kv = 0; kv < n_kv; kv++)
         for (size_t i = 0; i < (size_t)pos * hd; i++) {
             size_t at = (size_t)kv * s.max_ctx * hd + i;
             kh[at] = qb_f32_to_f16(frand() * 1.5f), kc[at] = qb_f16_to_f32(kh[at]);
@@ -412,7 +413,8 @@ static void check_attention_decode(int hd, int pos, int with_norm)
     ref_rope_kv(&s, qkv, ldq, 1, pos, inv_freq, qn, kn, kc, vc);
     ref_attention(&s, qkv, ldq, 1, pos, kc, vc, ref);
     char what[80];
-    snprintf(what, sizeof what, "decode attention hd=%d pos=%d norm=%d", hd, pos, with_norm);
+    snprintf(what, sizeof what, "decode attention hd=%d kv=%d pos=%d norm=%d", hd, n_kv, pos,
+             with_norm);
     float *got = download_16(d_out, out_n, 0);
     expect_close(what, got, ref, out_n, TOL_BF16_OUT);
     float *got_k = download_16(d_kc, cache_n, 1), *got_v = download_16(d_vc, cache_n, 1);
@@ -425,15 +427,18 @@ static void check_attention_decode(int hd, int pos, int with_norm)
     free(kh), free(vh), free(got), free(got_k), free(got_v);
 }
 
-/* pos 0 (only the new key), a partial batch of keys, and a long-ish context. */
+/* pos 0 (only the new key), a partial batch of keys, a long-ish context, the
+ * last cache slot; groups of 4 heads, of 1 (every block stores) and of 8. */
 Test(cuda_kernels, attention_decode_matches_rope_and_attention)
 {
     QBT_REQUIRE_GPU();
-    check_attention_decode(128, 0, 0);
-    check_attention_decode(128, 37, 1);
-    check_attention_decode(64, 250, 0);
-    check_attention_decode(256, 33, 1);
-    check_attention_decode(128, 299, 0); /* the last cache slot */
+    check_attention_decode(128, 2, 0, 0);
+    check_attention_decode(128, 2, 37, 1);
+    check_attention_decode(64, 2, 250, 0);
+    check_attention_decode(256, 2, 33, 1);
+    check_attention_decode(128, 2, 299, 0);
+    check_attention_decode(128, 8, 70, 1);
+    check_attention_decode(64, 1, 131, 0);
 }
 
 Test(cuda_kernels, swiglu_matches_reference)

@@ -365,11 +365,11 @@ Test(cuda_packed, tensor_core_gemv_partial_tiles_and_steps)
     struct qb_quant_params g32 = {.group = 32}, g128 = {.group = 128},
                            u128 = {.group = 128, .bits = 4}, none = {0};
     check_concat(QB_WFMT_INT4, &g32, 3, qkv, 1056, 0); /* 8 full steps and a quarter one */
-    check_concat(QB_WFMT_INT4, &g128, 3, qkv, 1024, 0); /* the scale after the mma */
+    check_concat(QB_WFMT_INT4, &g128, 3, qkv, 1024, 0); /* one group a step */
     check_concat(QB_WFMT_UINT_G, &u128, 3, qkv, 2048, 0);
     check_concat(QB_WFMT_NVFP4, &none, 3, qkv, 1120, 0);
     check_concat(QB_WFMT_NF4, &none, 1, one, 1088, 0);
-    check_concat(QB_WFMT_MXFP4, &none, 1, one, 32768, 0); /* x fragments: 64 KiB */
+    check_concat(QB_WFMT_MXFP4, &none, 1, one, 32768, 0); /* x in shared memory: 128 KiB */
 }
 
 /* y += W x (the o and down projections) and the RMSNorm of y after it (the
