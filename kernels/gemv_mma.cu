@@ -32,6 +32,9 @@
  * a row are added at the end. x is staged once per block in shared memory,
  * 16 bytes per (step, j, t): {x pair 1, 0, 0, x pair 2}; the lanes off the
  * diagonal read a block of zeros that sits in the other half of the banks.
+ * Integer groups of 128 or more need no masking: a row's 4 lanes share the
+ * scale of a step, so B is x itself, every column of D the row's dot over
+ * the step, and the staging is half as large (x_smem's "whole").
  *
  * The weights go into A unscaled, so most formats are exact in f16:
  *   - int4, int4-sym, GPTQ/AWQ (uint_g): the codes plus an offset, one LOP3
@@ -186,17 +189,24 @@ static __device__ __forceinline__ void load_x8(const struct qb_gemv_in &in, int 
  * reads zeros (mma_lane_b). For the integer formats, per (s, t) the offsets
  * the codes carry into the mma over lane t's 32 columns: corr = (1024 * sum
  * of x over the even columns of each 8-column word + 64 * sum over the odd
- * ones, sum of x), from the f16 x the mma reads. */
+ * ones, sum of x), from the f16 x the mma reads.
+ *
+ * Whole (integer groups of 128 or more: a step lies in one group of each row,
+ * so a row's 4 lanes share its scale): no masking, every lane reads the 8
+ * bytes {x pair 1, x pair 2} of its t, every column of D is the row's dot over
+ * the whole step, and corr is one per step. Half the staging, and no sum over
+ * the lanes at the end (H100 int4 tg128 of the 8B shape: see mma_launch_mode). */
 struct x_smem {
-    uint4 *b;     /* [steps][8][4] */
-    float2 *corr; /* [steps][4] (integer formats) */
+    uint4 *b;     /* [steps][8][4]; whole: uint2 [steps][8][4] */
+    float2 *corr; /* [steps][4]; whole: [steps] (integer formats) */
 };
 
 static __device__ void build_x_fragments(const struct qb_gemv_in &in, float inv, int cols,
-                                         int s_lo, int s_hi, bool want_corr, struct x_smem sm)
+                                         int s_lo, int s_hi, bool want_corr, bool whole,
+                                         struct x_smem sm)
 {
     int n_items = (s_hi - s_lo) * 16, lane = threadIdx.x & 31;
-    /* 16 items (t, w) per step: the 4 of one (s, t) are adjacent lanes, summed by shuffles */
+    /* 16 items (t, w) per step, adjacent lanes: corr of (s, t) sums 4 of them, whole 16 */
     for (int first = threadIdx.x & ~31; first < n_items; first += blockDim.x) {
         int item = first + lane;
         int s = s_lo + (item >> 4), t = (item >> 2) & 3, w = item & 3;
@@ -214,20 +224,24 @@ static __device__ void build_x_fragments(const struct qb_gemv_in &in, float inv,
                 even += f[k];
         }
         float c1 = 1024.0f * even + 64.0f * odd, sx = even + odd;
-#pragma unroll
-        for (int o = 1; o < 4; o <<= 1) {
+        for (int o = 1; o < (whole ? 16 : 4); o <<= 1) {
             c1 += __shfl_xor_sync(0xffffffffu, c1, o);
             sx += __shfl_xor_sync(0xffffffffu, sx, o);
         }
         if (item >= n_items)
             continue;
 #pragma unroll
-        for (int h = 0; h < 2; h++)
-            sm.b[((s - s_lo) * 8 + 2 * w + h) * 4 + t] =
-                make_uint4(half2_bits(f[2 * h], f[2 * h + 4]), 0u, 0u,
-                           half2_bits(f[2 * h + 1], f[2 * h + 5]));
-        if (want_corr && w == 0)
-            sm.corr[(s - s_lo) * 4 + t] = make_float2(c1, sx);
+        for (int h = 0; h < 2; h++) {
+            int at = ((s - s_lo) * 8 + 2 * w + h) * 4 + t;
+            uint32_t x1 = half2_bits(f[2 * h], f[2 * h + 4]);
+            uint32_t x2 = half2_bits(f[2 * h + 1], f[2 * h + 5]);
+            if (whole)
+                ((uint2 *)sm.b)[at] = make_uint2(x1, x2);
+            else
+                sm.b[at] = make_uint4(x1, 0u, 0u, x2);
+        }
+        if (want_corr && (whole ? (item & 15) == 0 : w == 0))
+            sm.corr[whole ? s - s_lo : (s - s_lo) * 4 + t] = make_float2(c1, sx);
     }
 }
 
@@ -244,11 +258,16 @@ struct mma_lane_b {
 };
 
 static __device__ __forceinline__ struct mma_lane_b lane_b_of(struct x_smem sm,
-                                                              const uint4 *zeros)
+                                                              const uint4 *zeros, bool whole)
 {
     int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     bool on = (g >> 1) == t;
     struct mma_lane_b lb;
+    if (whole) {
+        lb.p = (const uint2 *)sm.b + t;
+        lb.step = 32; /* 256 bytes a step, mma j at + 4 j */
+        return lb;
+    }
     lb.p = (const uint2 *)(on ? sm.b : zeros + 4) + 2 * t + (g & 1);
     lb.step = on ? 64 : 0; /* 512 bytes a step */
     return lb;
@@ -345,8 +364,9 @@ static __device__ __forceinline__ float lane_scale(const struct packed_view &v,
  * of lane t's 32 columns, B = x masked to lane t's own columns (x_smem), so
  * D[g][2t] + D[g][2t + 1] is row g's dot over those columns alone and the
  * lane's group scale multiplies it after the mma, in f32: acc += s * dot, for
- * the integer formats acc += s * (dot - corr.x - zero * corr.y). */
-template <int FMT>
+ * the integer formats acc += s * (dot - corr.x - zero * corr.y). WHOLE: B = x
+ * unmasked, D[g][2t] is the dot over the whole step. */
+template <int FMT, bool WHOLE>
 static __device__ __forceinline__ void mma_step(const struct mma_tile *tl, const uint4 *qs,
                                                 const struct pk_scale_raw (*sr)[2],
                                                 const uint2 *xb, float2 corr, uint32_t t16,
@@ -357,7 +377,7 @@ static __device__ __forceinline__ void mma_step(const struct mma_tile *tl, const
     const uint32_t *q0 = (const uint32_t *)&qs[0], *q1 = (const uint32_t *)&qs[1];
 #pragma unroll
     for (int j = 0; j < 8; j++) {
-        uint2 b = xb[8 * j];
+        uint2 b = xb[(WHOLE ? 4 : 8) * j];
         int p = 2 * (j & 1);
         uint2 r0 = weight_pairs<FMT>(q0[j >> 1], p, t16);
         uint2 r1 = weight_pairs<FMT>(q1[j >> 1], p, t16);
@@ -367,7 +387,7 @@ static __device__ __forceinline__ void mma_step(const struct mma_tile *tl, const
     for (int i = 0; i < MMA_TILES; i++)
 #pragma unroll
         for (int h = 0; h < G; h++) {
-            float dot = d[h][2 * i] + d[h][2 * i + 1];
+            float dot = WHOLE ? d[h][2 * i] : d[h][2 * i] + d[h][2 * i + 1];
             if constexpr (pk_has_zero<FMT>()) {
                 float scale = decode_scale<FMT>(tl[i].v, sr[i][0], lut).x;
                 float zero = __uint_as_float(0x4B000000u | sr[i][0].zero) - 8388608.0f;
@@ -580,18 +600,19 @@ static __device__ void norm_tail(const struct mma_args &a, float *scratch)
 
 /* Bytes of x staging per step: the B entries, and for the integer formats the
  * lanes' corr. */
-template <int FMT> static constexpr int mma_smem_per_step()
+template <int FMT, bool WHOLE> static constexpr int mma_smem_per_step()
 {
-    return 32 * (int)sizeof(uint4) + (pk_has_zero<FMT>() ? 4 * (int)sizeof(float2) : 0);
+    return WHOLE ? 32 * (int)sizeof(uint2) + (int)sizeof(float2)
+                 : 32 * (int)sizeof(uint4) + (pk_has_zero<FMT>() ? 4 * (int)sizeof(float2) : 0);
 }
 
 /* Dynamic shared memory of a launch: the zeros, then struct x_smem. */
-template <int FMT> static size_t mma_smem_bytes(int steps)
+template <int FMT, bool WHOLE> static size_t mma_smem_bytes(int steps)
 {
-    return MMA_ZEROS_BYTES + (size_t)steps * mma_smem_per_step<FMT>();
+    return MMA_ZEROS_BYTES + (size_t)steps * mma_smem_per_step<FMT, WHOLE>();
 }
 
-template <int FMT, int MODE>
+template <int FMT, int MODE, bool WHOLE>
 static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
     gemv_mma_kernel(struct mma_args a)
 {
@@ -613,7 +634,7 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
     /* split K: block (x, y) takes steps [s_lo, s_hi) of row block x */
     int s_lo = (int)(blockIdx.y * a.n_steps / gridDim.y);
     int s_hi = (int)((blockIdx.y + 1) * a.n_steps / gridDim.y);
-    struct x_smem sm = {xb, (float2 *)(xb + (s_hi - s_lo) * 32)};
+    struct x_smem sm = {xb, (float2 *)(xb + (s_hi - s_lo) * (WHOLE ? 16 : 32))};
 #pragma unroll
     for (int u = 0; u < U; u++) /* weights only: before the wait */
         load_step<FMT>(tl, s_lo + warp + u * MMA_WARPS, s_hi, b.q[u], b.sr[u]);
@@ -629,9 +650,9 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
     qb_pdl_wait();
     qb_pdl_trigger();
     float inv = a.in.x ? 1.0f : block_inv_rms(a.in, a.m[0].cols, &red[0][0]);
-    build_x_fragments(a.in, inv, a.m[0].cols, s_lo, s_hi, pk_has_zero<FMT>(), sm);
+    build_x_fragments(a.in, inv, a.m[0].cols, s_lo, s_hi, pk_has_zero<FMT>(), WHOLE, sm);
     __syncthreads();
-    struct mma_lane_b lb = lane_b_of(sm, zeros);
+    struct mma_lane_b lb = lane_b_of(sm, zeros, WHOLE);
     uint32_t t16_at = (uint32_t)__cvta_generic_to_shared(&t16);
     /* A ring of U steps: slot u is refilled with the step U * MMA_WARPS ahead as
      * soon as its mma are issued, so U steps stay in flight while this warp works. */
@@ -641,17 +662,19 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
             int s = s0 + u * MMA_WARPS;
             if (s >= s_hi)
                 break;
-            float2 corr = pk_has_zero<FMT>() ? sm.corr[(s - s_lo) * 4 + (lane & 3)]
-                                             : make_float2(0.0f, 0.0f);
-            mma_step<FMT>(tl, b.q[u], b.sr[u], lb.p + (s - s_lo) * lb.step, corr, t16_at, lut,
-                          acc);
+            float2 corr = !pk_has_zero<FMT>() ? make_float2(0.0f, 0.0f)
+                          : WHOLE             ? sm.corr[s - s_lo]
+                                              : sm.corr[(s - s_lo) * 4 + (lane & 3)];
+            mma_step<FMT, WHOLE>(tl, b.q[u], b.sr[u], lb.p + (s - s_lo) * lb.step, corr, t16_at,
+                                 lut, acc);
             if (s + U * MMA_WARPS < s_hi)
                 load_step<FMT>(tl, s + U * MMA_WARPS, s_hi, b.q[u], b.sr[u]);
         }
     }
-    /* each lane holds its rows' sums over its own columns: add the 4 lanes of a row */
+    /* each lane holds its rows' sums over its own columns: add the 4 lanes of a row
+     * (whole: each already holds the rows' sums over all columns) */
 #pragma unroll
-    for (int i = 0; i < MMA_TILES; i++) {
+    for (int i = 0; i < MMA_TILES && !WHOLE; i++) {
         acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], 1);
         acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], 2);
     }
@@ -668,7 +691,7 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
         norm_tail(a, &red[0][0]);
 }
 
-template <int FMT, int MODE>
+template <int FMT, int MODE, bool WHOLE>
 static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStream_t s)
 {
     int64_t per_block = mma_rows_per_block<MODE>();
@@ -676,11 +699,11 @@ static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStrea
     int ks = MODE == MMA_ACCUM && a->partial ? QB_MMA_KSPLIT : 1;
     while (ks > 1 && a->n_steps < 16 * ks) /* at least 16 steps (4 per warp) a part */
         ks /= 2;
-    size_t smem = mma_smem_bytes<FMT>((a->n_steps + ks - 1) / ks);
+    size_t smem = mma_smem_bytes<FMT, WHOLE>((a->n_steps + ks - 1) / ks);
     if (blocks > 0x7fffffff)
         return cudaErrorInvalidValue;
     if (smem > MMA_STATIC_SMEM_MAX - 4096) {
-        cudaError_t e = cudaFuncSetAttribute(gemv_mma_kernel<FMT, MODE>,
+        cudaError_t e = cudaFuncSetAttribute(gemv_mma_kernel<FMT, MODE, WHOLE>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              (int)smem + 4096);
         if (e != cudaSuccess) { /* more x than shared memory holds: gemv_packed.cu's turn */
@@ -688,18 +711,33 @@ static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStrea
             return cudaErrorNotSupported;
         }
     }
-    return qb_launch_smem(pdl, gemv_mma_kernel<FMT, MODE>, dim3((unsigned)blocks, (unsigned)ks),
-                          dim3(MMA_WARPS * 32), smem, s, *a);
+    return qb_launch_smem(pdl, gemv_mma_kernel<FMT, MODE, WHOLE>,
+                          dim3((unsigned)blocks, (unsigned)ks), dim3(MMA_WARPS * 32), smem, s, *a);
+}
+
+/* Whole steps (x_smem) when every matrix is an integer format whose groups
+ * span whole steps (128 columns or more). */
+template <int FMT, int MODE>
+static cudaError_t mma_launch_whole(const struct mma_args *a, bool pdl, cudaStream_t s)
+{
+    if constexpr (pk_has_zero<FMT>()) {
+        bool whole = true;
+        for (int i = 0; i < a->n_mats; i++)
+            whole = whole && a->m[i].group % MMA_STEP == 0;
+        if (whole)
+            return mma_launch_mode<FMT, MODE, true>(a, pdl, s);
+    }
+    return mma_launch_mode<FMT, MODE, false>(a, pdl, s);
 }
 
 template <int FMT>
 static cudaError_t mma_launch_fmt(const struct mma_args *a, int mode, bool pdl, cudaStream_t s)
 {
     if (mode == MMA_STORE)
-        return mma_launch_mode<FMT, MMA_STORE>(a, pdl, s);
+        return mma_launch_whole<FMT, MMA_STORE>(a, pdl, s);
     if (mode == MMA_ACCUM)
-        return mma_launch_mode<FMT, MMA_ACCUM>(a, pdl, s);
-    return mma_launch_mode<FMT, MMA_SWIGLU>(a, pdl, s);
+        return mma_launch_whole<FMT, MMA_ACCUM>(a, pdl, s);
+    return mma_launch_whole<FMT, MMA_SWIGLU>(a, pdl, s);
 }
 
 /* 1 when the launch of these weights can take the tensor-core path. */

@@ -365,7 +365,7 @@ Test(cuda_packed, tensor_core_gemv_partial_tiles_and_steps)
     struct qb_quant_params g32 = {.group = 32}, g128 = {.group = 128},
                            u128 = {.group = 128, .bits = 4}, none = {0};
     check_concat(QB_WFMT_INT4, &g32, 3, qkv, 1056, 0); /* 8 full steps and a quarter one */
-    check_concat(QB_WFMT_INT4, &g128, 3, qkv, 1024, 0); /* one group a step */
+    check_concat(QB_WFMT_INT4, &g128, 3, qkv, 1024, 0); /* one group a step: whole steps */
     check_concat(QB_WFMT_UINT_G, &u128, 3, qkv, 2048, 0);
     check_concat(QB_WFMT_NVFP4, &none, 3, qkv, 1120, 0);
     check_concat(QB_WFMT_NF4, &none, 1, one, 1088, 0);
