@@ -311,15 +311,14 @@ static enum qb_status try_fused_norm(struct qb_cuda_ctx *c, const struct qb_cuda
 {
     enum qb_status st = QB_OK;
     struct qb_gemv_in gi = {NULL, in->x, in->w, in->eps};
-    cudaError_t e = cudaErrorNotSupported;
+    cudaError_t e;
     *fused = 0;
     for (int i = 0; i < n_w; i++) {
         st = check_same(w[i], w[0], err);
         if (st)
             return st;
     }
-    if (!qb_w4a4_is(w[0]) && w[0]->fmt != QB_WFMT_BF16)
-        e = qb_gemv_mma_launch(w, n_w, &gi, y, NULL, accumulate, NULL, c->pdl, c->stream);
+    e = qb_gemv_mma_launch(w, n_w, &gi, y, NULL, accumulate, NULL, c->pdl, c->stream);
     if (e == cudaErrorNotSupported)
         return QB_OK;
     CUDA_CHECK(e);
@@ -354,11 +353,10 @@ extern "C" enum qb_status qb_cuda_gemv_add_norm(struct qb_cuda_ctx *c,
     enum qb_status st = QB_OK;
     struct qb_gemv_in gi = {x, NULL, NULL, 0.0f};
     struct qb_gemv_norm_out tail = {next->w, next->eps, next->a, NULL};
-    cudaError_t e = cudaErrorNotSupported;
+    cudaError_t e;
     if (next->x != y)
         return qb_err_set(err, QB_ERR_INTERNAL, "qb_cuda_gemv_add_norm: the norm is not of y");
-    if (!qb_w4a4_is(w) && w->fmt != QB_WFMT_BF16)
-        e = qb_gemv_mma_launch(&w, 1, &gi, y, NULL, 1, &tail, c->pdl, c->stream);
+    e = qb_gemv_mma_launch(&w, 1, &gi, y, NULL, 1, &tail, c->pdl, c->stream);
     if (e != cudaErrorNotSupported) {
         CUDA_CHECK(e);
         return QB_OK;

@@ -195,7 +195,8 @@ static __device__ __forceinline__ void load_x8(const struct qb_gemv_in &in, int 
  * so a row's 4 lanes share its scale): no masking, every lane reads the 8
  * bytes {x pair 1, x pair 2} of its t, every column of D is the row's dot over
  * the whole step, and corr is one per step. Half the staging, and no sum over
- * the lanes at the end (H100 int4 tg128 of the 8B shape: see mma_launch_mode). */
+ * the lanes at the end (H100 tg128 of the 8B shape: int4-sym 384.8/380.3 ->
+ * 392.4/393.8 t/s, int4 385.6/384.3 -> 388.6/386.3). */
 struct x_smem {
     uint4 *b;     /* [steps][8][4]; whole: uint2 [steps][8][4] */
     float2 *corr; /* [steps][4]; whole: [steps] (integer formats) */
@@ -388,13 +389,11 @@ static __device__ __forceinline__ void mma_step(const struct mma_tile *tl, const
 #pragma unroll
         for (int h = 0; h < G; h++) {
             float dot = WHOLE ? d[h][2 * i] : d[h][2 * i] + d[h][2 * i + 1];
-            if constexpr (pk_has_zero<FMT>()) {
-                float scale = decode_scale<FMT>(tl[i].v, sr[i][0], lut).x;
-                float zero = __uint_as_float(0x4B000000u | sr[i][0].zero) - 8388608.0f;
-                acc[i] = fmaf(scale, fmaf(-zero, corr.y, dot - corr.x), acc[i]);
-            } else {
-                acc[i] = fmaf(lane_scale<FMT>(tl[i].v, sr[i][h], lut), dot, acc[i]);
+            if constexpr (pk_has_zero<FMT>()) { /* the offsets the codes carried in */
+                float zero = __uint_as_float(0x4B000000u | sr[i][h].zero) - 8388608.0f;
+                dot = fmaf(-zero, corr.y, dot - corr.x);
             }
+            acc[i] = fmaf(lane_scale<FMT>(tl[i].v, sr[i][h], lut), dot, acc[i]);
         }
 }
 
@@ -745,9 +744,10 @@ static bool mma_applies(const struct qb_cuda_weight *const *w, int n_w)
 {
     if (qb_packed_is_8bit(w[0]->fmt) || w[0]->fmt == QB_WFMT_BF16)
         return false;
-    for (int i = 0; i < n_w; i++)
-        if (w[i]->g_idx || w[i]->rows % 8 || w[i]->cols != w[0]->cols || w[i]->cols % 32 ||
-            (w[i]->group & (w[i]->group - 1)) || (w[i]->group % 32 && w[i]->fmt != QB_WFMT_NVFP4))
+    for (int i = 0; i < n_w; i++) /* weight-only: W4A4 goes to w4a4.cu */
+        if (w[i]->act != QB_ACT_F32 || w[i]->g_idx || w[i]->rows % 8 ||
+            w[i]->cols != w[0]->cols || w[i]->cols % 32 || (w[i]->group & (w[i]->group - 1)) ||
+            (w[i]->group % 32 && w[i]->fmt != QB_WFMT_NVFP4))
             return false;
     return true;
 }
