@@ -103,7 +103,7 @@
 /* steps in flight per warp (H100 tg128: int4 4 > 6 > 3, nvfp4 and mxfp4 4 > 3, 6) */
 #define MMA_UNROLL 4
 #define MMA_MIN_BLOCKS 4 /* resident blocks per SM the registers must allow (4 > 3, 5) */
-#define MMA_TILES 2 /* tiles of 8 rows per block (one tile and twice the blocks: slower) */
+#define MMA_TILES 2      /* tiles of 8 rows per block (one tile and twice the blocks: slower) */
 #define MMA_STEP 128
 #define MMA_MAX_MATS 3
 #define MMA_LUT_MAX (QB_LUT_DYN_OFFSET + 256)
@@ -118,8 +118,8 @@ struct mma_args {
     int64_t total_rows; /* output rows (SwiGLU: rows of gate) */
     int n_steps;        /* ceil(cols / 128) */
     struct qb_gemv_in in;
-    float *partial;      /* split K: [blocks][gridDim.y][16] partial sums */
-    unsigned *arrivals;  /* split K: [blocks] blocks done, reset by the last (and next.done) */
+    float *partial;     /* split K: [blocks][gridDim.y][16] partial sums */
+    unsigned *arrivals; /* split K: [blocks] blocks done, reset by the last (and next.done) */
     struct qb_gemv_norm_out next; /* next.out == NULL: no RMSNorm tail */
     float *y;
     uint16_t *y_bf16;
@@ -155,21 +155,11 @@ static __device__ float block_inv_rms(const struct qb_gemv_in &in, int cols, flo
     return rsqrtf(qb_block_sum(ss, scratch) / (float)cols + in.eps);
 }
 
-/* Input columns base .. base + 8 as floats: the bf16 x, or bf16(xf * inv * nw) as
- * qb_cuda_rmsnorm rounds it. */
-static __device__ __forceinline__ void load_x8(const struct qb_gemv_in &in, int base, float inv,
-                                               float *f)
+/* Input columns base .. base + 8 of the fused RMSNorm as floats: bf16(xf *
+ * inv * nw), as qb_cuda_rmsnorm rounds it. */
+static __device__ __forceinline__ void load_x8_normed(const struct qb_gemv_in &in, int base,
+                                                      float inv, float *f)
 {
-    if (in.x) {
-        uint4 v = __ldg((const uint4 *)(in.x + base));
-        const uint32_t *u = (const uint32_t *)&v;
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            f[2 * k] = __uint_as_float(u[k] << 16);
-            f[2 * k + 1] = __uint_as_float(u[k] & 0xffff0000u);
-        }
-        return;
-    }
 #pragma unroll
     for (int h = 0; h < 2; h++) {
         float4 x = __ldg((const float4 *)(in.xf + base) + h);
@@ -177,8 +167,8 @@ static __device__ __forceinline__ void load_x8(const struct qb_gemv_in &in, int 
         const float xv[4] = {x.x, x.y, x.z, x.w}, wv[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
         for (int k = 0; k < 4; k++)
-            f[4 * h + k] = __uint_as_float((uint32_t)qb_f32_to_bf16_bits(xv[k] * inv * wv[k])
-                                           << 16);
+            f[4 * h + k] =
+                __uint_as_float((uint32_t)qb_f32_to_bf16_bits(xv[k] * inv * wv[k]) << 16);
     }
 }
 
@@ -202,47 +192,88 @@ struct x_smem {
     float2 *corr; /* [steps][4]; whole: [steps] (integer formats) */
 };
 
-static __device__ void build_x_fragments(const struct qb_gemv_in &in, float inv, int cols,
-                                         int s_lo, int s_hi, bool want_corr, bool whole,
-                                         struct x_smem sm)
+/* 8 columns of the bf16 row x as floats. */
+static __device__ __forceinline__ void unpack_bf16x8(uint4 v, float *f)
 {
-    int n_items = (s_hi - s_lo) * 16, lane = threadIdx.x & 31;
-    /* 16 items (t, w) per step, adjacent lanes: corr of (s, t) sums 4 of them, whole 16 */
-    for (int first = threadIdx.x & ~31; first < n_items; first += blockDim.x) {
-        int item = first + lane;
-        int s = s_lo + (item >> 4), t = (item >> 2) & 3, w = item & 3;
-        int base = s * MMA_STEP + 32 * t + 8 * w;
-        float f[8] = {};
-        if (item < n_items && base < cols)
-            load_x8(in, base, inv, f);
-        float even = 0.0f, odd = 0.0f;
+    const uint32_t *u = (const uint32_t *)&v;
 #pragma unroll
-        for (int k = 0; k < 8; k++) {
-            f[k] = __half2float(__float2half_rn(f[k])); /* what the mma multiplies */
-            if (k & 1)
-                odd += f[k];
-            else
-                even += f[k];
-        }
-        float c1 = 1024.0f * even + 64.0f * odd, sx = even + odd;
-        for (int o = 1; o < (whole ? 16 : 4); o <<= 1) {
-            c1 += __shfl_xor_sync(0xffffffffu, c1, o);
-            sx += __shfl_xor_sync(0xffffffffu, sx, o);
-        }
-        if (item >= n_items)
-            continue;
+    for (int k = 0; k < 4; k++) {
+        f[2 * k] = __uint_as_float(u[k] << 16);
+        f[2 * k + 1] = __uint_as_float(u[k] & 0xffff0000u);
+    }
+}
+
+/* One item (s, t, w) of build_x_fragments from its 8 x values f: rounds them
+ * to f16, stores the two B entries and (first item of a corr's span) corr.
+ * Every lane of the warp calls it (the shuffles); `in` says whether the item
+ * exists. */
+static __device__ __forceinline__ void put_x_item(float *f, int item, bool in, int s_lo,
+                                                  bool want_corr, bool whole, struct x_smem sm)
+{
+    int s = s_lo + (item >> 4), t = (item >> 2) & 3, w = item & 3;
+    float even = 0.0f, odd = 0.0f;
 #pragma unroll
-        for (int h = 0; h < 2; h++) {
-            int at = ((s - s_lo) * 8 + 2 * w + h) * 4 + t;
-            uint32_t x1 = half2_bits(f[2 * h], f[2 * h + 4]);
-            uint32_t x2 = half2_bits(f[2 * h + 1], f[2 * h + 5]);
-            if (whole)
-                ((uint2 *)sm.b)[at] = make_uint2(x1, x2);
-            else
-                sm.b[at] = make_uint4(x1, 0u, 0u, x2);
+    for (int k = 0; k < 8; k++) {
+        f[k] = __half2float(__float2half_rn(f[k])); /* what the mma multiplies */
+        if (k & 1)
+            odd += f[k];
+        else
+            even += f[k];
+    }
+    float c1 = 1024.0f * even + 64.0f * odd, sx = even + odd;
+    for (int o = 1; o < (whole ? 16 : 4); o <<= 1) {
+        c1 += __shfl_xor_sync(0xffffffffu, c1, o);
+        sx += __shfl_xor_sync(0xffffffffu, sx, o);
+    }
+    if (!in)
+        return;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        int at = ((s - s_lo) * 8 + 2 * w + h) * 4 + t;
+        uint32_t x1 = half2_bits(f[2 * h], f[2 * h + 4]);
+        uint32_t x2 = half2_bits(f[2 * h + 1], f[2 * h + 5]);
+        if (whole)
+            ((uint2 *)sm.b)[at] = make_uint2(x1, x2);
+        else
+            sm.b[at] = make_uint4(x1, 0u, 0u, x2);
+    }
+    if (want_corr && (whole ? (item & 15) == 0 : w == 0))
+        sm.corr[whole ? s - s_lo : (s - s_lo) * 4 + t] = make_float2(c1, sx);
+}
+
+/* Stage x_smem for steps [s_lo, s_hi): 16 items (t, w) per step on adjacent
+ * lanes (corr of (s, t) sums 4 of them, whole 16). A thread takes X_BATCH
+ * items at a time with their loads of the bf16 x in flight together (H100
+ * int4 tg128: 393.0 -> 398.9 t/s, two runs; 4 at a time: 394.3, the registers
+ * cost a resident block). */
+#define X_BATCH 2
+static __device__ void build_x_fragments(const struct qb_gemv_in &in, float inv, int cols, int s_lo,
+                                         int s_hi, bool want_corr, bool whole, struct x_smem sm)
+{
+    int n_items = (s_hi - s_lo) * 16, lane = threadIdx.x & 31, n = blockDim.x;
+    for (int first = threadIdx.x & ~31; first < n_items; first += X_BATCH * n) {
+        uint4 raw[X_BATCH];
+#pragma unroll
+        for (int k = 0; k < X_BATCH; k++) {
+            int item = first + k * n + lane;
+            int base = (s_lo + (item >> 4)) * MMA_STEP + 8 * (item & 15);
+            raw[k] = make_uint4(0u, 0u, 0u, 0u);
+            if (in.x && item < n_items && base < cols)
+                raw[k] = __ldg((const uint4 *)(in.x + base));
         }
-        if (want_corr && (whole ? (item & 15) == 0 : w == 0))
-            sm.corr[whole ? s - s_lo : (s - s_lo) * 4 + t] = make_float2(c1, sx);
+#pragma unroll
+        for (int k = 0; k < X_BATCH; k++) {
+            int item = first + k * n + lane;
+            if (first + k * n >= n_items) /* warp-uniform */
+                break;
+            int base = (s_lo + (item >> 4)) * MMA_STEP + 8 * (item & 15);
+            float f[8] = {};
+            if (in.x)
+                unpack_bf16x8(raw[k], f);
+            else if (item < n_items && base < cols)
+                load_x8_normed(in, base, inv, f);
+            put_x_item(f, item, item < n_items, s_lo, want_corr, whole, sm);
+        }
     }
 }
 
@@ -258,8 +289,8 @@ struct mma_lane_b {
     int step;
 };
 
-static __device__ __forceinline__ struct mma_lane_b lane_b_of(struct x_smem sm,
-                                                              const uint4 *zeros, bool whole)
+static __device__ __forceinline__ struct mma_lane_b lane_b_of(struct x_smem sm, const uint4 *zeros,
+                                                              bool whole)
 {
     int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     bool on = (g >> 1) == t;
@@ -299,7 +330,8 @@ static __device__ __forceinline__ uint32_t e2m1_as_f16(uint32_t v)
  * (hi) half of a word, so a pair is one OR of two lookups; 32 words in 32
  * banks: no lookup ever conflicts. 128-byte aligned, so the address of entry n
  * is base | 4n, one LOP3 from the shifted codes (lut16_at). */
-struct __align__(128) mma_lut16 {
+struct __align__(128) mma_lut16
+{
     uint32_t lo[16], hi[16];
 };
 
@@ -368,10 +400,9 @@ static __device__ __forceinline__ float lane_scale(const struct packed_view &v,
  * the integer formats acc += s * (dot - corr.x - zero * corr.y). WHOLE: B = x
  * unmasked, D[g][2t] is the dot over the whole step. */
 template <int FMT, bool WHOLE>
-static __device__ __forceinline__ void mma_step(const struct mma_tile *tl, const uint4 *qs,
-                                                const struct pk_scale_raw (*sr)[2],
-                                                const uint2 *xb, float2 corr, uint32_t t16,
-                                                const float *lut, float acc[MMA_TILES])
+static __device__ __forceinline__ void
+mma_step(const struct mma_tile *tl, const uint4 *qs, const struct pk_scale_raw (*sr)[2],
+         const uint2 *xb, float2 corr, uint32_t t16, const float *lut, float acc[MMA_TILES])
 {
     constexpr int G = mma_lane_groups<FMT>();
     float d[G][4] = {};
@@ -677,7 +708,7 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
         acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], 1);
         acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], 2);
     }
-    __syncthreads(); /* red doubled as block_inv_rms's scratch */
+    __syncthreads();     /* red doubled as block_inv_rms's scratch */
     if ((lane & 3) == 0) /* rows g and g + 8 of the block */
         for (int i = 0; i < MMA_TILES; i++)
             red[warp][8 * i + (lane >> 2)] = acc[i];
@@ -702,9 +733,9 @@ static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStrea
     if (blocks > 0x7fffffff)
         return cudaErrorInvalidValue;
     if (smem > MMA_STATIC_SMEM_MAX - 4096) {
-        cudaError_t e = cudaFuncSetAttribute(gemv_mma_kernel<FMT, MODE, WHOLE>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             (int)smem + 4096);
+        cudaError_t e =
+            cudaFuncSetAttribute(gemv_mma_kernel<FMT, MODE, WHOLE>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem + 4096);
         if (e != cudaSuccess) { /* more x than shared memory holds: gemv_packed.cu's turn */
             (void)cudaGetLastError();
             return cudaErrorNotSupported;
@@ -745,8 +776,8 @@ static bool mma_applies(const struct qb_cuda_weight *const *w, int n_w)
     if (qb_packed_is_8bit(w[0]->fmt) || w[0]->fmt == QB_WFMT_BF16)
         return false;
     for (int i = 0; i < n_w; i++) /* weight-only: W4A4 goes to w4a4.cu */
-        if (w[i]->act != QB_ACT_F32 || w[i]->g_idx || w[i]->rows % 8 ||
-            w[i]->cols != w[0]->cols || w[i]->cols % 32 || (w[i]->group & (w[i]->group - 1)) ||
+        if (w[i]->act != QB_ACT_F32 || w[i]->g_idx || w[i]->rows % 8 || w[i]->cols != w[0]->cols ||
+            w[i]->cols % 32 || (w[i]->group & (w[i]->group - 1)) ||
             (w[i]->group % 32 && w[i]->fmt != QB_WFMT_NVFP4))
             return false;
     return true;
@@ -782,13 +813,21 @@ cudaError_t qb_gemv_mma_launch(const struct qb_cuda_weight *const *w, int n_w,
     a.y = y;
     a.y_bf16 = y_bf16;
     switch (w[0]->fmt) {
-    case QB_WFMT_INT4: return mma_launch_fmt<QB_WFMT_INT4>(&a, mode, pdl, s);
-    case QB_WFMT_INT4_SYM: return mma_launch_fmt<QB_WFMT_INT4_SYM>(&a, mode, pdl, s);
-    case QB_WFMT_UINT_G: return mma_launch_fmt<QB_WFMT_UINT_G>(&a, mode, pdl, s);
-    case QB_WFMT_NF4: return mma_launch_fmt<QB_WFMT_NF4>(&a, mode, pdl, s);
-    case QB_WFMT_NF4_DQ: return mma_launch_fmt<QB_WFMT_NF4_DQ>(&a, mode, pdl, s);
-    case QB_WFMT_NVFP4: return mma_launch_fmt<QB_WFMT_NVFP4>(&a, mode, pdl, s);
-    case QB_WFMT_MXFP4: return mma_launch_fmt<QB_WFMT_MXFP4>(&a, mode, pdl, s);
-    default: return cudaErrorNotSupported;
+    case QB_WFMT_INT4:
+        return mma_launch_fmt<QB_WFMT_INT4>(&a, mode, pdl, s);
+    case QB_WFMT_INT4_SYM:
+        return mma_launch_fmt<QB_WFMT_INT4_SYM>(&a, mode, pdl, s);
+    case QB_WFMT_UINT_G:
+        return mma_launch_fmt<QB_WFMT_UINT_G>(&a, mode, pdl, s);
+    case QB_WFMT_NF4:
+        return mma_launch_fmt<QB_WFMT_NF4>(&a, mode, pdl, s);
+    case QB_WFMT_NF4_DQ:
+        return mma_launch_fmt<QB_WFMT_NF4_DQ>(&a, mode, pdl, s);
+    case QB_WFMT_NVFP4:
+        return mma_launch_fmt<QB_WFMT_NVFP4>(&a, mode, pdl, s);
+    case QB_WFMT_MXFP4:
+        return mma_launch_fmt<QB_WFMT_MXFP4>(&a, mode, pdl, s);
+    default:
+        return cudaErrorNotSupported;
     }
 }
