@@ -203,6 +203,12 @@ static __device__ __forceinline__ void unpack_bf16x8(uint4 v, float *f)
     }
 }
 
+/* The first input column of item (s, t, w) of build_x_fragments: 128 s + 32 t + 8 w. */
+static __device__ __forceinline__ int x_item_col(int item, int s_lo)
+{
+    return (s_lo + (item >> 4)) * MMA_STEP + 8 * (item & 15);
+}
+
 /* One item (s, t, w) of build_x_fragments from its 8 x values f: rounds them
  * to f16, stores the two B entries and (first item of a corr's span) corr.
  * Every lane of the warp calls it (the shuffles); `in` says whether the item
@@ -255,8 +261,7 @@ static __device__ void build_x_fragments(const struct qb_gemv_in &in, float inv,
         uint4 raw[X_BATCH];
 #pragma unroll
         for (int k = 0; k < X_BATCH; k++) {
-            int item = first + k * n + lane;
-            int base = (s_lo + (item >> 4)) * MMA_STEP + 8 * (item & 15);
+            int item = first + k * n + lane, base = x_item_col(item, s_lo);
             raw[k] = make_uint4(0u, 0u, 0u, 0u);
             if (in.x && item < n_items && base < cols)
                 raw[k] = __ldg((const uint4 *)(in.x + base));
@@ -266,7 +271,7 @@ static __device__ void build_x_fragments(const struct qb_gemv_in &in, float inv,
             int item = first + k * n + lane;
             if (first + k * n >= n_items) /* warp-uniform */
                 break;
-            int base = (s_lo + (item >> 4)) * MMA_STEP + 8 * (item & 15);
+            int base = x_item_col(item, s_lo);
             float f[8] = {};
             if (in.x)
                 unpack_bf16x8(raw[k], f);
