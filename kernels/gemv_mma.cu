@@ -69,11 +69,14 @@
  *
  * Split K (y += W x: the o and down projections, 256 blocks for the 8B
  * shape, two per SM): gridDim.y = QB_MMA_KSPLIT blocks share a row block, each
- * over a contiguous part of the steps with only its part of x staged; they
- * publish their partial sums to the weight's scratch (qb_cuda_weight's
- * splitk_*), and the last to arrive adds them in part order, so the result
- * does not depend on timing (int4 tg128 on the H100: 309 -> 324 t/s; nf4 220 ->
- * 240).
+ * over a contiguous part of the steps with only its part of x staged (int4
+ * tg128 on the H100: 309 -> 324 t/s; nf4 220 -> 240). The parts of a row
+ * block form a thread block cluster: each writes its partial sums into part
+ * 0's shared memory, and after the cluster barrier part 0 adds them in part
+ * order, so the result does not depend on timing. (Before, they went through
+ * global scratch, a fence and an arrival counter, the last part adding them:
+ * H100 tg128 of the 8B shape with the tail below, int4 398 -> 414 t/s, nvfp4
+ * 355 -> 364, nf4 304 -> 310.)
  *
  * Fused RMSNorm (struct qb_gemv_in without x): each block computes the
  * row's mean square and builds its x fragments from the f32 residual and the
@@ -84,11 +87,14 @@
  * us measured); its input comes from the o projection's RMSNorm tail (below).
  *
  * RMSNorm tail (accumulating launches with next: the o and down projections
- * in decode): after its row block's outputs are stored, each block counts
- * itself in; the last normalizes the whole of y into the next layer's bf16
+ * in decode): after its row block's outputs are stored, each block leaves
+ * their sum of squares in the weight's tail_ss and counts itself in; the last
+ * adds those sums and normalizes the whole of y into the next layer's bf16
  * input, so the RMSNorm kernel before gate/up (8.7 us per layer in the graph,
  * for 16 KB) and the norm prologue of the next q|k|v launch are gone (H100
- * int4 tg128: 347 -> 371 t/s).
+ * int4 tg128: 347 -> 371 t/s). The tail sits on the critical path between two
+ * launches: with it skipped (wrong results, timing only) int4 gives 435
+ * against 397 t/s, so it reads y once, its loads in flight during the sum.
  *
  * Taken when every matrix of the launch is a 4-bit format without g_idx
  * whose rows are a multiple of 8, whose columns are a multiple of 32 (16-byte
@@ -118,8 +124,7 @@ struct mma_args {
     int64_t total_rows; /* output rows (SwiGLU: rows of gate) */
     int n_steps;        /* ceil(cols / 128) */
     struct qb_gemv_in in;
-    float *partial;     /* split K: [blocks][gridDim.y][16] partial sums */
-    unsigned *arrivals; /* split K: [blocks] blocks done, reset by the last (and next.done) */
+    float *row_ss;      /* RMSNorm tail: [gridDim.x] sums of squares of each row block's y */
     struct qb_gemv_norm_out next; /* next.out == NULL: no RMSNorm tail */
     float *y;
     uint16_t *y_bf16;
@@ -530,62 +535,134 @@ static __device__ __forceinline__ void store_output(const struct mma_args &a,
     } else {
         int64_t out = (int64_t)blockIdx.x * mma_rows_per_block<MODE>() + r;
         int m = i ? mat[1] : mat[0]; /* selects, not indexing: no local-memory copies */
-        if (m < 0 || out >= a.total_rows)
-            return;
-        int64_t local = (i ? tl[1].row : tl[0].row) - g + (r & 7); /* tile row 0 + r's place */
-        const float *bias = m == 0 ? a.bias[0] : m == 1 ? a.bias[1] : a.bias[2];
-        v += bias ? bias[local] : 0.0f;
-        a.y[out] = MODE == MMA_ACCUM ? a.y[out] + v : v;
+        bool valid = m >= 0 && out < a.total_rows;
+        if (valid) {
+            int64_t local = (i ? tl[1].row : tl[0].row) - g + (r & 7); /* tile row 0 + r's place */
+            const float *bias = m == 0 ? a.bias[0] : m == 1 ? a.bias[1] : a.bias[2];
+            v += bias ? bias[local] : 0.0f;
+            v = MODE == MMA_ACCUM ? a.y[out] + v : v;
+            a.y[out] = v;
+        }
+        if (MODE == MMA_ACCUM && a.next.out) { /* the block's share of the RMSNorm tail */
+            float sq = valid ? v * v : 0.0f;
+            for (int o = 8; o > 0; o >>= 1)
+                sq += __shfl_xor_sync(0x0000ffffu, sq, o);
+            if (r == 0)
+                a.row_ss[blockIdx.x] = sq;
+        }
     }
 }
 
-/* Split K (accumulating launches only): publish this block's 16 partial sums;
- * the block that arrives last for its row block turns red[0] into the sum of
- * all parts in split order (deterministic) and resets the counter; true for it. */
-static __device__ bool split_k_last(const struct mma_args &a, float (*red)[MMA_TILES * 8])
+/* barrier.cluster in two halves: arrive (relaxed: orders nothing; release)
+ * and wait (acquire). Only in cluster launches (split K). */
+static __device__ __forceinline__ void cluster_arrive_relaxed(void)
 {
-    __shared__ bool last;
-    float *mine = a.partial + ((size_t)blockIdx.x * gridDim.y + blockIdx.y) * 16;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
+#endif
+}
+
+static __device__ __forceinline__ void cluster_arrive(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.aligned;" ::: "memory");
+#endif
+}
+
+static __device__ __forceinline__ void cluster_wait(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
+#endif
+}
+
+/* Store v at the same shared-memory variable *p of the cluster's block 0. */
+static __device__ __forceinline__ void st_cluster_rank0(float *p, float v)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    uint32_t local = (uint32_t)__cvta_generic_to_shared(p), remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, 0;" : "=r"(remote) : "r"(local));
+    asm volatile("st.shared::cluster.f32 [%0], %1;" ::"r"(remote), "f"(v) : "memory");
+#endif
+}
+
+/* Split K (accumulating launches only): the gridDim.y parts of a row block
+ * form a cluster; each writes its 16 partial sums into parts[its part] of part
+ * 0's shared memory, and after the cluster barrier part 0 turns red[0] into
+ * their sum in part order (deterministic); true for it. Every thread of every
+ * part calls it once, after the cluster_arrive_relaxed at the kernel's start
+ * (so part 0's shared memory is known to be live when written). */
+static __device__ bool split_k_gather(float (*red)[MMA_TILES * 8], float (*parts)[16])
+{
+    cluster_wait();
     if (threadIdx.x < 16) {
         float v = 0.0f;
         for (int w = 0; w < MMA_WARPS; w++)
             v += red[w][threadIdx.x];
-        mine[threadIdx.x] = v;
-        __threadfence();
+        st_cluster_rank0(&parts[blockIdx.y][threadIdx.x], v);
     }
-    __syncthreads();
-    if (threadIdx.x == 0)
-        last = atomicAdd(a.arrivals + blockIdx.x, 1u) == gridDim.y - 1;
-    __syncthreads();
-    if (!last)
+    cluster_arrive();
+    cluster_wait();
+    if (blockIdx.y != 0)
         return false;
-    __threadfence();
     if (threadIdx.x < 16) {
-        const float *parts = a.partial + (size_t)blockIdx.x * gridDim.y * 16;
         float v = 0.0f;
         for (unsigned k = 0; k < gridDim.y; k++)
-            v += __ldcg(parts + k * 16 + threadIdx.x);
+            v += parts[k][threadIdx.x];
         red[0][threadIdx.x] = v;
         for (int w = 1; w < MMA_WARPS; w++)
             red[w][threadIdx.x] = 0.0f;
     }
-    if (threadIdx.x == 0)
-        a.arrivals[blockIdx.x] = 0;
     __syncthreads();
     return true;
 }
 
-/* The RMSNorm tail (accumulating launches with a.next.out): once every row
- * block has stored, the last to arrive normalizes the whole of y into
- * next.out as rmsnorm.cu does, 8 float4 per thread in flight, and resets the
- * counter. total_rows % 4 == 0 (qb_gemv_mma_launch). */
+#define TAIL_PER 8 /* float4 of y (and of the norm weight) per thread in flight */
+
+/* Elements i0 + k * blockDim.x (k < TAIL_PER, those below n4) of y and the norm weight. */
+static __device__ __forceinline__ void tail_load(const struct mma_args &a, int i0, int n4,
+                                                 float4 *v, float4 *w)
+{
+#pragma unroll
+    for (int k = 0; k < TAIL_PER; k++) {
+        int i = i0 + k * blockDim.x;
+        if (i < n4) {
+            v[k] = __ldcg((const float4 *)a.y + i);
+            w[k] = __ldg((const float4 *)a.next.nw + i);
+        }
+    }
+}
+
+/* bf16(y * inv * nw) of those elements into next.out. */
+static __device__ __forceinline__ void tail_store(const struct mma_args &a, int i0, int n4,
+                                                  float inv, const float4 *v, const float4 *w)
+{
+#pragma unroll
+    for (int k = 0; k < TAIL_PER; k++) {
+        int i = i0 + k * blockDim.x;
+        if (i >= n4)
+            continue;
+        uint2 o;
+        o.x = qb_f32_to_bf16_bits(v[k].x * inv * w[k].x) |
+              (uint32_t)qb_f32_to_bf16_bits(v[k].y * inv * w[k].y) << 16;
+        o.y = qb_f32_to_bf16_bits(v[k].z * inv * w[k].z) |
+              (uint32_t)qb_f32_to_bf16_bits(v[k].w * inv * w[k].w) << 16;
+        ((uint2 *)a.next.out)[i] = o;
+    }
+}
+
+/* The RMSNorm tail (accumulating launches with a.next.out): every block has
+ * left the sum of squares of its outputs in row_ss (store_output); once all
+ * have arrived, the last adds those sums and normalizes the whole of y into
+ * next.out as rmsnorm.cu does (up to the summation order), its first loads of y
+ * and the norm weight issued before that sum, and resets the counter.
+ * total_rows % 4 == 0 (qb_gemv_mma_launch). */
 static __device__ void norm_tail(const struct mma_args &a, float *scratch)
 {
-    constexpr int PER = 8;
     __shared__ bool last;
-    const float4 *y4 = (const float4 *)a.y;
-    int n4 = (int)(a.total_rows / 4);
-    __threadfence(); /* this block's outputs, before its arrival */
+    int n4 = (int)(a.total_rows / 4), step = TAIL_PER * blockDim.x;
+    float4 v[TAIL_PER], w[TAIL_PER];
+    __threadfence(); /* this block's outputs and row_ss, before its arrival */
     __syncthreads();
     if (threadIdx.x == 0)
         last = atomicAdd(a.next.done, 1u) == gridDim.x - 1;
@@ -594,40 +671,14 @@ static __device__ void norm_tail(const struct mma_args &a, float *scratch)
         return;
     __threadfence();
     float ss = 0.0f;
-    for (int i0 = threadIdx.x; i0 < n4; i0 += PER * blockDim.x) {
-        float4 v[PER];
-#pragma unroll
-        for (int k = 0; k < PER; k++) {
-            int i = i0 + k * blockDim.x;
-            v[k] = i < n4 ? __ldcg(y4 + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        }
-#pragma unroll
-        for (int k = 0; k < PER; k++)
-            ss += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
-    }
+    for (int i = threadIdx.x; i < (int)gridDim.x; i += blockDim.x)
+        ss += __ldcg(a.row_ss + i);
+    tail_load(a, threadIdx.x, n4, v, w); /* in flight during the sum */
     float inv = rsqrtf(qb_block_sum(ss, scratch) / (float)a.total_rows + a.next.eps);
-    for (int i0 = threadIdx.x; i0 < n4; i0 += PER * blockDim.x) {
-        float4 v[PER], w[PER];
-#pragma unroll
-        for (int k = 0; k < PER; k++) {
-            int i = i0 + k * blockDim.x;
-            if (i < n4) {
-                v[k] = __ldcg(y4 + i);
-                w[k] = __ldg((const float4 *)a.next.nw + i);
-            }
-        }
-#pragma unroll
-        for (int k = 0; k < PER; k++) {
-            int i = i0 + k * blockDim.x;
-            if (i >= n4)
-                continue;
-            uint2 o;
-            o.x = qb_f32_to_bf16_bits(v[k].x * inv * w[k].x) |
-                  (uint32_t)qb_f32_to_bf16_bits(v[k].y * inv * w[k].y) << 16;
-            o.y = qb_f32_to_bf16_bits(v[k].z * inv * w[k].z) |
-                  (uint32_t)qb_f32_to_bf16_bits(v[k].w * inv * w[k].w) << 16;
-            ((uint2 *)a.next.out)[i] = o;
-        }
+    for (int i0 = threadIdx.x; i0 < n4; i0 += step) {
+        tail_store(a, i0, n4, inv, v, w);
+        if (i0 + step < n4)
+            tail_load(a, i0 + step, n4, v, w);
     }
     if (threadIdx.x == 0)
         *a.next.done = 0;
@@ -657,6 +708,7 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
     __shared__ float lut[MMA_LUT_MAX];
     __shared__ struct mma_lut16 t16;
     __shared__ float red[MMA_WARPS][MMA_TILES * 8];
+    __shared__ float parts[QB_MMA_KSPLIT][16]; /* split K: part 0's, written by every part */
     constexpr bool is_nf4 = FMT == QB_WFMT_NF4 || FMT == QB_WFMT_NF4_DQ;
     constexpr int lut_len = FMT == QB_WFMT_NF4_DQ ? MMA_LUT_MAX : 0;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -670,6 +722,8 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
     int s_lo = (int)(blockIdx.y * a.n_steps / gridDim.y);
     int s_hi = (int)((blockIdx.y + 1) * a.n_steps / gridDim.y);
     struct x_smem sm = {xb, (float2 *)(xb + (s_hi - s_lo) * (WHOLE ? 16 : 32))};
+    if (gridDim.y > 1) /* split_k_gather's wait: every part has started */
+        cluster_arrive_relaxed();
 #pragma unroll
     for (int u = 0; u < U; u++) /* weights only: before the wait */
         load_step<FMT>(tl, s_lo + warp + u * MMA_WARPS, s_hi, b.q[u], b.sr[u]);
@@ -718,7 +772,7 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
         for (int i = 0; i < MMA_TILES; i++)
             red[warp][8 * i + (lane >> 2)] = acc[i];
     __syncthreads();
-    if (gridDim.y > 1 && !split_k_last(a, red)) /* not the last part of this row block */
+    if (gridDim.y > 1 && !split_k_gather(red, parts)) /* not part 0 of this row block */
         return;
     if (threadIdx.x < MMA_TILES * 8)
         store_output<MODE>(a, tl, mat, red);
@@ -726,12 +780,21 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
         norm_tail(a, &red[0][0]);
 }
 
+/* 1 when the current device launches thread block clusters (sm_90+): split K
+ * needs them. */
+static bool clusters_supported(void)
+{
+    int dev = 0, on = 0;
+    return cudaGetDevice(&dev) == cudaSuccess &&
+           cudaDeviceGetAttribute(&on, cudaDevAttrClusterLaunch, dev) == cudaSuccess && on;
+}
+
 template <int FMT, int MODE, bool WHOLE>
 static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStream_t s)
 {
     int64_t per_block = mma_rows_per_block<MODE>();
     int64_t blocks = (a->total_rows + per_block - 1) / per_block;
-    int ks = MODE == MMA_ACCUM && a->partial ? QB_MMA_KSPLIT : 1;
+    int ks = MODE == MMA_ACCUM && clusters_supported() ? QB_MMA_KSPLIT : 1;
     while (ks > 1 && a->n_steps < 16 * ks) /* at least 16 steps (4 per warp) a part */
         ks /= 2;
     size_t smem = mma_smem_bytes<FMT, WHOLE>((a->n_steps + ks - 1) / ks);
@@ -746,8 +809,9 @@ static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStrea
             return cudaErrorNotSupported;
         }
     }
-    return qb_launch_smem(pdl, gemv_mma_kernel<FMT, MODE, WHOLE>,
-                          dim3((unsigned)blocks, (unsigned)ks), dim3(MMA_WARPS * 32), smem, s, *a);
+    return qb_launch_cluster(pdl, ks, gemv_mma_kernel<FMT, MODE, WHOLE>,
+                             dim3((unsigned)blocks, (unsigned)ks), dim3(MMA_WARPS * 32), smem, s,
+                             *a);
 }
 
 /* Whole steps (x_smem) when every matrix is an integer format whose groups
@@ -797,11 +861,12 @@ cudaError_t qb_gemv_mma_launch(const struct qb_cuda_weight *const *w, int n_w,
         return cudaErrorNotSupported;
     if (!in->x && mode == MMA_SWIGLU) /* see the top comment */
         return cudaErrorNotSupported;
-    if (next && (mode != MMA_ACCUM || n_w != 1 || w[0]->rows % 4 || !w[0]->splitk_arrivals))
+    if (next && (mode != MMA_ACCUM || n_w != 1 || w[0]->rows % 4 || !w[0]->tail_done))
         return cudaErrorNotSupported;
     if (next) {
         a.next = *next;
-        a.next.done = w[0]->splitk_arrivals + qb_mma_row_blocks(w[0]->rows); /* weight.cu */
+        a.next.done = w[0]->tail_done;
+        a.row_ss = w[0]->tail_ss;
     }
     for (int i = 0; i < n_w; i++) {
         a.m[i] = packed_view_of(w[i]);
@@ -813,8 +878,6 @@ cudaError_t qb_gemv_mma_launch(const struct qb_cuda_weight *const *w, int n_w,
     a.n_mats = n_w;
     a.n_steps = (int)((w[0]->cols + MMA_STEP - 1) / MMA_STEP);
     a.in = *in;
-    a.partial = n_w == 1 ? w[0]->splitk_partial : NULL;
-    a.arrivals = n_w == 1 ? w[0]->splitk_arrivals : NULL;
     a.y = y;
     a.y_bf16 = y_bf16;
     switch (w[0]->fmt) {

@@ -102,9 +102,9 @@ struct qb_cuda_weight {
     int group;              /* columns per scale (cols for per-row scales) */
     float scale_mul;        /* nvfp4: 1 / global_scale; nf4-dq: absmax offset */
     enum qb_act_mode act;   /* QB_ACT_FP8_E4M3: W8A8 (activations quantized per token) */
-    float *splitk_partial;  /* 4-bit: the decode GEMV's split-K partial sums, or NULL */
-    unsigned *splitk_arrivals; /* its per-row-block counters and the RMSNorm tail's
-                                * (zero between launches) */
+    float *tail_ss;         /* 4-bit: the decode GEMV's RMSNorm tail: per 16-row block, the
+                             * sum of squares of its outputs (gemv_mma.cu), or NULL */
+    unsigned *tail_done;    /* its count of finished row blocks (zero between launches) */
 };
 
 /* Upload a host linear (any dtype view or a packed format the GPU supports;

@@ -149,22 +149,40 @@ static __device__ __forceinline__ void qb_pdl_trigger(void)
 }
 
 /* Launch kernel<<<grid, block, smem, s>>>(args...), with programmatic dependent
- * launch when pdl is set. */
+ * launch when pdl is set, and blocks grouped in clusters of cluster_y along y
+ * (sm_90+; 1: no clusters; gridDim.y must be a multiple). */
 template <typename... KArgs, typename... Args>
-static cudaError_t qb_launch_smem(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block,
-                                  size_t smem, cudaStream_t s, Args... args)
+static cudaError_t qb_launch_cluster(bool pdl, int cluster_y, void (*kernel)(KArgs...), dim3 grid,
+                                     dim3 block, size_t smem, cudaStream_t s, Args... args)
 {
     cudaLaunchConfig_t cfg = {};
-    cudaLaunchAttribute attr[1];
+    cudaLaunchAttribute attr[2];
+    unsigned n = 0;
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = s;
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    if (pdl) {
+        attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[n++].val.programmaticStreamSerializationAllowed = 1;
+    }
+    if (cluster_y > 1) {
+        attr[n].id = cudaLaunchAttributeClusterDimension;
+        attr[n].val.clusterDim.x = 1;
+        attr[n].val.clusterDim.y = (unsigned)cluster_y;
+        attr[n++].val.clusterDim.z = 1;
+    }
     cfg.attrs = attr;
-    cfg.numAttrs = pdl ? 1 : 0;
+    cfg.numAttrs = n;
     return cudaLaunchKernelEx(&cfg, kernel, args...);
+}
+
+/* The same without clusters. */
+template <typename... KArgs, typename... Args>
+static cudaError_t qb_launch_smem(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block,
+                                  size_t smem, cudaStream_t s, Args... args)
+{
+    return qb_launch_cluster(pdl, 1, kernel, grid, block, smem, s, args...);
 }
 
 /* The same without dynamic shared memory. */

@@ -275,19 +275,18 @@ static void staged_free(struct staged *s)
     free(s->zeros);
 }
 
-/* The split-K scratch of the 4-bit decode GEMV (gemv_mma.cu): partial sums of each of
- * the QB_MMA_KSPLIT parts of each 16-row block, and zeroed arrival counters. */
-static enum qb_status alloc_split_k(struct qb_cuda_weight *out, const char *name,
-                                    struct qb_err *err)
+/* The RMSNorm tail's scratch of the 4-bit decode GEMV (gemv_mma.cu): a sum of
+ * squares per 16-row block and a zeroed arrival counter. */
+static enum qb_status alloc_norm_tail(struct qb_cuda_weight *out, const char *name,
+                                      struct qb_err *err)
 {
     enum qb_status st = QB_OK;
     size_t blocks = (size_t)qb_mma_row_blocks(out->rows);
-    st = qb_cuda_alloc((void **)&out->splitk_partial, blocks * QB_MMA_KSPLIT * 16 * sizeof(float), name, err);
-    if (!st) /* one counter per row block, then the RMSNorm tail's (struct qb_gemv_norm_out) */
-        st = qb_cuda_alloc((void **)&out->splitk_arrivals, (blocks + 1) * sizeof(unsigned), name,
-                           err);
+    st = qb_cuda_alloc((void **)&out->tail_ss, blocks * sizeof(float), name, err);
     if (!st)
-        CUDA_CHECK(cudaMemset(out->splitk_arrivals, 0, (blocks + 1) * sizeof(unsigned)));
+        st = qb_cuda_alloc((void **)&out->tail_done, sizeof(unsigned), name, err);
+    if (!st)
+        CUDA_CHECK(cudaMemset(out->tail_done, 0, sizeof(unsigned)));
 out:
     return st;
 }
@@ -317,7 +316,7 @@ static enum qb_status upload_packed(const struct qb_linear *lin, const char *nam
     if (!st && s.lut_len)
         st = upload_new((void **)&out->lut, s.lut, (size_t)s.lut_len * 4, name, err);
     if (!st && !qb_packed_is_8bit(lin->fmt) && !lin->qp.g_idx)
-        st = alloc_split_k(out, name, err);
+        st = alloc_norm_tail(out, name, err);
     if (!st && lin->qp.g_idx)
         st = upload_new((void **)&out->g_idx, lin->qp.g_idx, (size_t)lin->cols * 4, name, err);
     out->bytes = s.codes_bytes + s.scales_bytes + s.zeros_bytes + n_nested * 4;
@@ -409,7 +408,7 @@ extern "C" void qb_cuda_weight_free(struct qb_cuda_weight *w)
     qb_cuda_free(w->nested);
     qb_cuda_free(w->lut);
     qb_cuda_free(w->g_idx);
-    qb_cuda_free(w->splitk_partial);
-    qb_cuda_free(w->splitk_arrivals);
+    qb_cuda_free(w->tail_ss);
+    qb_cuda_free(w->tail_done);
     memset(w, 0, sizeof *w);
 }
