@@ -124,7 +124,7 @@ struct mma_args {
     int64_t total_rows; /* output rows (SwiGLU: rows of gate) */
     int n_steps;        /* ceil(cols / 128) */
     struct qb_gemv_in in;
-    float *row_ss;      /* RMSNorm tail: [gridDim.x] sums of squares of each row block's y */
+    float *row_ss; /* RMSNorm tail: [gridDim.x] sums of squares of each row block's y */
     struct qb_gemv_norm_out next; /* next.out == NULL: no RMSNorm tail */
     float *y;
     uint16_t *y_bf16;
@@ -134,7 +134,8 @@ struct mma_args {
 struct mma_tile {
     struct packed_view v;
     int64_t row;        /* this lane's row inside v */
-    const uint4 *codes; /* the lane's 16 bytes of step 0 of that row; step s at + 4 s */
+    const uint4 *codes; /* the lane's 16 bytes of step 0 of that row; step s at + stride s */
+    int stride;         /* 32 (tiled codes, packed.cuh) or 4 */
     int64_t sbase;      /* flat index of the row's first group scale: row * groups */
     int gshift;         /* log2(group): the group of column c is c >> gshift */
     int lane_steps;     /* the steps whose lane columns lie inside the row (0: no row) */
@@ -461,7 +462,7 @@ static __device__ __forceinline__ void load_step(const struct mma_tile *tl, int 
         if (s >= tl[i].lane_steps)
             continue;
         int64_t g = tl[i].sbase + (col >> tl[i].gshift);
-        q[i] = __ldcs(tl[i].codes + 4 * s);
+        q[i] = __ldcs(tl[i].codes + tl[i].stride * s);
         sr[i][0] = load_scale_at<FMT>(tl[i].v, g);
         if constexpr (mma_lane_groups<FMT>() == 2) /* nvfp4: columns 16..31, the next group */
             sr[i][1] = load_scale_at<FMT>(tl[i].v, g + 1);
@@ -508,7 +509,8 @@ static __device__ __forceinline__ struct mma_tile locate_tile(const struct mma_a
     }
     int t = threadIdx.x & 3;
     tl.row = r + g;
-    tl.codes = (const uint4 *)(tl.v.codes + tl.row * (tl.v.cols / 2)) + t;
+    tl.codes = (const uint4 *)(tl.v.codes + pk_code4_at(tl.v, tl.row, 0)) + t;
+    tl.stride = (int)pk_chunk4(tl.v, 4);
     tl.sbase = tl.row * tl.v.groups;
     tl.gshift = __ffs(tl.v.group) - 1; /* a power of two (mma_applies) */
     tl.lane_steps = (tl.v.cols - 32 * t + MMA_STEP - 1) / MMA_STEP; /* cols % 32 == 0 */

@@ -116,7 +116,7 @@ static __device__ float row_dot_4bit_gidx(const struct pk_row &r, const uint16_t
     qb_pdl_wait(); /* idempotent: the second row's call passes straight through */
     qb_pdl_trigger();
     for (int c = threadIdx.x & 31; c < n_chunks; c += 32) {
-        uint4 q = __ldcs(r.codes + c);
+        uint4 q = __ldcs(r.codes + pk_chunk4(r.v, c));
         const uint8_t *b = (const uint8_t *)&q;
         float xf[16];
 #pragma unroll
@@ -155,7 +155,7 @@ static __device__ __forceinline__ void dot_two_rows_4bit(const struct pk_row *r,
 #pragma unroll
             for (int i = 0; i < 2; i++) {
                 int g0 = c * 32 / r[i].v.group, g1 = (c * 32 + 16) / r[i].v.group;
-                q[i][u] = __ldcs(r[i].codes + c);
+                q[i][u] = __ldcs(r[i].codes + pk_chunk4(r[i].v, c));
                 sr[i][u][0] = load_scale<FMT>(r[i].v, r[i].row, g0);
                 sr[i][u][1] = g1 == g0 ? sr[i][u][0] : load_scale<FMT>(r[i].v, r[i].row, g1);
             }
@@ -256,10 +256,11 @@ static __device__ __forceinline__ struct pk_row locate_row(const struct pk_args 
     return out;
 }
 
+/* The row's codes; 4-bit chunk c at + pk_chunk4(v, c). */
 static __device__ __forceinline__ const uint4 *row_codes(const struct packed_view &v, int64_t row,
                                                          bool eight_bit)
 {
-    return (const uint4 *)(v.codes + row * (eight_bit ? v.cols : v.cols / 2));
+    return (const uint4 *)(v.codes + (eight_bit ? row * v.cols : pk_code4_at(v, row, 0)));
 }
 
 /* Output rows per warp outside SwiGLU: two for 4-bit (x shared by both). */
@@ -414,7 +415,7 @@ static __device__ __forceinline__ void decode8(const struct packed_view &v, int6
             f[j + 1] = w.y * s;
         }
     } else {
-        uint32_t q = __ldcs((const uint32_t *)(v.codes + row * (v.cols / 2) + k0 / 2));
+        uint32_t q = __ldcs((const uint32_t *)(v.codes + pk_code4_at(v, row, k0)));
         if (v.g_idx) {
 #pragma unroll
             for (int j = 0; j < 8; j++)

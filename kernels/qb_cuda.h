@@ -105,6 +105,7 @@ struct qb_cuda_weight {
     float *tail_ss;         /* 4-bit: the decode GEMV's RMSNorm tail: per 16-row block, the
                              * sum of squares of its outputs (gemv_mma.cu), or NULL */
     unsigned *tail_done;    /* its count of finished row blocks (zero between launches) */
+    int tiled;              /* 4-bit codes in 8 x 128 tiles (packed.cuh's pk_code4_at) */
 };
 
 /* Upload a host linear (any dtype view or a packed format the GPU supports;

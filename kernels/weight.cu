@@ -240,7 +240,33 @@ static enum qb_status check_packed(const struct qb_linear *lin, const char *name
     return QB_OK;
 }
 
-/* Stage any packed format; nested / scale_mul as the format has them. */
+/* 1 when the 4-bit codes of lin go up tiled (packed.cuh's pk_code4_at). */
+static int codes_tile(const struct qb_linear *lin)
+{
+    return !qb_packed_is_8bit(lin->fmt) && !lin->qp.g_idx && lin->rows % QB_TILE_ROWS == 0 &&
+           lin->cols % QB_TILE_COLS == 0;
+}
+
+/* Reorder the staged row-major 4-bit codes into tiles. */
+static enum qb_status tile_codes(struct staged *s, int64_t rows, int64_t cols)
+{
+    const size_t span = QB_TILE_COLS / 2, row_bytes = (size_t)cols / 2;
+    const size_t steps = (size_t)cols / QB_TILE_COLS;
+    uint8_t *tiled = (uint8_t *)malloc(s->codes_bytes);
+    if (!tiled)
+        return QB_ERR_NOMEM;
+    for (size_t r = 0; r < (size_t)rows; r++)
+        for (size_t st = 0; st < steps; st++)
+            memcpy(tiled + ((r / QB_TILE_ROWS) * steps + st) * QB_TILE_ROWS * span +
+                       (r % QB_TILE_ROWS) * span,
+                   s->codes + r * row_bytes + st * span, span);
+    free(s->codes);
+    s->codes = tiled;
+    return QB_OK;
+}
+
+/* Stage any packed format; nested / scale_mul as the format has them; 4-bit
+ * codes tiled where codes_tile says so. */
 static enum qb_status stage_any(const struct qb_linear *lin, int group, struct staged *s,
                                 float **nested, size_t *n_nested, float *scale_mul,
                                 const char *name, struct qb_err *err)
@@ -262,6 +288,8 @@ static enum qb_status stage_any(const struct qb_linear *lin, int group, struct s
     case QB_WFMT_MXFP4: st = stage_fp4(lin, QB_MXFP4_BLOCK, 0, s); break;
     default: st = stage_groups(lin, group, s); break;
     }
+    if (!st && codes_tile(lin))
+        st = tile_codes(s, lin->rows, lin->cols);
     if (st)
         return qb_err_set(err, st, "%s: cannot stage the %s payload for the GPU (%s)", name,
                           qb_wfmt_get(lin->fmt)->name, qb_status_str(st));
@@ -306,6 +334,7 @@ static enum qb_status upload_packed(const struct qb_linear *lin, const char *nam
         goto out;
     out->fmt = lin->fmt;
     out->act = lin->qp.act;
+    out->tiled = codes_tile(lin);
     st = upload_new(&out->data, s.codes, s.codes_bytes, name, err);
     if (!st)
         st = upload_new(&out->scales, s.scales, s.scales_bytes, name, err);
@@ -359,6 +388,7 @@ extern "C" enum qb_status qb_cuda_emulate_dequant(const struct qb_linear *lin, f
     v.group = group;
     v.groups = (int)(lin->cols / group);
     v.scale_mul = scale_mul;
+    v.tiled = codes_tile(lin);
     switch (lin->fmt) {
     case QB_WFMT_INT8: emulate<QB_WFMT_INT8>(v, out); break;
     case QB_WFMT_FP8_E4M3: emulate<QB_WFMT_FP8_E4M3>(v, out); break;

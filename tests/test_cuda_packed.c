@@ -286,8 +286,9 @@ static void check_norm_of(const char *label, const float *y, const float *nw,
 
 /* One launch over several matrices (q|k|v) whose shapes leave partial tiles
  * and steps in the tensor-core GEMV: rows a multiple of 8 but not of 16, cols
- * a multiple of 32 but not of 128; and a long row that needs more than the
- * default 48 KiB of shared memory for x. Each output against a double dot. */
+ * a multiple of 32 but not of 128 (row-major codes, not tiled); a long row
+ * that needs more than the default 48 KiB of shared memory for x, and one
+ * longer than shared memory holds. Each output against a double dot. */
 static void check_concat(enum qb_wfmt fmt, const struct qb_quant_params *qp, int n_mats,
                          const int64_t *rows, int64_t cols, int accumulate)
 {
@@ -370,6 +371,8 @@ Test(cuda_packed, tensor_core_gemv_partial_tiles_and_steps)
     check_concat(QB_WFMT_NVFP4, &none, 3, qkv, 1120, 0);
     check_concat(QB_WFMT_NF4, &none, 1, one, 1088, 0);
     check_concat(QB_WFMT_MXFP4, &none, 1, one, 32768, 0); /* x in shared memory: 128 KiB */
+    /* x past shared memory (256 KiB): gemv_packed.cu's kernel over tiled codes */
+    check_concat(QB_WFMT_NVFP4, &none, 1, one, 65536, 0);
 }
 
 /* y += W x (the o and down projections) and the RMSNorm of y after it (the
