@@ -377,8 +377,8 @@ Test(cuda_packed, tensor_core_gemv_partial_tiles_and_steps)
 
 /* y += W x (the o and down projections) and the RMSNorm of y after it (the
  * next layer's input), long enough rows for the split-K path (steps split
- * unevenly, a partial 16-row block); each weight runs twice, so the arrival
- * counters are seen to reset. */
+ * unevenly over a cluster's parts, a partial 16-row block); each weight runs
+ * twice, so the tail's arrival counter is seen to reset. */
 Test(cuda_packed, accumulating_gemv_split_k)
 {
     if (!qb_cuda_available())
