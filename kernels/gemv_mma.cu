@@ -546,6 +546,7 @@ static __device__ __forceinline__ void store_output(const struct mma_args &a,
             a.y[out] = v;
         }
         if (MODE == MMA_ACCUM && a.next.out) { /* the block's share of the RMSNorm tail */
+            static_assert(MMA_TILES * 8 == 16, "the mask: lanes 0..15 of warp 0");
             float sq = valid ? v * v : 0.0f;
             for (int o = 8; o > 0; o >>= 1)
                 sq += __shfl_xor_sync(0x0000ffffu, sq, o);
@@ -561,6 +562,8 @@ static __device__ __forceinline__ void cluster_arrive_relaxed(void)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
+#elif defined(__CUDA_ARCH__)
+    __trap(); /* no clusters: cluster_fits keeps split K off */
 #endif
 }
 
@@ -568,6 +571,8 @@ static __device__ __forceinline__ void cluster_arrive(void)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("barrier.cluster.arrive.aligned;" ::: "memory");
+#elif defined(__CUDA_ARCH__)
+    __trap(); /* no clusters: cluster_fits keeps split K off */
 #endif
 }
 
@@ -575,6 +580,8 @@ static __device__ __forceinline__ void cluster_wait(void)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
+#elif defined(__CUDA_ARCH__)
+    __trap(); /* no clusters: cluster_fits keeps split K off */
 #endif
 }
 
@@ -585,6 +592,8 @@ static __device__ __forceinline__ void st_cluster_rank0(float *p, float v)
     uint32_t local = (uint32_t)__cvta_generic_to_shared(p), remote;
     asm volatile("mapa.shared::cluster.u32 %0, %1, 0;" : "=r"(remote) : "r"(local));
     asm volatile("st.shared::cluster.f32 [%0], %1;" ::"r"(remote), "f"(v) : "memory");
+#elif defined(__CUDA_ARCH__)
+    __trap();
 #endif
 }
 
@@ -782,38 +791,69 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
         norm_tail(a, &red[0][0]);
 }
 
-/* 1 when the current device launches thread block clusters (sm_90+): split K
- * needs them. */
-static bool clusters_supported(void)
+typedef void (*mma_kernel_fn)(struct mma_args);
+
+/* Let kernel take smem bytes of dynamic shared memory: cudaErrorNotSupported
+ * when the device has less (more x than it holds: gemv_packed.cu's turn). */
+static cudaError_t allow_smem(mma_kernel_fn kernel, size_t smem)
 {
-    int dev = 0, on = 0;
-    return cudaGetDevice(&dev) == cudaSuccess &&
-           cudaDeviceGetAttribute(&on, cudaDevAttrClusterLaunch, dev) == cudaSuccess && on;
+    if (smem <= MMA_STATIC_SMEM_MAX - 4096)
+        return cudaSuccess;
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             (int)smem + 4096) == cudaSuccess)
+        return cudaSuccess;
+    (void)cudaGetLastError();
+    return cudaErrorNotSupported;
+}
+
+/* 1 when the ks parts of a row block can run as one cluster of this launch:
+ * the kernel was built for sm_90+ (not JIT-compiled from older PTX, which has
+ * no cluster barrier: the helpers above trap there) and the device can place
+ * such a cluster (none before sm_90; MPS or partitioned SMs may refuse). */
+static bool cluster_fits(mma_kernel_fn kernel, unsigned blocks, size_t smem, int ks)
+{
+    cudaFuncAttributes fa;
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute attr;
+    int n = 0;
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = 1;
+    attr.val.clusterDim.y = (unsigned)ks;
+    attr.val.clusterDim.z = 1;
+    cfg.gridDim = dim3(blocks, (unsigned)ks);
+    cfg.blockDim = dim3(MMA_WARPS * 32);
+    cfg.dynamicSmemBytes = smem;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    if (cudaFuncGetAttributes(&fa, kernel) == cudaSuccess && fa.ptxVersion >= 90 &&
+        cudaOccupancyMaxActiveClusters(&n, kernel, &cfg) == cudaSuccess)
+        return n > 0;
+    (void)cudaGetLastError();
+    return false;
 }
 
 template <int FMT, int MODE, bool WHOLE>
 static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStream_t s)
 {
+    mma_kernel_fn kernel = gemv_mma_kernel<FMT, MODE, WHOLE>;
     int64_t per_block = mma_rows_per_block<MODE>();
     int64_t blocks = (a->total_rows + per_block - 1) / per_block;
-    int ks = MODE == MMA_ACCUM && clusters_supported() ? QB_MMA_KSPLIT : 1;
+    int ks = MODE == MMA_ACCUM ? QB_MMA_KSPLIT : 1;
     while (ks > 1 && a->n_steps < 16 * ks) /* at least 16 steps (4 per warp) a part */
         ks /= 2;
-    size_t smem = mma_smem_bytes<FMT, WHOLE>((a->n_steps + ks - 1) / ks);
     if (blocks > 0x7fffffff)
         return cudaErrorInvalidValue;
-    if (smem > MMA_STATIC_SMEM_MAX - 4096) {
-        cudaError_t e =
-            cudaFuncSetAttribute(gemv_mma_kernel<FMT, MODE, WHOLE>,
-                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem + 4096);
-        if (e != cudaSuccess) { /* more x than shared memory holds: gemv_packed.cu's turn */
-            (void)cudaGetLastError();
-            return cudaErrorNotSupported;
-        }
+    size_t smem = mma_smem_bytes<FMT, WHOLE>((a->n_steps + ks - 1) / ks);
+    cudaError_t e = allow_smem(kernel, smem);
+    if (e == cudaSuccess && ks > 1 && !cluster_fits(kernel, (unsigned)blocks, smem, ks)) {
+        ks = 1; /* no clusters here: one part a row block */
+        smem = mma_smem_bytes<FMT, WHOLE>(a->n_steps);
+        e = allow_smem(kernel, smem);
     }
-    return qb_launch_cluster(pdl, ks, gemv_mma_kernel<FMT, MODE, WHOLE>,
-                             dim3((unsigned)blocks, (unsigned)ks), dim3(MMA_WARPS * 32), smem, s,
-                             *a);
+    if (e != cudaSuccess)
+        return e;
+    return qb_launch_cluster(pdl, ks, kernel, dim3((unsigned)blocks, (unsigned)ks),
+                             dim3(MMA_WARPS * 32), smem, s, *a);
 }
 
 /* Whole steps (x_smem) when every matrix is an integer format whose groups

@@ -85,7 +85,7 @@ enum qb_status qb_cuda_download(void *dst, const void *src, size_t bytes, struct
  * are repacked at upload into the same information, split so that codes are
  * 16-byte aligned rows (see packed.cuh for the layouts):
  *   codes   8-bit formats [rows][cols]; 4-bit formats [rows][cols/2], element
- *           2i in the low nibble
+ *           2i in the low nibble, or in 8-row x 128-column tiles (`tiled`)
  *   scales  per (row, group of `group` columns), in the format's own width
  *   zeros   int groups only; nested: nf4-dq only */
 struct qb_cuda_weight {

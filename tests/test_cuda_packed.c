@@ -337,13 +337,13 @@ static void check_concat(enum qb_wfmt fmt, const struct qb_quant_params *qp, int
     for (int pass = 0; pass < 1 + accumulate; pass++) { /* twice: the counters reset */
         QBT_OK(qb_cuda_upload(d_y, y0, (size_t)total * sizeof(float), &err));
         QBT_OK(qb_cuda_upload(d_a, nan_a, (size_t)total * 2, &err));
-        if (accumulate) /* y += W x, then the next layer's RMSNorm of y */
+        if (accumulate && n_mats == 1) /* y += W x, then the next layer's RMSNorm of y */
             QBT_OK(qb_cuda_gemv_add_norm(c, ws[0], d_x, d_y, &next, &err));
         else
-            QBT_OK(qb_cuda_gemv(c, ws, n_mats, d_x, d_y, 0, &err));
+            QBT_OK(qb_cuda_gemv(c, ws, n_mats, d_x, d_y, accumulate, &err));
         QBT_OK(qb_cuda_sync(c, &err));
         float *got = from_dev_f32(d_y, (size_t)total);
-        if (accumulate)
+        if (accumulate && n_mats == 1)
             check_norm_of(qb_wfmt_get(fmt)->name, got, nw, d_a, total);
         for (int64_t r = 0; r < total; r++)
             got[r] -= y0[r]; /* y0 + W x - y0: W x within rounding of the sum */
@@ -377,13 +377,14 @@ Test(cuda_packed, tensor_core_gemv_partial_tiles_and_steps)
 
 /* y += W x (the o and down projections) and the RMSNorm of y after it (the
  * next layer's input), long enough rows for the split-K path (steps split
- * unevenly over a cluster's parts, a partial 16-row block); each weight runs
- * twice, so the tail's arrival counter is seen to reset. */
+ * unevenly over a cluster's parts, a partial 16-row block, several matrices
+ * in one launch, without the norm); each weight runs twice, so the tail's
+ * arrival counter is seen to reset. */
 Test(cuda_packed, accumulating_gemv_split_k)
 {
     if (!qb_cuda_available())
         cr_skip_test("no CUDA GPU on this machine");
-    const int64_t rows[1] = {40}, long_y[1] = {8208};
+    const int64_t rows[1] = {40}, long_y[1] = {8208}, three[3] = {64, 24, 24};
     struct qb_quant_params g128 = {.group = 128}, none = {0};
     check_concat(QB_WFMT_INT4, &g128, 1, rows, 4096, 1);
     check_concat(QB_WFMT_NVFP4, &none, 1, rows, 4224, 1); /* 33 steps */
@@ -392,6 +393,7 @@ Test(cuda_packed, accumulating_gemv_split_k)
     check_concat(QB_WFMT_INT4_SYM, &g128, 1, rows, 4224, 1); /* 33 steps: parts of 16, 17 */
     check_concat(QB_WFMT_INT4, &g128, 1, long_y, 1024, 1); /* the tail over 2052 float4 */
     check_concat(QB_WFMT_INT8, &none, 1, rows, 4096, 1); /* the norm as its own kernel */
+    check_concat(QB_WFMT_INT4, &g128, 3, three, 4096, 1); /* split K over three matrices */
 }
 
 /* GPTQ act-order: column c takes the scale of group g_idx[c]. */
