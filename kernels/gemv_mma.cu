@@ -556,33 +556,31 @@ static __device__ __forceinline__ void store_output(const struct mma_args &a,
     }
 }
 
+/* Inline PTX of the cluster code (sm_90+); where there are no clusters it is
+ * never reached (cluster_fits keeps split K off) and traps if it is. */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define CLUSTER_ASM(text) asm volatile(text ::: "memory")
+#elif defined(__CUDA_ARCH__)
+#define CLUSTER_ASM(text) __trap()
+#else
+#define CLUSTER_ASM(text) ((void)0)
+#endif
+
 /* barrier.cluster in two halves: arrive (relaxed: orders nothing; release)
  * and wait (acquire). Only in cluster launches (split K). */
 static __device__ __forceinline__ void cluster_arrive_relaxed(void)
 {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
-#elif defined(__CUDA_ARCH__)
-    __trap(); /* no clusters: cluster_fits keeps split K off */
-#endif
+    CLUSTER_ASM("barrier.cluster.arrive.relaxed.aligned;");
 }
 
 static __device__ __forceinline__ void cluster_arrive(void)
 {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("barrier.cluster.arrive.aligned;" ::: "memory");
-#elif defined(__CUDA_ARCH__)
-    __trap(); /* no clusters: cluster_fits keeps split K off */
-#endif
+    CLUSTER_ASM("barrier.cluster.arrive.aligned;");
 }
 
 static __device__ __forceinline__ void cluster_wait(void)
 {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
-#elif defined(__CUDA_ARCH__)
-    __trap(); /* no clusters: cluster_fits keeps split K off */
-#endif
+    CLUSTER_ASM("barrier.cluster.wait.aligned;");
 }
 
 /* Store v at the same shared-memory variable *p of the cluster's block 0. */
