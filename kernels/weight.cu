@@ -31,6 +31,7 @@ struct staged {
     float lut[QB_LUT_DYN_OFFSET + 256];
     int lut_len;
     size_t codes_bytes, scales_bytes, zeros_bytes;
+    int tiled; /* 4-bit codes in tiles (codes_tile, packed.cuh's pk_code4_at) */
 };
 
 /* W4A4 (nvfp4-w4a4, mxfp4-w4a4) only where the GPU and cuBLASLt have the
@@ -288,7 +289,8 @@ static enum qb_status stage_any(const struct qb_linear *lin, int group, struct s
     case QB_WFMT_MXFP4: st = stage_fp4(lin, QB_MXFP4_BLOCK, 0, s); break;
     default: st = stage_groups(lin, group, s); break;
     }
-    if (!st && codes_tile(lin))
+    s->tiled = !st && codes_tile(lin);
+    if (s->tiled)
         st = tile_codes(s, lin->rows, lin->cols);
     if (st)
         return qb_err_set(err, st, "%s: cannot stage the %s payload for the GPU (%s)", name,
@@ -334,7 +336,7 @@ static enum qb_status upload_packed(const struct qb_linear *lin, const char *nam
         goto out;
     out->fmt = lin->fmt;
     out->act = lin->qp.act;
-    out->tiled = codes_tile(lin);
+    out->tiled = s.tiled;
     st = upload_new(&out->data, s.codes, s.codes_bytes, name, err);
     if (!st)
         st = upload_new(&out->scales, s.scales, s.scales_bytes, name, err);
@@ -388,7 +390,7 @@ extern "C" enum qb_status qb_cuda_emulate_dequant(const struct qb_linear *lin, f
     v.group = group;
     v.groups = (int)(lin->cols / group);
     v.scale_mul = scale_mul;
-    v.tiled = codes_tile(lin);
+    v.tiled = s.tiled;
     switch (lin->fmt) {
     case QB_WFMT_INT8: emulate<QB_WFMT_INT8>(v, out); break;
     case QB_WFMT_FP8_E4M3: emulate<QB_WFMT_FP8_E4M3>(v, out); break;
