@@ -18,7 +18,8 @@
  * runs the projections as GEMVs (q|k|v in one launch, gate|up fused with
  * SwiGLU); every RMSNorm but the first layer's is the tail of the o or down
  * GEMV before it (qb_cuda_gemv_add_norm), which writes the next input into
- * a. It replays the whole pass from a CUDA graph captured on the first
+ * a (for W8A8 weights already quantized per token, with its scale in
+ * a_scale: no separate quantization launch before q|k|v and gate|up). It replays the whole pass from a CUDA graph captured on the first
  * decode step: kernels read the position from device memory, so only the
  * token id and position are copied in before each replay. Packed weights run
  * the fused dequantize-GEMV in decode and dequantize-then-cuBLAS in prefill.
@@ -54,6 +55,7 @@ struct cuda_engine {
     int32_t *d_ids, *d_pos;
     float *x, *qkv, *gu, *logits;
     uint16_t *a, *a2;
+    float *a_scale; /* decode, W8A8: the token scale of e->a when a norm quantized it */
     void *decode_graph; /* the m = 1 pass with logits, captured on first use */
 };
 
@@ -125,6 +127,8 @@ static enum qb_status alloc_scratch(struct cuda_engine *e, struct qb_err *err)
         st = qb_cuda_alloc((void **)&e->a, c * a_width * 2, "linear inputs", err);
     if (!st)
         st = qb_cuda_alloc((void **)&e->a2, c * e->inter * 2, "MLP activations", err);
+    if (!st)
+        st = qb_cuda_alloc((void **)&e->a_scale, sizeof(float), "activation scale", err);
     return st;
 }
 
@@ -179,6 +183,7 @@ static void cuda_destroy(struct qb_engine *base)
     qb_cuda_free(e->logits);
     qb_cuda_free(e->a);
     qb_cuda_free(e->a2);
+    qb_cuda_free(e->a_scale);
     qb_cuda_ctx_free(e->ctx);
     free(e);
 }
@@ -197,14 +202,39 @@ static const float *norm_after(const struct cuda_engine *e, int i)
     return i + 1 < e->base.model->cfg.n_layers ? e->layers[i + 1].attn_norm : e->final_norm;
 }
 
+/* Where a decode norm leaves the token scale of e->a for its consumer w:
+ * e->a_scale when w is W8A8 (the norm quantizes; no separate launch), else
+ * NULL. */
+static float *norm_scale_for(const struct cuda_engine *e, const struct qb_cuda_weight *w)
+{
+    return w && w->act == QB_ACT_FP8_E4M3 ? e->a_scale : NULL;
+}
+
+/* The gate weight when decode runs the gate/up GEMV (no MLP biases: the
+ * other path runs qb_cuda_linear, which quantizes its own input), else NULL. */
+static const struct qb_cuda_weight *gate_gemv(const struct cuda_engine *e,
+                                              const struct cuda_layer *l)
+{
+    return e->mlp_bias ? NULL : &l->lin[QB_LIN_GATE];
+}
+
+/* The weight that reads the norm after layer i: the next layer's q (NULL
+ * for the lm_head after the last). */
+static const struct qb_cuda_weight *consumer_after(const struct cuda_engine *e, int i)
+{
+    return i + 1 < e->base.model->cfg.n_layers ? &e->layers[i + 1].lin[QB_LIN_Q] : NULL;
+}
+
 /* Decode (m = 1): y += W x for o and down, whose tail writes the next norm's
- * output into e->a (qb_cuda_gemv_add_norm); so layer i > 0 finds its q|k|v
- * input normed, and layer 0 norms in the q|k|v GEMV. */
+ * output into e->a (qb_cuda_gemv_add_norm), quantized for a W8A8 consumer;
+ * so layer i > 0 finds its q|k|v input normed, and layer 0 norms in the
+ * q|k|v GEMV. consumer: the weight that reads e->a next (NULL: the lm_head,
+ * which quantizes its own input). */
 static enum qb_status decode_residual(struct cuda_engine *e, const struct qb_cuda_weight *w,
                                       const uint16_t *x, const float *next_norm,
-                                      struct qb_err *err)
+                                      const struct qb_cuda_weight *consumer, struct qb_err *err)
 {
-    struct qb_cuda_norm_in next = {e->x, next_norm, e->eps, e->a};
+    struct qb_cuda_norm_in next = {e->x, next_norm, e->eps, e->a, norm_scale_for(e, consumer)};
     return qb_cuda_gemv_add_norm(e->ctx, w, x, e->x, &next, err);
 }
 
@@ -234,9 +264,12 @@ static enum qb_status attention_block(struct cuda_engine *e, int i, int m, struc
     int ldq = e->q_dim + 2 * e->kv_dim;
     const struct qb_cuda_weight *qkv[3] = {&l->lin[QB_LIN_Q], &l->lin[QB_LIN_K],
                                            &l->lin[QB_LIN_V]};
+    float *a_scale = norm_scale_for(e, qkv[0]);
     if (m == 1 && i == 0) {
-        struct qb_cuda_norm_in in = {e->x, l->attn_norm, e->eps, e->a};
+        struct qb_cuda_norm_in in = {e->x, l->attn_norm, e->eps, e->a, a_scale};
         st = qb_cuda_gemv_norm(e->ctx, qkv, 3, &in, e->qkv, 0, err);
+    } else if (m == 1 && a_scale) { /* e->a: the previous down projection's tail, quantized */
+        st = qb_cuda_gemv_prequant(e->ctx, qkv, 3, e->a, a_scale, e->qkv, 0, err);
     } else if (m == 1) { /* e->a: the tail of the previous layer's down projection */
         st = qb_cuda_gemv(e->ctx, qkv, 3, e->a, e->qkv, 0, err);
     } else {
@@ -252,7 +285,7 @@ static enum qb_status attention_block(struct cuda_engine *e, int i, int m, struc
     if (!st)
         st = attention(e, l, m, err);
     if (!st && m == 1)
-        st = decode_residual(e, &l->lin[QB_LIN_O], e->a, l->ffn_norm, err);
+        st = decode_residual(e, &l->lin[QB_LIN_O], e->a, l->ffn_norm, gate_gemv(e, l), err);
     else if (!st)
         st = qb_cuda_linear(e->ctx, &l->lin[QB_LIN_O], e->a, m, e->x, e->hidden, 1, err);
     return st;
@@ -264,7 +297,11 @@ static enum qb_status mlp_block(struct cuda_engine *e, int i, int m, struct qb_e
     struct cuda_layer *l = &e->layers[i];
     if (m > 1) /* (in decode e->a is already the tail of the o projection) */
         st = qb_cuda_rmsnorm(e->ctx, e->x, l->ffn_norm, e->eps, m, e->hidden, e->a, err);
-    if (!st && m == 1 && !e->mlp_bias) {
+    float *a_scale = norm_scale_for(e, gate_gemv(e, l));
+    if (!st && m == 1 && a_scale) { /* e->a quantized by o's tail */
+        st = qb_cuda_gemv_swiglu_prequant(e->ctx, &l->lin[QB_LIN_GATE], &l->lin[QB_LIN_UP],
+                                          e->a, a_scale, e->a2, err);
+    } else if (!st && m == 1 && !e->mlp_bias) {
         st = qb_cuda_gemv_swiglu(e->ctx, &l->lin[QB_LIN_GATE], &l->lin[QB_LIN_UP], e->a, e->a2,
                                  err);
     } else if (!st) {
@@ -276,7 +313,8 @@ static enum qb_status mlp_block(struct cuda_engine *e, int i, int m, struct qb_e
             st = qb_cuda_swiglu(e->ctx, e->gu, m, e->inter, e->a2, err);
     }
     if (!st && m == 1)
-        st = decode_residual(e, &l->lin[QB_LIN_DOWN], e->a2, norm_after(e, i), err);
+        st = decode_residual(e, &l->lin[QB_LIN_DOWN], e->a2, norm_after(e, i), consumer_after(e, i),
+                             err);
     else if (!st)
         st = qb_cuda_linear(e->ctx, &l->lin[QB_LIN_DOWN], e->a2, m, e->x, e->hidden, 1, err);
     return st;

@@ -214,13 +214,16 @@ static enum qb_status check_swiglu_pair(const struct qb_cuda_weight *gate,
 }
 
 /* W8A8: replace *x by its per-token E4M3 code values (one row) and point
- * *x_scale at the token's scale, which the GEMV applies after the dot. */
+ * *x_scale at the token's scale, which the GEMV applies after the dot; with
+ * *x_scale already set (qb_cuda_gemv_prequant), x holds them already. */
 static enum qb_status w8a8_input(struct qb_cuda_ctx *c, const struct qb_cuda_weight *w,
                                  const uint16_t **x, const float **x_scale, struct qb_err *err)
 {
     enum qb_status st = QB_OK;
-    *x_scale = NULL;
-    if (w->act != QB_ACT_FP8_E4M3)
+    if (*x_scale && w->act != QB_ACT_FP8_E4M3)
+        return qb_err_set(err, QB_ERR_INTERNAL, "a pre-quantized GEMV input for weights "
+                          "without W8A8 activations");
+    if (w->act != QB_ACT_FP8_E4M3 || *x_scale)
         return QB_OK;
     st = qb_w8a8_check(c, 1, w->cols, err);
     if (st)
@@ -233,14 +236,12 @@ out:
     return st;
 }
 
-extern "C" enum qb_status qb_cuda_gemv(struct qb_cuda_ctx *c,
-                                       const struct qb_cuda_weight *const *w, int n_w,
-                                       const uint16_t *x, float *y, int accumulate,
-                                       struct qb_err *err)
+static enum qb_status gemv_any(struct qb_cuda_ctx *c, const struct qb_cuda_weight *const *w,
+                               int n_w, const uint16_t *x, const float *x_scale, float *y,
+                               int accumulate, struct qb_err *err)
 {
     enum qb_status st = QB_OK;
     struct gemv_args a = {};
-    const float *x_scale = NULL;
     if (n_w > 0 && qb_w4a4_is(w[0])) /* FP4 activations: w4a4.cu (sm_100+) */
         return qb_w4a4_gemv(c, w, n_w, x, y, accumulate, err);
     if (n_w < 1 || n_w > GEMV_MAX_MATS)
@@ -270,15 +271,31 @@ out:
     return st;
 }
 
-extern "C" enum qb_status qb_cuda_gemv_swiglu(struct qb_cuda_ctx *c,
-                                              const struct qb_cuda_weight *gate,
-                                              const struct qb_cuda_weight *up, const uint16_t *x,
-                                              uint16_t *out, struct qb_err *err)
+extern "C" enum qb_status qb_cuda_gemv(struct qb_cuda_ctx *c,
+                                       const struct qb_cuda_weight *const *w, int n_w,
+                                       const uint16_t *x, float *y, int accumulate,
+                                       struct qb_err *err)
+{
+    return gemv_any(c, w, n_w, x, NULL, y, accumulate, err);
+}
+
+extern "C" enum qb_status qb_cuda_gemv_prequant(struct qb_cuda_ctx *c,
+                                                const struct qb_cuda_weight *const *w, int n_w,
+                                                const uint16_t *x, const float *x_scale,
+                                                float *y, int accumulate, struct qb_err *err)
+{
+    if (!x_scale)
+        return qb_err_set(err, QB_ERR_INTERNAL, "qb_cuda_gemv_prequant: no token scale");
+    return gemv_any(c, w, n_w, x, x_scale, y, accumulate, err);
+}
+
+static enum qb_status swiglu_any(struct qb_cuda_ctx *c, const struct qb_cuda_weight *gate,
+                                 const struct qb_cuda_weight *up, const uint16_t *x,
+                                 const float *x_scale, uint16_t *out, struct qb_err *err)
 {
     enum qb_status st = QB_OK;
     struct gemv_args a = {};
     const struct qb_cuda_weight *pair[2] = {gate, up};
-    const float *x_scale = NULL;
     if (qb_w4a4_is(gate)) /* FP4 activations: w4a4.cu (sm_100+) */
         return qb_w4a4_gemv_swiglu(c, gate, up, x, out, err);
     st = check_swiglu_pair(gate, up, err);
@@ -301,6 +318,25 @@ extern "C" enum qb_status qb_cuda_gemv_swiglu(struct qb_cuda_ctx *c,
         CUDA_CHECK(gemv_launch(&a, GEMV_SWIGLU, c->pdl, c->stream));
 out:
     return st;
+}
+
+extern "C" enum qb_status qb_cuda_gemv_swiglu(struct qb_cuda_ctx *c,
+                                              const struct qb_cuda_weight *gate,
+                                              const struct qb_cuda_weight *up, const uint16_t *x,
+                                              uint16_t *out, struct qb_err *err)
+{
+    return swiglu_any(c, gate, up, x, NULL, out, err);
+}
+
+extern "C" enum qb_status qb_cuda_gemv_swiglu_prequant(struct qb_cuda_ctx *c,
+                                                       const struct qb_cuda_weight *gate,
+                                                       const struct qb_cuda_weight *up,
+                                                       const uint16_t *x, const float *x_scale,
+                                                       uint16_t *out, struct qb_err *err)
+{
+    if (!x_scale)
+        return qb_err_set(err, QB_ERR_INTERNAL, "qb_cuda_gemv_swiglu_prequant: no token scale");
+    return swiglu_any(c, gate, up, x, x_scale, out, err);
 }
 
 /* The GEMV of rmsnorm(in->x) fused on the tensor cores (gemv_mma.cu) when the
@@ -327,6 +363,15 @@ out:
     return st;
 }
 
+/* in->a = bf16(rmsnorm(in->x) * in->w), or its W8A8 code values and scale. */
+static enum qb_status normed_input(struct qb_cuda_ctx *c, const struct qb_cuda_norm_in *in,
+                                   int cols, struct qb_err *err)
+{
+    if (in->scale)
+        return qb_cuda_rmsnorm_fp8(c, in->x, in->w, in->eps, 1, cols, in->a, in->scale, err);
+    return qb_cuda_rmsnorm(c, in->x, in->w, in->eps, 1, cols, in->a, err);
+}
+
 extern "C" enum qb_status qb_cuda_gemv_norm(struct qb_cuda_ctx *c,
                                             const struct qb_cuda_weight *const *w, int n_w,
                                             const struct qb_cuda_norm_in *in, float *y,
@@ -336,11 +381,13 @@ extern "C" enum qb_status qb_cuda_gemv_norm(struct qb_cuda_ctx *c,
     enum qb_status st = QB_OK;
     if (n_w < 1 || n_w > GEMV_MAX_MATS)
         return qb_err_set(err, QB_ERR_INTERNAL, "qb_cuda_gemv_norm: %d matrices", n_w);
-    st = try_fused_norm(c, w, n_w, in, y, accumulate ? 1 : 0, &fused, err);
-    if (!st && !fused)
-        st = qb_cuda_rmsnorm(c, in->x, in->w, in->eps, 1, (int)w[0]->cols, in->a, err);
-    if (!st && !fused)
-        st = qb_cuda_gemv(c, w, n_w, in->a, y, accumulate, err);
+    if (!in->scale)
+        st = try_fused_norm(c, w, n_w, in, y, accumulate ? 1 : 0, &fused, err);
+    if (st || fused)
+        return st;
+    st = normed_input(c, in, (int)w[0]->cols, err);
+    if (!st)
+        st = gemv_any(c, w, n_w, in->a, in->scale, y, accumulate, err);
     return st;
 }
 
@@ -356,14 +403,15 @@ extern "C" enum qb_status qb_cuda_gemv_add_norm(struct qb_cuda_ctx *c,
     cudaError_t e;
     if (next->x != y)
         return qb_err_set(err, QB_ERR_INTERNAL, "qb_cuda_gemv_add_norm: the norm is not of y");
-    e = qb_gemv_mma_launch(&w, 1, &gi, y, NULL, 1, &tail, c->pdl, c->stream);
+    e = next->scale ? cudaErrorNotSupported /* the tail does not quantize */
+                    : qb_gemv_mma_launch(&w, 1, &gi, y, NULL, 1, &tail, c->pdl, c->stream);
     if (e != cudaErrorNotSupported) {
         CUDA_CHECK(e);
         return QB_OK;
     }
     st = qb_cuda_gemv(c, &w, 1, x, y, 1, err);
     if (!st)
-        st = qb_cuda_rmsnorm(c, y, next->w, next->eps, 1, (int)w->rows, next->a, err);
+        st = normed_input(c, next, (int)w->rows, err);
 out:
     return st;
 }

@@ -94,6 +94,14 @@ QB_PK_HD float qb_fp8_to_f32(uint8_t code, __nv_fp8_interpretation_t k)
     return __half2float(__half(h));
 }
 
+/* W8A8's activation code of v at the token scale s = amax / 448 (core/quant.c
+ * act_fp8_row): e4m3(v / s), round to nearest even, saturating; 0 when s is 0. */
+static __device__ __forceinline__ uint8_t qb_act_e4m3(float v, float s)
+{
+    return s > 0.0f ? (uint8_t)__nv_cvt_float_to_fp8(v / s, __NV_SATFINITE, __NV_E4M3)
+                    : (uint8_t)0;
+}
+
 /* Scale s and offset o of (row, group g) for the 4-bit formats: w = lut[code] * s + o. */
 template <int FMT>
 QB_PK_HD void group_scale(const struct packed_view &v, int64_t row, int g, float *s, float *o)

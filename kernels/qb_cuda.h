@@ -143,6 +143,14 @@ enum qb_status qb_cuda_embed(struct qb_cuda_ctx *c, const uint16_t *embed, const
 enum qb_status qb_cuda_rmsnorm(struct qb_cuda_ctx *c, const float *x, const float *w, float eps,
                                int n, int dim, uint16_t *out, struct qb_err *err);
 
+/* qb_cuda_rmsnorm for a W8A8 consumer: out[t] = the E4M3 code values (as
+ * bf16, exact) and scale[t] the per-token scale that W8A8's activation
+ * quantization (w8a8.cu, core/quant.c act_fp8_row) gives qb_cuda_rmsnorm's
+ * output, in one kernel. */
+enum qb_status qb_cuda_rmsnorm_fp8(struct qb_cuda_ctx *c, const float *x, const float *w,
+                                   float eps, int n, int dim, uint16_t *out, float *scale,
+                                   struct qb_err *err);
+
 /* Shapes of one attention layer. */
 struct qb_cuda_attn_shape {
     int n_heads, n_kv_heads, head_dim; /* head_dim in {64, 128, 256} */
@@ -198,10 +206,24 @@ enum qb_status qb_cuda_gemv(struct qb_cuda_ctx *c, const struct qb_cuda_weight *
                             int n_w, const uint16_t *x, float *y, int accumulate,
                             struct qb_err *err);
 
+/* qb_cuda_gemv of W8A8 weights whose input is already quantized: x holds the
+ * token's E4M3 code values and *x_scale its scale, as qb_cuda_rmsnorm_fp8
+ * leaves them (so no quantization runs here). */
+enum qb_status qb_cuda_gemv_prequant(struct qb_cuda_ctx *c, const struct qb_cuda_weight *const *w,
+                                     int n_w, const uint16_t *x, const float *x_scale, float *y,
+                                     int accumulate, struct qb_err *err);
+
 /* Decode gate/up GEMV with the SwiGLU epilogue: out[i] = bf16(silu(g_i . x) * (u_i . x)). */
 enum qb_status qb_cuda_gemv_swiglu(struct qb_cuda_ctx *c, const struct qb_cuda_weight *gate,
                                    const struct qb_cuda_weight *up, const uint16_t *x,
                                    uint16_t *out, struct qb_err *err);
+
+/* The same over a pre-quantized W8A8 input (qb_cuda_gemv_prequant). */
+enum qb_status qb_cuda_gemv_swiglu_prequant(struct qb_cuda_ctx *c,
+                                            const struct qb_cuda_weight *gate,
+                                            const struct qb_cuda_weight *up, const uint16_t *x,
+                                            const float *x_scale, uint16_t *out,
+                                            struct qb_err *err);
 
 /* The input of a decode GEMV that starts with an RMSNorm (device pointers). */
 struct qb_cuda_norm_in {
@@ -209,6 +231,8 @@ struct qb_cuda_norm_in {
     const float *w; /* norm weight [cols] */
     float eps;
     uint16_t *a;    /* bf16 scratch [cols]: the normed row where the norm is not fused */
+    float *scale;   /* NULL, or the consumer is W8A8: a gets the normed row's E4M3 code
+                     * values and *scale its token scale (qb_cuda_rmsnorm_fp8) */
 };
 
 /* qb_cuda_gemv of x = bf16(rmsnorm(in)) (the first layer's q|k|v in decode).

@@ -126,6 +126,19 @@ static __device__ __forceinline__ float qb_block_sum(float v, float *scratch)
     return qb_warp_sum(v);
 }
 
+/* The maximum of v over the block, as qb_block_sum. */
+static __device__ __forceinline__ float qb_block_max(float v, float *scratch)
+{
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+    v = qb_warp_max(v);
+    __syncthreads(); /* scratch may still be read by a previous call */
+    if (lane == 0)
+        scratch[warp] = v;
+    __syncthreads();
+    v = lane < n_warps ? scratch[lane] : 0.0f;
+    return qb_warp_max(v);
+}
+
 /*
  * Programmatic dependent launch (sm_90+). A kernel launched with
  * qb_launch_pdl may start while the kernel before it is still running, once

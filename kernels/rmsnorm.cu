@@ -5,14 +5,20 @@
  * Grid: one block per token, 256 threads. Each thread keeps its slice of the
  * row in registers between the reduction and the scaling (dim <= 256 * 32),
  * so x is read once.
+ *
+ * For a W8A8 consumer (q_scale != NULL) the same kernel also quantizes the
+ * normed row per token as w8a8.cu's act_quant does it: s = amax / 448, out =
+ * the E4M3 code values e4m3(v / s) as bf16 (exact), q_scale[t] = s. In decode
+ * this saves the act_quant launch before the q|k|v and gate/up GEMVs (two of
+ * the four per layer).
  */
-#include "qb_cuda_common.cuh"
+#include "packed.cuh" /* qb_act_e4m3, qb_fp8_to_f32 */
 
 #define RMS_THREADS 256
 #define RMS_MAX_PER_THREAD 32 /* dim up to 8192 */
 
 static __global__ void rmsnorm_kernel(const float *x, const float *w, float eps, int dim,
-                                      uint16_t *out)
+                                      uint16_t *out, float *q_scale)
 {
     __shared__ float scratch[32];
     const float *row = x + (size_t)blockIdx.x * dim;
@@ -20,7 +26,7 @@ static __global__ void rmsnorm_kernel(const float *x, const float *w, float eps,
     qb_pdl_wait();    /* x comes from the kernel before */
     uint16_t *o = out + (size_t)blockIdx.x * dim;
     float v[RMS_MAX_PER_THREAD];
-    float ss = 0.0f;
+    float ss = 0.0f, amax = 0.0f;
 #pragma unroll
     for (int j = 0; j < RMS_MAX_PER_THREAD; j++) {
         int i = threadIdx.x + j * RMS_THREADS;
@@ -31,27 +37,57 @@ static __global__ void rmsnorm_kernel(const float *x, const float *w, float eps,
 #pragma unroll
     for (int j = 0; j < RMS_MAX_PER_THREAD; j++) {
         int i = threadIdx.x + j * RMS_THREADS;
-        if (i < dim)
-            o[i] = qb_f32_to_bf16_bits(v[j] * inv * w[i]);
+        v[j] = i < dim ? qb_bf16_bits_to_f32(qb_f32_to_bf16_bits(v[j] * inv * w[i])) : 0.0f;
+        amax = fmaxf(amax, fabsf(v[j]));
     }
+    float s = q_scale ? qb_block_max(amax, scratch) / 448.0f : 0.0f;
+#pragma unroll
+    for (int j = 0; j < RMS_MAX_PER_THREAD; j++) {
+        int i = threadIdx.x + j * RMS_THREADS;
+        if (i < dim)
+            o[i] = qb_f32_to_bf16_bits(
+                q_scale ? qb_fp8_to_f32(qb_act_e4m3(v[j], s), __NV_E4M3) : v[j]);
+    }
+    if (q_scale && threadIdx.x == 0)
+        q_scale[blockIdx.x] = s;
 }
 
 static cudaError_t rmsnorm_launch(const float *x, const float *w, float eps, int n, int dim,
-                                  uint16_t *out, bool pdl, cudaStream_t s)
+                                  uint16_t *out, float *q_scale, bool pdl, cudaStream_t s)
 {
-    return qb_launch(pdl, rmsnorm_kernel, dim3(n), dim3(RMS_THREADS), s, x, w, eps, dim, out);
+    return qb_launch(pdl, rmsnorm_kernel, dim3(n), dim3(RMS_THREADS), s, x, w, eps, dim, out,
+                     q_scale);
+}
+
+static enum qb_status check_dim(int n, int dim, struct qb_err *err)
+{
+    if (n <= 0 || dim <= 0 || dim > RMS_THREADS * RMS_MAX_PER_THREAD)
+        return qb_err_set(err, QB_ERR_UNSUPPORTED,
+                          "qb_cuda_rmsnorm: n=%d dim=%d (dim must be 1..%d)", n, dim,
+                          RMS_THREADS * RMS_MAX_PER_THREAD);
+    return QB_OK;
 }
 
 extern "C" enum qb_status qb_cuda_rmsnorm(struct qb_cuda_ctx *c, const float *x, const float *w,
                                           float eps, int n, int dim, uint16_t *out,
                                           struct qb_err *err)
 {
-    enum qb_status st = QB_OK;
-    if (n <= 0 || dim <= 0 || dim > RMS_THREADS * RMS_MAX_PER_THREAD)
-        return qb_err_set(err, QB_ERR_UNSUPPORTED,
-                          "qb_cuda_rmsnorm: n=%d dim=%d (dim must be 1..%d)", n, dim,
-                          RMS_THREADS * RMS_MAX_PER_THREAD);
-    CUDA_CHECK(rmsnorm_launch(x, w, eps, n, dim, out, c->pdl, c->stream));
+    enum qb_status st = check_dim(n, dim, err);
+    if (st)
+        return st;
+    CUDA_CHECK(rmsnorm_launch(x, w, eps, n, dim, out, NULL, c->pdl, c->stream));
+out:
+    return st;
+}
+
+extern "C" enum qb_status qb_cuda_rmsnorm_fp8(struct qb_cuda_ctx *c, const float *x,
+                                              const float *w, float eps, int n, int dim,
+                                              uint16_t *out, float *scale, struct qb_err *err)
+{
+    enum qb_status st = check_dim(n, dim, err);
+    if (st)
+        return st;
+    CUDA_CHECK(rmsnorm_launch(x, w, eps, n, dim, out, scale, c->pdl, c->stream));
 out:
     return st;
 }

@@ -177,7 +177,7 @@ static void check_norm(const char *label, struct qb_cuda_ctx *c, const struct qb
     ref_matmul(ref_w, xn, 1, ref_y);
     float *d_xf = dev(xf, sizeof xf), *d_nw = dev(nw, sizeof nw), *d_y = dev(NULL, sizeof ref_y);
     uint16_t *d_a = dev(NULL, COLS * 2);
-    struct qb_cuda_norm_in in = {d_xf, d_nw, 1e-5f, d_a};
+    struct qb_cuda_norm_in in = {d_xf, d_nw, 1e-5f, d_a, NULL};
     const struct qb_cuda_weight *ws[1] = {dw};
     QBT_OK(qb_cuda_gemv_norm(c, ws, 1, &in, d_y, 0, &err));
     QBT_OK(qb_cuda_sync(c, &err));
@@ -330,7 +330,7 @@ static void check_concat(enum qb_wfmt fmt, const struct qb_quant_params *qp, int
     }
     uint16_t *d_x = dev(xb, (size_t)cols * 2), *d_a = dev(NULL, (size_t)total * 2);
     float *d_y = dev(NULL, (size_t)total * sizeof(float)), *d_nw = dev(nw, total * sizeof *nw);
-    struct qb_cuda_norm_in next = {d_y, d_nw, 1e-5f, d_a};
+    struct qb_cuda_norm_in next = {d_y, d_nw, 1e-5f, d_a, NULL};
     uint16_t *nan_a = malloc((size_t)total * 2);
     for (int64_t r = 0; r < total; r++)
         nan_a[r] = 0x7fc0; /* bf16 NaN: a tail that did not run shows */
@@ -478,6 +478,81 @@ Test(cuda_packed, fp8_w8a8)
     free(got);
     qb_cuda_weight_free(&dw), qb_linear_release(&lin);
     qb_cuda_free(d_x), qb_cuda_free(d_y), qb_cuda_ctx_free(c), free(ref_w);
+}
+
+/* The decode norms of a W8A8 model quantize for their consumer in the same
+ * kernel (qb_cuda_rmsnorm_fp8): the same bits as the norm, then the W8A8
+ * activation quantization, through each entry that takes a pre-quantized
+ * input, and within TOL_W8A8 of the CPU (norm and per-token quantization). */
+Test(cuda_packed, fp8_w8a8_norm_quantizes)
+{
+    if (!qb_cuda_available())
+        cr_skip_test("no CUDA GPU on this machine");
+    struct qb_quant_params qp = {.act = QB_ACT_FP8_E4M3};
+    struct qb_linear lin;
+    struct qb_cuda_weight dw;
+    struct qb_cuda_ctx *c = NULL;
+    float *ref_w, xf[COLS], nw[COLS], xn[COLS], xq[COLS], ref_y[ROWS], y0[ROWS];
+    double ss = 0;
+    QBT_OK(qb_cuda_ctx_create(&c, &err));
+    make(QB_WFMT_FP8_E4M3, &qp, &lin, &ref_w, &dw);
+    QBT_OK(qb_cuda_ctx_reserve_act(c, 1, COLS, &err));
+    for (int k = 0; k < COLS; k++) {
+        xf[k] = frand() * (k % 37 == 0 ? 12.0f : 3.0f);
+        nw[k] = 1.0f + 0.5f * frand();
+        ss += (double)xf[k] * xf[k];
+    }
+    for (int r = 0; r < ROWS; r++)
+        y0[r] = frand();
+    float inv = (float)(1.0 / sqrt(ss / COLS + 1e-5));
+    for (int k = 0; k < COLS; k++)
+        xn[k] = qb_bf16_to_f32(qb_f32_to_bf16(xf[k] * inv * nw[k]));
+    qb_act_quantize_rows(QB_ACT_FP8_E4M3, xn, 1, COLS, xq);
+    ref_matmul(ref_w, xq, 1, ref_y);
+    float *d_xf = dev(xf, sizeof xf), *d_nw = dev(nw, sizeof nw), *d_y = dev(NULL, sizeof ref_y);
+    float *d_s = dev(NULL, sizeof(float)), *d_res = dev(NULL, ROWS * sizeof(float));
+    uint16_t *d_aq = dev(NULL, COLS * 2), *d_ab = dev(NULL, COLS * 2);
+    uint16_t *d_out = dev(NULL, ROWS * 2), *d_out2 = dev(NULL, ROWS * 2);
+    const struct qb_cuda_weight *ws[1] = {&dw};
+    /* the q|k|v entry of layer 0: the norm quantizes, the GEMV takes it as is */
+    struct qb_cuda_norm_in in_q = {d_xf, d_nw, 1e-5f, d_aq, d_s}, in_b = {d_xf, d_nw, 1e-5f, d_ab, NULL};
+    QBT_OK(qb_cuda_gemv_norm(c, ws, 1, &in_q, d_y, 0, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
+    float *got = from_dev_f32(d_y, ROWS);
+    QBT_OK(qb_cuda_gemv_norm(c, ws, 1, &in_b, d_y, 0, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
+    float *plain = from_dev_f32(d_y, ROWS);
+    cr_assert(!memcmp(got, plain, sizeof ref_y), "fused norm + quantization differs from the two");
+    expect_close("fp8-w8a8", "quantizing norm", got, ref_y, ROWS, TOL_W8A8);
+    free(got), free(plain);
+    /* gate/up over the quantized input against the unquantized one */
+    QBT_OK(qb_cuda_gemv_swiglu_prequant(c, &dw, &dw, d_aq, d_s, d_out, &err));
+    QBT_OK(qb_cuda_gemv_swiglu(c, &dw, &dw, d_ab, d_out2, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
+    float *sw = from_dev_bf16(d_out, ROWS), *sw2 = from_dev_bf16(d_out2, ROWS);
+    cr_assert(!memcmp(sw, sw2, ROWS * sizeof(float)), "gate/up over the quantized input differs");
+    free(sw), free(sw2);
+    /* the norm after y += W x (o, down; over y's ROWS), quantizing and not: the
+     * codes times the scale are the CPU's quantization of the unquantized norm */
+    struct qb_cuda_norm_in next_q = {d_res, d_nw, 1e-5f, d_aq, d_s};
+    struct qb_cuda_norm_in next_b = {d_res, d_nw, 1e-5f, d_ab, NULL};
+    float s_q, *codes, *normed, want[ROWS];
+    QBT_OK(qb_cuda_upload(d_res, y0, sizeof y0, &err));
+    QBT_OK(qb_cuda_gemv_add_norm(c, &dw, d_ab, d_res, &next_q, &err));
+    QBT_OK(qb_cuda_upload(d_res, y0, sizeof y0, &err));
+    QBT_OK(qb_cuda_gemv_add_norm(c, &dw, d_ab, d_res, &next_b, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
+    codes = from_dev_bf16(d_aq, ROWS), normed = from_dev_bf16(d_ab, ROWS);
+    QBT_OK(qb_cuda_download(&s_q, d_s, sizeof s_q, &err));
+    qb_act_quantize_rows(QB_ACT_FP8_E4M3, normed, 1, ROWS, want);
+    for (int r = 0; r < ROWS; r++)
+        cr_assert_eq(codes[r] * s_q, want[r], "quantizing norm after y += W x: %d: %g * %g, "
+                     "CPU %g", r, codes[r], s_q, want[r]);
+    free(codes), free(normed);
+    qb_cuda_weight_free(&dw), qb_linear_release(&lin);
+    qb_cuda_free(d_xf), qb_cuda_free(d_nw), qb_cuda_free(d_y), qb_cuda_free(d_s);
+    qb_cuda_free(d_res), qb_cuda_free(d_aq), qb_cuda_free(d_ab), qb_cuda_free(d_out);
+    qb_cuda_free(d_out2), qb_cuda_ctx_free(c), free(ref_w);
 }
 
 /* What the GPU cannot run is refused with a message, not run wrong. */
