@@ -57,9 +57,13 @@
  * mxfp4 266 -> 354, nf4 263 -> 282; the GEMV of the integer and E2M1 formats
  * is exact up to f32 summation (rel L2 error 1e-7..1e-5).
  *
- * Block: MMA_WARPS warps share 2 tiles (16 output rows; with SwiGLU 8 rows
- * of gate and the same 8 of up) and split the columns by steps (warp w takes
- * steps w, w + MMA_WARPS, ...); their partial sums meet in shared memory.
+ * Row group: MMA_WARPS warps share 2 tiles (16 output rows; with SwiGLU 8
+ * rows of gate and the same 8 of up) and split the columns by steps (warp w
+ * takes steps w, w + MMA_WARPS, ...); their partial sums meet in shared
+ * memory. A block is MMA_GROUPS row groups over consecutive rows that share
+ * one x staging, so each block stages x for twice the rows (H100 tg128 of the
+ * 8B shape, run 47: nvfp4 374.5 -> 387.3 t/s; int4, whose staging is half
+ * as large (whole steps), 426.2/426.3 -> 422.4/424.4).
  * Each warp keeps a ring of MMA_UNROLL steps of codes and scales in
  * registers: a slot is reloaded with the step MMA_UNROLL ahead as soon as its
  * mma are issued, so the loads never drain while the warp computes (the
@@ -109,7 +113,10 @@
 /* steps in flight per warp (H100 tg128: int4 4 > 6 > 3, nvfp4 and mxfp4 4 > 3, 6) */
 #define MMA_UNROLL 4
 #define MMA_MIN_BLOCKS 4 /* resident blocks per SM the registers must allow (4 > 3, 5) */
-#define MMA_TILES 2      /* tiles of 8 rows per block (one tile and twice the blocks: slower) */
+#define MMA_TILES 2      /* tiles of 8 rows per row group (one tile and twice the groups: slower) */
+/* row groups per block sharing its x staging (H100 tg128: nvfp4 2 > 1; 4 for
+ * gate/up alone: slower, one block of 16 warps per SM) */
+#define MMA_GROUPS 2
 #define MMA_STEP 128
 #define MMA_MAX_MATS 3
 #define MMA_LUT_MAX (QB_LUT_DYN_OFFSET + 256)
@@ -469,23 +476,23 @@ static __device__ __forceinline__ void load_step(const struct mma_tile *tl, int 
     }
 }
 
-/* Output rows per block: 2 tiles of 8 (SwiGLU: 8 rows of gate and the same of up). */
-template <int MODE> static constexpr int mma_rows_per_block()
+/* Output rows per row group: 2 tiles of 8 (SwiGLU: 8 rows of gate and the same of up). */
+template <int MODE> static constexpr int mma_rows_per_group()
 {
     return MODE == MMA_SWIGLU ? 8 : 8 * MMA_TILES;
 }
 
-/* Tile i of this block: rows [row0, row0 + 8) of the concatenated outputs
+
+/* Tile i of row group rg: rows [row0, row0 + 8) of the concatenated outputs
  * (SwiGLU: the same rows of gate, then of up). Every matrix's rows are a
  * multiple of 8, so a tile lies inside one matrix. */
 template <int MODE>
-static __device__ __forceinline__ struct mma_tile locate_tile(const struct mma_args &a, int i,
-                                                              int *mat)
+static __device__ __forceinline__ struct mma_tile locate_tile(const struct mma_args &a,
+                                                              int64_t rg, int i, int *mat)
 {
     struct mma_tile tl = {};
     int g = (threadIdx.x & 31) >> 2;
-    int64_t r = MODE == MMA_SWIGLU ? (int64_t)blockIdx.x * 8
-                                   : (int64_t)blockIdx.x * mma_rows_per_block<MODE>() + 8 * i;
+    int64_t r = rg * mma_rows_per_group<MODE>() + (MODE == MMA_SWIGLU ? 0 : 8 * i);
     *mat = -1;
     if (r >= a.total_rows)
         return tl;
@@ -517,13 +524,14 @@ static __device__ __forceinline__ struct mma_tile locate_tile(const struct mma_a
     return tl;
 }
 
-/* Thread r < 16: output r of the block from the warps' partial sums. */
+/* Lane r < 16 of the first warp of row group rg: output r of the group from
+ * its warps' partial sums red[MMA_WARPS]. */
 template <int MODE>
-static __device__ __forceinline__ void store_output(const struct mma_args &a,
+static __device__ __forceinline__ void store_output(const struct mma_args &a, int64_t rg,
                                                     const struct mma_tile *tl, const int *mat,
                                                     const float (*red)[MMA_TILES * 8])
 {
-    int r = threadIdx.x, i = r >> 3, g = r >> 2; /* g: this thread's row inside its tile */
+    int r = threadIdx.x & 31, i = r >> 3, g = r >> 2; /* g: this lane's row inside its tile */
     float v = 0.0f;
     for (int w = 0; w < MMA_WARPS; w++)
         v += red[w][r];
@@ -532,10 +540,10 @@ static __device__ __forceinline__ void store_output(const struct mma_args &a,
             float u = 0.0f;
             for (int w = 0; w < MMA_WARPS; w++)
                 u += red[w][8 + r];
-            a.y_bf16[(int64_t)blockIdx.x * 8 + r] = qb_f32_to_bf16_bits(qb_silu(v) * u);
+            a.y_bf16[rg * 8 + r] = qb_f32_to_bf16_bits(qb_silu(v) * u);
         }
     } else {
-        int64_t out = (int64_t)blockIdx.x * mma_rows_per_block<MODE>() + r;
+        int64_t out = rg * mma_rows_per_group<MODE>() + r;
         int m = i ? mat[1] : mat[0]; /* selects, not indexing: no local-memory copies */
         bool valid = m >= 0 && out < a.total_rows;
         if (valid) {
@@ -546,12 +554,12 @@ static __device__ __forceinline__ void store_output(const struct mma_args &a,
             a.y[out] = v;
         }
         if (MODE == MMA_ACCUM && a.next.out) { /* the block's share of the RMSNorm tail */
-            static_assert(MMA_TILES * 8 == 16, "the mask: lanes 0..15 of warp 0");
+            static_assert(MMA_TILES * 8 == 16, "the mask: lanes 0..15 of the warp");
             float sq = valid ? v * v : 0.0f;
             for (int o = 8; o > 0; o >>= 1)
                 sq += __shfl_xor_sync(0x0000ffffu, sq, o);
-            if (r == 0)
-                a.row_ss[blockIdx.x] = sq;
+            if (r == 0 && rg * 16 < a.total_rows)
+                a.row_ss[rg] = sq;
         }
     }
 }
@@ -596,31 +604,36 @@ static __device__ __forceinline__ void st_cluster_rank0(float *p, float v)
 }
 
 /* Split K (accumulating launches only): the gridDim.y parts of a row block
- * form a cluster; each writes its 16 partial sums into parts[its part] of part
- * 0's shared memory, and after the cluster barrier part 0 turns red[0] into
- * their sum in part order (deterministic); true for it. Every thread of every
- * part calls it once, after the cluster_arrive_relaxed at the kernel's start
- * (so part 0's shared memory is known to be live when written). */
-static __device__ bool split_k_gather(float (*red)[MMA_TILES * 8], float (*parts)[16])
+ * form a cluster; each writes the 16 partial sums of each of its row groups
+ * into parts[its part] of part 0's shared memory, and after the cluster
+ * barrier part 0 turns each group's red into their sum in part order
+ * (deterministic); true for it. Every thread of every part calls it once,
+ * after the cluster_arrive_relaxed at the kernel's start (so part 0's shared
+ * memory is known to be live when written). */
+static __device__ bool split_k_gather(float (*red)[MMA_TILES * 8],
+                                      float (*parts)[16 * MMA_GROUPS])
 {
+    int warp = threadIdx.x >> 5, r = threadIdx.x & 31, gi = warp / MMA_WARPS;
+    bool lead = warp % MMA_WARPS == 0 && r < 16; /* lane r of the group's first warp */
+    float(*gred)[MMA_TILES * 8] = red + gi * MMA_WARPS;
     cluster_wait();
-    if (threadIdx.x < 16) {
+    if (lead) {
         float v = 0.0f;
         for (int w = 0; w < MMA_WARPS; w++)
-            v += red[w][threadIdx.x];
-        st_cluster_rank0(&parts[blockIdx.y][threadIdx.x], v);
+            v += gred[w][r];
+        st_cluster_rank0(&parts[blockIdx.y][16 * gi + r], v);
     }
     cluster_arrive();
     cluster_wait();
     if (blockIdx.y != 0)
         return false;
-    if (threadIdx.x < 16) {
+    if (lead) {
         float v = 0.0f;
         for (unsigned k = 0; k < gridDim.y; k++)
-            v += parts[k][threadIdx.x];
-        red[0][threadIdx.x] = v;
+            v += parts[k][16 * gi + r];
+        gred[0][r] = v;
         for (int w = 1; w < MMA_WARPS; w++)
-            red[w][threadIdx.x] = 0.0f;
+            gred[w][r] = 0.0f;
     }
     __syncthreads();
     return true;
@@ -680,8 +693,8 @@ static __device__ void norm_tail(const struct mma_args &a, float *scratch)
         return;
     __threadfence();
     float ss = 0.0f;
-    for (int i = threadIdx.x; i < (int)gridDim.x; i += blockDim.x)
-        ss += __ldcg(a.row_ss + i);
+    for (int i = threadIdx.x; i < (int)((a.total_rows + 15) / 16); i += blockDim.x)
+        ss += __ldcg(a.row_ss + i); /* one per row group (store_output) */
     tail_load(a, threadIdx.x, n4, v, w); /* in flight during the sum */
     float inv = rsqrtf(qb_block_sum(ss, scratch) / (float)a.total_rows + a.next.eps);
     for (int i0 = threadIdx.x; i0 < n4; i0 += step) {
@@ -707,8 +720,15 @@ template <int FMT, bool WHOLE> static size_t mma_smem_bytes(int steps)
     return MMA_ZEROS_BYTES + (size_t)steps * mma_smem_per_step<FMT, WHOLE>();
 }
 
+/* The row group of this warp: MMA_GROUPS per block, MMA_WARPS warps each. */
+static __device__ __forceinline__ int64_t row_group(void)
+{
+    return (int64_t)blockIdx.x * MMA_GROUPS + (threadIdx.x >> 5) / MMA_WARPS;
+}
+
 template <int FMT, int MODE, bool WHOLE>
-static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
+static __global__ void __launch_bounds__(MMA_WARPS * 32 * MMA_GROUPS,
+                                         MMA_MIN_BLOCKS / MMA_GROUPS)
     gemv_mma_kernel(struct mma_args a)
 {
     constexpr int U = MMA_UNROLL;
@@ -716,17 +736,18 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
     uint4 *zeros = xs, *xb = xs + MMA_ZEROS_BYTES / 16;
     __shared__ float lut[MMA_LUT_MAX];
     __shared__ struct mma_lut16 t16;
-    __shared__ float red[MMA_WARPS][MMA_TILES * 8];
-    __shared__ float parts[QB_MMA_KSPLIT][16]; /* split K: part 0's, written by every part */
+    __shared__ float red[MMA_GROUPS * MMA_WARPS][MMA_TILES * 8];
+    __shared__ float parts[QB_MMA_KSPLIT][16 * MMA_GROUPS]; /* split K: part 0's, written by every part */
     constexpr bool is_nf4 = FMT == QB_WFMT_NF4 || FMT == QB_WFMT_NF4_DQ;
     constexpr int lut_len = FMT == QB_WFMT_NF4_DQ ? MMA_LUT_MAX : 0;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int wig = warp % MMA_WARPS; /* the warp inside its row group */
     struct mma_tile tl[MMA_TILES];
     int mat[MMA_TILES];
     struct mma_batch<U> b;
     float acc[MMA_TILES] = {};
     for (int i = 0; i < MMA_TILES; i++)
-        tl[i] = locate_tile<MODE>(a, i, &mat[i]);
+        tl[i] = locate_tile<MODE>(a, row_group(), i, &mat[i]);
     /* split K: block (x, y) takes steps [s_lo, s_hi) of row block x */
     int s_lo = (int)(blockIdx.y * a.n_steps / gridDim.y);
     int s_hi = (int)((blockIdx.y + 1) * a.n_steps / gridDim.y);
@@ -735,7 +756,7 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
         cluster_arrive_relaxed();
 #pragma unroll
     for (int u = 0; u < U; u++) /* weights only: before the wait */
-        load_step<FMT>(tl, s_lo + warp + u * MMA_WARPS, s_hi, b.q[u], b.sr[u]);
+        load_step<FMT>(tl, s_lo + wig + u * MMA_WARPS, s_hi, b.q[u], b.sr[u]);
     for (int i = threadIdx.x; i < MMA_ZEROS_BYTES / 16; i += blockDim.x)
         zeros[i] = make_uint4(0, 0, 0, 0);
     for (int i = threadIdx.x; i < lut_len; i += blockDim.x)
@@ -754,7 +775,7 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
     uint32_t t16_at = (uint32_t)__cvta_generic_to_shared(&t16);
     /* A ring of U steps: slot u is refilled with the step U * MMA_WARPS ahead as
      * soon as its mma are issued, so U steps stay in flight while this warp works. */
-    for (int s0 = s_lo + warp; s0 < s_hi; s0 += U * MMA_WARPS) {
+    for (int s0 = s_lo + wig; s0 < s_hi; s0 += U * MMA_WARPS) {
 #pragma unroll
         for (int u = 0; u < U; u++) {
             int s = s0 + u * MMA_WARPS;
@@ -777,14 +798,14 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32, MMA_MIN_BLOCKS)
         acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], 2);
     }
     __syncthreads();     /* red doubled as block_inv_rms's scratch */
-    if ((lane & 3) == 0) /* rows g and g + 8 of the block */
+    if ((lane & 3) == 0) /* rows g and g + 8 of the row group */
         for (int i = 0; i < MMA_TILES; i++)
             red[warp][8 * i + (lane >> 2)] = acc[i];
     __syncthreads();
     if (gridDim.y > 1 && !split_k_gather(red, parts)) /* not part 0 of this row block */
         return;
-    if (threadIdx.x < MMA_TILES * 8)
-        store_output<MODE>(a, tl, mat, red);
+    if (wig == 0 && lane < MMA_TILES * 8)
+        store_output<MODE>(a, row_group(), tl, mat, red + (warp - wig));
     if (MODE == MMA_ACCUM && a.next.out)
         norm_tail(a, &red[0][0]);
 }
@@ -808,7 +829,8 @@ static cudaError_t allow_smem(mma_kernel_fn kernel, size_t smem)
  * the kernel was built for sm_90+ (not JIT-compiled from older PTX, which has
  * no cluster barrier: the helpers above trap there) and the device can place
  * such a cluster (none before sm_90; MPS or partitioned SMs may refuse). */
-static bool cluster_fits(mma_kernel_fn kernel, unsigned blocks, size_t smem, int ks)
+static bool cluster_fits(mma_kernel_fn kernel, unsigned blocks, unsigned threads, size_t smem,
+                         int ks)
 {
     cudaFuncAttributes fa;
     cudaLaunchConfig_t cfg = {};
@@ -819,7 +841,7 @@ static bool cluster_fits(mma_kernel_fn kernel, unsigned blocks, size_t smem, int
     attr.val.clusterDim.y = (unsigned)ks;
     attr.val.clusterDim.z = 1;
     cfg.gridDim = dim3(blocks, (unsigned)ks);
-    cfg.blockDim = dim3(MMA_WARPS * 32);
+    cfg.blockDim = dim3(threads);
     cfg.dynamicSmemBytes = smem;
     cfg.attrs = &attr;
     cfg.numAttrs = 1;
@@ -834,7 +856,8 @@ template <int FMT, int MODE, bool WHOLE>
 static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStream_t s)
 {
     mma_kernel_fn kernel = gemv_mma_kernel<FMT, MODE, WHOLE>;
-    int64_t per_block = mma_rows_per_block<MODE>();
+    int64_t per_block = mma_rows_per_group<MODE>() * MMA_GROUPS;
+    unsigned threads = MMA_WARPS * 32 * MMA_GROUPS;
     int64_t blocks = (a->total_rows + per_block - 1) / per_block;
     int ks = MODE == MMA_ACCUM ? QB_MMA_KSPLIT : 1;
     while (ks > 1 && a->n_steps < 16 * ks) /* at least 16 steps (4 per warp) a part */
@@ -843,7 +866,7 @@ static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStrea
         return cudaErrorInvalidValue;
     size_t smem = mma_smem_bytes<FMT, WHOLE>((a->n_steps + ks - 1) / ks);
     cudaError_t e = allow_smem(kernel, smem);
-    if (e == cudaSuccess && ks > 1 && !cluster_fits(kernel, (unsigned)blocks, smem, ks)) {
+    if (e == cudaSuccess && ks > 1 && !cluster_fits(kernel, (unsigned)blocks, threads, smem, ks)) {
         ks = 1; /* no clusters here: one part a row block */
         smem = mma_smem_bytes<FMT, WHOLE>(a->n_steps);
         e = allow_smem(kernel, smem);
@@ -851,7 +874,7 @@ static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStrea
     if (e != cudaSuccess)
         return e;
     return qb_launch_cluster(pdl, ks, kernel, dim3((unsigned)blocks, (unsigned)ks),
-                             dim3(MMA_WARPS * 32), smem, s, *a);
+                             dim3(threads), smem, s, *a);
 }
 
 /* Whole steps (x_smem) when every matrix is an integer format whose groups
