@@ -112,31 +112,29 @@ static __device__ __forceinline__ float qb_silu(float g)
     return g / (1.0f + expf(-g));
 }
 
-/* Sum over a block of blockDim.x threads (a multiple of 32, at most 1024);
- * every thread gets the total. scratch holds 32 floats. */
-static __device__ __forceinline__ float qb_block_sum(float v, float *scratch)
+/* The sum (MAX: the maximum, of values >= 0) over a block of blockDim.x
+ * threads (a multiple of 32, at most 1024); every thread gets the result.
+ * scratch holds 32 floats. */
+template <bool MAX> static __device__ __forceinline__ float qb_block_reduce(float v, float *scratch)
 {
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
-    v = qb_warp_sum(v);
+    v = MAX ? qb_warp_max(v) : qb_warp_sum(v);
     __syncthreads(); /* scratch may still be read by a previous call */
     if (lane == 0)
         scratch[warp] = v;
     __syncthreads();
-    v = lane < n_warps ? scratch[lane] : 0.0f;
-    return qb_warp_sum(v);
+    v = lane < n_warps ? scratch[lane] : 0.0f; /* the identity of both */
+    return MAX ? qb_warp_max(v) : qb_warp_sum(v);
 }
 
-/* The maximum of v over the block, as qb_block_sum. */
+static __device__ __forceinline__ float qb_block_sum(float v, float *scratch)
+{
+    return qb_block_reduce<false>(v, scratch);
+}
+
 static __device__ __forceinline__ float qb_block_max(float v, float *scratch)
 {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
-    v = qb_warp_max(v);
-    __syncthreads(); /* scratch may still be read by a previous call */
-    if (lane == 0)
-        scratch[warp] = v;
-    __syncthreads();
-    v = lane < n_warps ? scratch[lane] : 0.0f;
-    return qb_warp_max(v);
+    return qb_block_reduce<true>(v, scratch);
 }
 
 /*

@@ -59,35 +59,31 @@ static cudaError_t rmsnorm_launch(const float *x, const float *w, float eps, int
                      q_scale);
 }
 
-static enum qb_status check_dim(int n, int dim, struct qb_err *err)
+/* The launch after the checks; scale NULL: no quantization. */
+static enum qb_status rmsnorm_run(struct qb_cuda_ctx *c, const float *x, const float *w,
+                                  float eps, int n, int dim, uint16_t *out, float *scale,
+                                  struct qb_err *err)
 {
+    enum qb_status st = QB_OK;
     if (n <= 0 || dim <= 0 || dim > RMS_THREADS * RMS_MAX_PER_THREAD)
         return qb_err_set(err, QB_ERR_UNSUPPORTED,
                           "qb_cuda_rmsnorm: n=%d dim=%d (dim must be 1..%d)", n, dim,
                           RMS_THREADS * RMS_MAX_PER_THREAD);
-    return QB_OK;
+    CUDA_CHECK(rmsnorm_launch(x, w, eps, n, dim, out, scale, c->pdl, c->stream));
+out:
+    return st;
 }
 
 extern "C" enum qb_status qb_cuda_rmsnorm(struct qb_cuda_ctx *c, const float *x, const float *w,
                                           float eps, int n, int dim, uint16_t *out,
                                           struct qb_err *err)
 {
-    enum qb_status st = check_dim(n, dim, err);
-    if (st)
-        return st;
-    CUDA_CHECK(rmsnorm_launch(x, w, eps, n, dim, out, NULL, c->pdl, c->stream));
-out:
-    return st;
+    return rmsnorm_run(c, x, w, eps, n, dim, out, NULL, err);
 }
 
 extern "C" enum qb_status qb_cuda_rmsnorm_fp8(struct qb_cuda_ctx *c, const float *x,
                                               const float *w, float eps, int n, int dim,
                                               uint16_t *out, float *scale, struct qb_err *err)
 {
-    enum qb_status st = check_dim(n, dim, err);
-    if (st)
-        return st;
-    CUDA_CHECK(rmsnorm_launch(x, w, eps, n, dim, out, scale, c->pdl, c->stream));
-out:
-    return st;
+    return rmsnorm_run(c, x, w, eps, n, dim, out, scale, err);
 }

@@ -441,6 +441,17 @@ Test(cuda_packed, repacked_layout_decodes_like_the_reference)
     free(ref), free(emu);
 }
 
+/* A context and a random fp8-w8a8 weight on it (make). */
+static struct qb_cuda_ctx *make_w8a8(struct qb_linear *lin, struct qb_cuda_weight *dw,
+                                     float **ref_w)
+{
+    struct qb_quant_params qp = {.act = QB_ACT_FP8_E4M3};
+    struct qb_cuda_ctx *c = NULL;
+    QBT_OK(qb_cuda_ctx_create(&c, &err));
+    make(QB_WFMT_FP8_E4M3, &qp, lin, ref_w, dw);
+    return c;
+}
+
 /* fp8-w8a8: activations quantized per token like the CPU reference
  * (qb_act_quantize_rows); prefill through cuBLASLt FP8, decode through the
  * fp8 GEMV on the E4M3 code values with the token scale after the dot. */
@@ -448,14 +459,11 @@ Test(cuda_packed, fp8_w8a8)
 {
     if (!qb_cuda_available())
         cr_skip_test("no CUDA GPU on this machine");
-    struct qb_quant_params qp = {.act = QB_ACT_FP8_E4M3};
     struct qb_linear lin;
     struct qb_cuda_weight dw;
-    struct qb_cuda_ctx *c = NULL;
     float *ref_w, x[NTOK * COLS], xq[NTOK * COLS], ref_y[NTOK * ROWS];
+    struct qb_cuda_ctx *c = make_w8a8(&lin, &dw, &ref_w);
     uint16_t xb[NTOK * COLS];
-    QBT_OK(qb_cuda_ctx_create(&c, &err));
-    make(QB_WFMT_FP8_E4M3, &qp, &lin, &ref_w, &dw);
     for (int i = 0; i < NTOK * COLS; i++) {
         xb[i] = qb_f32_to_bf16(frand() * (i % 50 == 0 ? 8.0f : 1.0f));
         x[i] = qb_bf16_to_f32(xb[i]);
@@ -488,14 +496,11 @@ Test(cuda_packed, fp8_w8a8_norm_quantizes)
 {
     if (!qb_cuda_available())
         cr_skip_test("no CUDA GPU on this machine");
-    struct qb_quant_params qp = {.act = QB_ACT_FP8_E4M3};
     struct qb_linear lin;
     struct qb_cuda_weight dw;
-    struct qb_cuda_ctx *c = NULL;
     float *ref_w, xf[COLS], nw[COLS], xn[COLS], xq[COLS], ref_y[ROWS], y0[ROWS];
+    struct qb_cuda_ctx *c = make_w8a8(&lin, &dw, &ref_w);
     double ss = 0;
-    QBT_OK(qb_cuda_ctx_create(&c, &err));
-    make(QB_WFMT_FP8_E4M3, &qp, &lin, &ref_w, &dw);
     QBT_OK(qb_cuda_ctx_reserve_act(c, 1, COLS, &err));
     for (int k = 0; k < COLS; k++) {
         xf[k] = frand() * (k % 37 == 0 ? 12.0f : 3.0f);
