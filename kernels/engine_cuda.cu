@@ -3,9 +3,10 @@
  * directory, the GPU twin of core/engine_cpu.c.
  *
  * Created once per model: every weight is uploaded once (dtype views as bf16,
- * packed formats repacked by weight.cu), norms as f32, the f16 KV cache is sized from max_ctx, and the scratch
- * buffers from the largest pass (QB_CUDA_CHUNK tokens); nothing is allocated
- * while running, and destroy frees it all.
+ * packed formats repacked by weight.cu), norms as f32, the f16 KV cache is
+ * sized from max_ctx, and the scratch buffers from the largest pass
+ * (QB_CUDA_CHUNK tokens); nothing is allocated while running, and destroy
+ * frees it all.
  *
  * One pass over m <= QB_CUDA_CHUNK tokens (longer calls are split), per layer:
  *
@@ -19,9 +20,10 @@
  * SwiGLU); every RMSNorm but the first layer's is the tail of the o or down
  * GEMV before it (qb_cuda_gemv_add_norm), which writes the next input into
  * a (for W8A8 weights already quantized per token, with its scale in
- * a_scale: no separate quantization launch before q|k|v and gate|up). It replays the whole pass from a CUDA graph captured on the first
- * decode step: kernels read the position from device memory, so only the
- * token id and position are copied in before each replay. Packed weights run
+ * a_scale: no separate quantization launch before q|k|v and gate|up). It
+ * replays the whole pass from a CUDA graph captured on the first decode step:
+ * kernels read the position from device memory, so only the token id and
+ * position are copied in before each replay. Packed weights run
  * the fused dequantize-GEMV in decode and dequantize-then-cuBLAS in prefill.
  */
 #include <stdlib.h>
@@ -87,7 +89,8 @@ static enum qb_status upload_layer(struct cuda_engine *e, const struct qb_layer 
     size_t cache = (size_t)e->shape.n_kv_heads * e->shape.max_ctx * e->shape.head_dim * 2;
     char name[64];
     for (int s = 0; s < QB_LIN_COUNT && !st; s++) {
-        snprintf(name, sizeof name, "layer %d %s", idx, qb_linear_slot_name((enum qb_linear_slot)s));
+        snprintf(name, sizeof name, "layer %d %s", idx,
+                 qb_linear_slot_name((enum qb_linear_slot)s));
         st = qb_cuda_weight_upload(&l->lin[s], name, &d->lin[s], err);
     }
     if (!st)

@@ -28,8 +28,9 @@
  * concatenated; the epilogue stores, accumulates (residual add) or, for the
  * gate/up pair, applies SwiGLU and writes bf16 for the down projection.
  * Packed formats take the same entries to the fused dequantize-GEMV of
- * gemv_packed.cu; W8A8 weights first quantize x per token (w8a8.cu) and run
- * the fp8 GEMV on the dequantized activations.
+ * gemv_packed.cu; W8A8 weights first quantize x per token (w8a8.cu), unless
+ * a norm already did (the *_prequant entries), and run the fp8 GEMV on the
+ * E4M3 code values with the token scale after the dot.
  */
 #include "packed.cuh"
 #include "qb_w4a4.h"
@@ -213,6 +214,16 @@ static enum qb_status check_swiglu_pair(const struct qb_cuda_weight *gate,
     return st;
 }
 
+/* QB_ERR_INTERNAL for a pre-quantized input (x_scale) to weights that are not W8A8. */
+static enum qb_status check_prequant(const struct qb_cuda_weight *w, const float *x_scale,
+                                     struct qb_err *err)
+{
+    if (x_scale && w->act != QB_ACT_FP8_E4M3)
+        return qb_err_set(err, QB_ERR_INTERNAL, "a pre-quantized GEMV input for weights "
+                          "without W8A8 activations");
+    return QB_OK;
+}
+
 /* W8A8: replace *x by its per-token E4M3 code values (one row) and point
  * *x_scale at the token's scale, which the GEMV applies after the dot; with
  * *x_scale already set (qb_cuda_gemv_prequant), x holds them already. */
@@ -220,9 +231,6 @@ static enum qb_status w8a8_input(struct qb_cuda_ctx *c, const struct qb_cuda_wei
                                  const uint16_t **x, const float **x_scale, struct qb_err *err)
 {
     enum qb_status st = QB_OK;
-    if (*x_scale && w->act != QB_ACT_FP8_E4M3)
-        return qb_err_set(err, QB_ERR_INTERNAL, "a pre-quantized GEMV input for weights "
-                          "without W8A8 activations");
     if (w->act != QB_ACT_FP8_E4M3 || *x_scale)
         return QB_OK;
     st = qb_w8a8_check(c, 1, w->cols, err);
@@ -242,10 +250,13 @@ static enum qb_status gemv_any(struct qb_cuda_ctx *c, const struct qb_cuda_weigh
 {
     enum qb_status st = QB_OK;
     struct gemv_args a = {};
-    if (n_w > 0 && qb_w4a4_is(w[0])) /* FP4 activations: w4a4.cu (sm_100+) */
-        return qb_w4a4_gemv(c, w, n_w, x, y, accumulate, err);
     if (n_w < 1 || n_w > GEMV_MAX_MATS)
         return qb_err_set(err, QB_ERR_INTERNAL, "qb_cuda_gemv: %d matrices", n_w);
+    st = check_prequant(w[0], x_scale, err);
+    if (st)
+        return st;
+    if (qb_w4a4_is(w[0])) /* FP4 activations: w4a4.cu (sm_100+) */
+        return qb_w4a4_gemv(c, w, n_w, x, y, accumulate, err);
     for (int i = 0; i < n_w; i++) {
         st = check_same(w[i], w[0], err);
         if (st)
@@ -296,6 +307,9 @@ static enum qb_status swiglu_any(struct qb_cuda_ctx *c, const struct qb_cuda_wei
     enum qb_status st = QB_OK;
     struct gemv_args a = {};
     const struct qb_cuda_weight *pair[2] = {gate, up};
+    st = check_prequant(gate, x_scale, err);
+    if (st)
+        return st;
     if (qb_w4a4_is(gate)) /* FP4 activations: w4a4.cu (sm_100+) */
         return qb_w4a4_gemv_swiglu(c, gate, up, x, out, err);
     st = check_swiglu_pair(gate, up, err);
@@ -381,7 +395,8 @@ extern "C" enum qb_status qb_cuda_gemv_norm(struct qb_cuda_ctx *c,
     enum qb_status st = QB_OK;
     if (n_w < 1 || n_w > GEMV_MAX_MATS)
         return qb_err_set(err, QB_ERR_INTERNAL, "qb_cuda_gemv_norm: %d matrices", n_w);
-    if (!in->scale)
+    st = check_prequant(w[0], in->scale, err); /* before in->a is written */
+    if (!st && !in->scale)
         st = try_fused_norm(c, w, n_w, in, y, accumulate ? 1 : 0, &fused, err);
     if (st || fused)
         return st;

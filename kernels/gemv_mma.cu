@@ -71,8 +71,8 @@
  * programmatic dependent launch the first loads are issued before waiting
  * for the previous kernel (see qb_cuda_common.cuh).
  *
- * Split K (y += W x: the o and down projections, 256 blocks for the 8B
- * shape, two per SM): gridDim.y = QB_MMA_KSPLIT blocks share a row block, each
+ * Split K (y += W x: the o and down projections, 256 row groups of the 8B
+ * shape): gridDim.y = QB_MMA_KSPLIT blocks share a row block, each
  * over a contiguous part of the steps with only its part of x staged (int4
  * tg128 on the H100: 309 -> 324 t/s; nf4 220 -> 240). The parts of a row
  * block form a thread block cluster: each writes its partial sums into part
@@ -85,14 +85,18 @@
  * Fused RMSNorm (struct qb_gemv_in without x): each block computes the
  * row's mean square and builds its x fragments from the f32 residual and the
  * norm weight, rounding to bf16 as qb_cuda_rmsnorm does, which saves the
- * RMSNorm kernel before q|k|v (384 blocks for the 8B shape: 16.2 us against
- * 9.7 + 12.7 us in isolation). The gate/up launch refuses it: its 3584 blocks
- * would each read the 32 KB of residual and weight (54 us against 9.4 + 36.5
- * us measured); its input comes from the o projection's RMSNorm tail (below).
+ * RMSNorm kernel before q|k|v (then 384 blocks for the 8B shape: 16.2 us
+ * against 9.7 + 12.7 us in isolation). The gate/up launch refuses it: its
+ * 3584 blocks of the time would each read the 32 KB of residual and weight
+ * (54 us against 9.4 + 36.5 us measured); its input comes from the o
+ * projection's RMSNorm tail (below). Deferring the norm instead (o and down
+ * leave y * nw and their sums of squares, gate/up and q|k|v read those: no
+ * tail) was slower still with two row groups a block, H100 tg128 run 48:
+ * int4 422 -> 418, nvfp4 383 -> 377, nf4 323 -> 318, mxfp4 398 -> 393 t/s.
  *
  * RMSNorm tail (accumulating launches with next: the o and down projections
- * in decode): after its row block's outputs are stored, each block leaves
- * their sum of squares in the weight's tail_ss and counts itself in; the last
+ * in decode): each row group leaves the sum of squares of its 16 outputs in
+ * the weight's tail_ss and each block then counts itself in; the last
  * adds those sums and normalizes the whole of y into the next layer's bf16
  * input, so the RMSNorm kernel before gate/up (8.7 us per layer in the graph,
  * for 16 KB) and the norm prologue of the next q|k|v launch are gone (H100
@@ -131,7 +135,7 @@ struct mma_args {
     int64_t total_rows; /* output rows (SwiGLU: rows of gate) */
     int n_steps;        /* ceil(cols / 128) */
     struct qb_gemv_in in;
-    float *row_ss; /* RMSNorm tail: [gridDim.x] sums of squares of each row block's y */
+    float *row_ss;                /* RMSNorm tail: the sums of squares of each row group's y */
     struct qb_gemv_norm_out next; /* next.out == NULL: no RMSNorm tail */
     float *y;
     uint16_t *y_bf16;
@@ -482,13 +486,12 @@ template <int MODE> static constexpr int mma_rows_per_group()
     return MODE == MMA_SWIGLU ? 8 : 8 * MMA_TILES;
 }
 
-
 /* Tile i of row group rg: rows [row0, row0 + 8) of the concatenated outputs
  * (SwiGLU: the same rows of gate, then of up). Every matrix's rows are a
  * multiple of 8, so a tile lies inside one matrix. */
 template <int MODE>
-static __device__ __forceinline__ struct mma_tile locate_tile(const struct mma_args &a,
-                                                              int64_t rg, int i, int *mat)
+static __device__ __forceinline__ struct mma_tile locate_tile(const struct mma_args &a, int64_t rg,
+                                                              int i, int *mat)
 {
     struct mma_tile tl = {};
     int g = (threadIdx.x & 31) >> 2;
@@ -553,7 +556,7 @@ static __device__ __forceinline__ void store_output(const struct mma_args &a, in
             v = MODE == MMA_ACCUM ? a.y[out] + v : v;
             a.y[out] = v;
         }
-        if (MODE == MMA_ACCUM && a.next.out) { /* the block's share of the RMSNorm tail */
+        if (MODE == MMA_ACCUM && a.next.out) { /* the group's share of the RMSNorm tail */
             static_assert(MMA_TILES * 8 == 16, "the mask: lanes 0..15 of the warp");
             float sq = valid ? v * v : 0.0f;
             for (int o = 8; o > 0; o >>= 1)
@@ -610,8 +613,7 @@ static __device__ __forceinline__ void st_cluster_rank0(float *p, float v)
  * (deterministic); true for it. Every thread of every part calls it once,
  * after the cluster_arrive_relaxed at the kernel's start (so part 0's shared
  * memory is known to be live when written). */
-static __device__ bool split_k_gather(float (*red)[MMA_TILES * 8],
-                                      float (*parts)[16 * MMA_GROUPS])
+static __device__ bool split_k_gather(float (*red)[MMA_TILES * 8], float (*parts)[16 * MMA_GROUPS])
 {
     int warp = threadIdx.x >> 5, r = threadIdx.x & 31, gi = warp / MMA_WARPS;
     bool lead = warp % MMA_WARPS == 0 && r < 16; /* lane r of the group's first warp */
@@ -694,7 +696,7 @@ static __device__ void norm_tail(const struct mma_args &a, float *scratch)
     __threadfence();
     float ss = 0.0f;
     for (int i = threadIdx.x; i < (int)((a.total_rows + 15) / 16); i += blockDim.x)
-        ss += __ldcg(a.row_ss + i); /* one per row group (store_output) */
+        ss += __ldcg(a.row_ss + i);      /* one per row group (store_output) */
     tail_load(a, threadIdx.x, n4, v, w); /* in flight during the sum */
     float inv = rsqrtf(qb_block_sum(ss, scratch) / (float)a.total_rows + a.next.eps);
     for (int i0 = threadIdx.x; i0 < n4; i0 += step) {
@@ -727,8 +729,7 @@ static __device__ __forceinline__ int64_t row_group(void)
 }
 
 template <int FMT, int MODE, bool WHOLE>
-static __global__ void __launch_bounds__(MMA_WARPS * 32 * MMA_GROUPS,
-                                         MMA_MIN_BLOCKS / MMA_GROUPS)
+static __global__ void __launch_bounds__(MMA_WARPS * 32 * MMA_GROUPS, MMA_MIN_BLOCKS / MMA_GROUPS)
     gemv_mma_kernel(struct mma_args a)
 {
     constexpr int U = MMA_UNROLL;
@@ -737,7 +738,8 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32 * MMA_GROUPS,
     __shared__ float lut[MMA_LUT_MAX];
     __shared__ struct mma_lut16 t16;
     __shared__ float red[MMA_GROUPS * MMA_WARPS][MMA_TILES * 8];
-    __shared__ float parts[QB_MMA_KSPLIT][16 * MMA_GROUPS]; /* split K: part 0's, written by every part */
+    __shared__ float parts[QB_MMA_KSPLIT]
+                          [16 * MMA_GROUPS]; /* split K: part 0's, written by every part */
     constexpr bool is_nf4 = FMT == QB_WFMT_NF4 || FMT == QB_WFMT_NF4_DQ;
     constexpr int lut_len = FMT == QB_WFMT_NF4_DQ ? MMA_LUT_MAX : 0;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -873,8 +875,8 @@ static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStrea
     }
     if (e != cudaSuccess)
         return e;
-    return qb_launch_cluster(pdl, ks, kernel, dim3((unsigned)blocks, (unsigned)ks),
-                             dim3(threads), smem, s, *a);
+    return qb_launch_cluster(pdl, ks, kernel, dim3((unsigned)blocks, (unsigned)ks), dim3(threads),
+                             smem, s, *a);
 }
 
 /* Whole steps (x_smem) when every matrix is an integer format whose groups

@@ -18,8 +18,9 @@
  * load never waits behind the codes. Two rows share each x chunk (bf16
  * through the read-only cache) and, for the zero-point formats, its sum.
  * The 4-bit value table (and nf4-dq's 256-entry second-level map) sits in
- * shared memory: 16 entries in 16 banks, conflict-free for any code pattern. With act-order (g_idx) each weight
- * looks up its own group's scale (the slow, exact path).
+ * shared memory: 16 entries in 16 banks, conflict-free for any code pattern.
+ * With act-order (g_idx) each weight looks up its own group's scale (the
+ * slow, exact path).
  *
  * The 4-bit formats normally take the tensor-core GEMV of gemv_mma.cu; this
  * kernel runs them with act-order (g_idx) or shapes that one does not take.

@@ -261,7 +261,7 @@ struct qb_gemv_in {
 /* The RMSNorm an accumulating decode GEMV (y += W x) runs as its tail, for the
  * next layer's input: out = bf16(y * inv_rms(y) * nw) over the whole of y, as
  * qb_cuda_rmsnorm rounds it (up to the summation order). done counts the
- * finished row blocks (zero between launches; gemv_mma.cu fills it in from the
+ * finished blocks (zero between launches; gemv_mma.cu fills it in from the
  * weight's tail_done): the last one does the norm. */
 struct qb_gemv_norm_out {
     const float *nw;
@@ -269,14 +269,14 @@ struct qb_gemv_norm_out {
     uint16_t *out;
     unsigned *done;
 };
-/* The 16-row blocks of gemv_mma.cu over a weight of `rows` rows: the length of
+/* The 16-row groups of gemv_mma.cu over a weight of `rows` rows: the length of
  * its RMSNorm tail's sums of squares (weight.cu). */
 static inline int64_t qb_mma_row_blocks(int64_t rows)
 {
     return (rows + 15) / 16;
 }
 /* Parts of K of gemv_mma.cu's accumulating launches, one cluster of blocks
- * per row block (H100 int4 tg128: 2 > 4 > 1). */
+ * per block of rows (H100 int4 tg128: 2 > 4 > 1). */
 #define QB_MMA_KSPLIT 2
 
 /* gemv_mma.cu: the same GEMV on the tensor cores for the 4-bit formats (mode as

@@ -102,9 +102,9 @@ struct qb_cuda_weight {
     int group;              /* columns per scale (cols for per-row scales) */
     float scale_mul;        /* nvfp4: 1 / global_scale; nf4-dq: absmax offset */
     enum qb_act_mode act;   /* QB_ACT_FP8_E4M3: W8A8 (activations quantized per token) */
-    float *tail_ss;         /* 4-bit: the decode GEMV's RMSNorm tail: per 16-row block, the
-                             * sum of squares of its outputs (gemv_mma.cu), or NULL */
-    unsigned *tail_done;    /* its count of finished row blocks (zero between launches) */
+    float *tail_ss;         /* 4-bit: the decode GEMV's RMSNorm tail: per 16 rows, the sum
+                             * of squares of their outputs (gemv_mma.cu), or NULL */
+    unsigned *tail_done;    /* its count of finished blocks (zero between launches) */
     int tiled;              /* 4-bit codes in 8 x 128 tiles (packed.cuh's pk_code4_at) */
 };
 
@@ -237,7 +237,8 @@ struct qb_cuda_norm_in {
 
 /* qb_cuda_gemv of x = bf16(rmsnorm(in)) (the first layer's q|k|v in decode).
  * The 4-bit tensor-core GEMV computes the norm in its own prologue (one
- * kernel less); every other format runs qb_cuda_rmsnorm into in->a first.
+ * kernel less); every other format runs qb_cuda_rmsnorm into in->a first
+ * (with in->scale: qb_cuda_rmsnorm_fp8, and the W8A8 GEMV takes a as it is).
  * The two differ only in the summation order of the mean square. */
 enum qb_status qb_cuda_gemv_norm(struct qb_cuda_ctx *c, const struct qb_cuda_weight *const *w,
                                  int n_w, const struct qb_cuda_norm_in *in, float *y,
@@ -248,7 +249,8 @@ enum qb_status qb_cuda_gemv_norm(struct qb_cuda_ctx *c, const struct qb_cuda_wei
  * block has read x before the last one writes the norm). The 4-bit
  * tensor-core GEMV runs the norm as its own tail, in its last block (one
  * kernel less per norm on the decode path); every other format runs
- * qb_cuda_rmsnorm after it. */
+ * qb_cuda_rmsnorm after it (with next->scale: qb_cuda_rmsnorm_fp8, for a
+ * W8A8 consumer that takes next->a through qb_cuda_gemv_prequant). */
 enum qb_status qb_cuda_gemv_add_norm(struct qb_cuda_ctx *c, const struct qb_cuda_weight *w,
                                      const uint16_t *x, float *y,
                                      const struct qb_cuda_norm_in *next, struct qb_err *err);

@@ -17,10 +17,11 @@
  *                     activations once more, 2^-9 relative, and move the result
  *                     off the CPU reference).
  *
- * act_quant grid: one block of 1024 threads per (padded) token row. Decode
- * runs it before the o and down GEMVs only: the RMSNorms before q|k|v and
- * gate/up quantize their output themselves (rmsnorm.cu, qb_cuda_rmsnorm_fp8;
- * H100 tg128 of the 8B shape: 244 -> 262 t/s).
+ * act_quant grid: one block of 1024 threads per (padded) token row. In
+ * decode the RMSNorms before q|k|v and gate/up quantize their output
+ * themselves (rmsnorm.cu, qb_cuda_rmsnorm_fp8; H100 tg128 of the 8B shape:
+ * 244 -> 262 t/s), so it runs before the o and down GEMVs (and before gate/up
+ * with MLP biases, and a W8A8 lm_head).
  */
 #include "packed.cuh"
 

@@ -306,7 +306,7 @@ static void staged_free(struct staged *s)
 }
 
 /* The RMSNorm tail's scratch of the 4-bit decode GEMV (gemv_mma.cu): a sum of
- * squares per 16-row block and a zeroed arrival counter. */
+ * squares per 16 rows and a zeroed arrival counter. */
 static enum qb_status alloc_norm_tail(struct qb_cuda_weight *out, const char *name,
                                       struct qb_err *err)
 {

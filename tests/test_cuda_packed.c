@@ -520,7 +520,8 @@ Test(cuda_packed, fp8_w8a8_norm_quantizes)
     uint16_t *d_out = dev(NULL, ROWS * 2), *d_out2 = dev(NULL, ROWS * 2);
     const struct qb_cuda_weight *ws[1] = {&dw};
     /* the q|k|v entry of layer 0: the norm quantizes, the GEMV takes it as is */
-    struct qb_cuda_norm_in in_q = {d_xf, d_nw, 1e-5f, d_aq, d_s}, in_b = {d_xf, d_nw, 1e-5f, d_ab, NULL};
+    struct qb_cuda_norm_in in_q = {d_xf, d_nw, 1e-5f, d_aq, d_s};
+    struct qb_cuda_norm_in in_b = {d_xf, d_nw, 1e-5f, d_ab, NULL};
     QBT_OK(qb_cuda_gemv_norm(c, ws, 1, &in_q, d_y, 0, &err));
     QBT_OK(qb_cuda_sync(c, &err));
     float *got = from_dev_f32(d_y, ROWS);
