@@ -161,18 +161,26 @@ static float signed_absmax(const float *x, int n, float *amax_out)
     return max;
 }
 
+/* The smallest and largest of x[0..n). */
+static void block_min_max(const float *x, int n, float *min_out, float *max_out)
+{
+    float min = FLT_MAX, max = -FLT_MAX;
+    for (int i = 0; i < n; i++) {
+        if (x[i] < min)
+            min = x[i];
+        if (x[i] > max)
+            max = x[i];
+    }
+    *min_out = min;
+    *max_out = max;
+}
+
 /* ---- 32-element block types ---------------------------------------------------- */
 
 static void quantize_q4_0(const float *x, struct qb_block_q4_0 *y, int64_t nb)
 {
     for (int64_t i = 0; i < nb; i++, x += 32) {
-        float amax = 0, max = 0;
-        for (int j = 0; j < 32; j++) {
-            if (amax < fabsf(x[j])) {
-                amax = fabsf(x[j]);
-                max = x[j];
-            }
-        }
+        float amax, max = signed_absmax(x, 32, &amax);
         const float d = max / -8;
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = f2h(d);
@@ -187,13 +195,8 @@ static void quantize_q4_0(const float *x, struct qb_block_q4_0 *y, int64_t nb)
 static void quantize_q4_1(const float *x, struct qb_block_q4_1 *y, int64_t nb)
 {
     for (int64_t i = 0; i < nb; i++, x += 32) {
-        float min = FLT_MAX, max = -FLT_MAX;
-        for (int j = 0; j < 32; j++) {
-            if (x[j] < min)
-                min = x[j];
-            if (x[j] > max)
-                max = x[j];
-        }
+        float min, max;
+        block_min_max(x, 32, &min, &max);
         const float d = (max - min) / 15;
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = f2h(d);
@@ -234,13 +237,7 @@ static void pack_q5(const int *q, uint8_t *qs, uint8_t *qh_bytes)
 static void quantize_q5_0(const float *x, struct qb_block_q5_0 *y, int64_t nb)
 {
     for (int64_t i = 0; i < nb; i++, x += 32) {
-        float amax = 0, max = 0;
-        for (int j = 0; j < 32; j++) {
-            if (amax < fabsf(x[j])) {
-                amax = fabsf(x[j]);
-                max = x[j];
-            }
-        }
+        float amax, max = signed_absmax(x, 32, &amax);
         const float d = max / -16;
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = f2h(d);
@@ -254,13 +251,8 @@ static void quantize_q5_0(const float *x, struct qb_block_q5_0 *y, int64_t nb)
 static void quantize_q5_1(const float *x, struct qb_block_q5_1 *y, int64_t nb)
 {
     for (int64_t i = 0; i < nb; i++, x += 32) {
-        float min = FLT_MAX, max = -FLT_MAX;
-        for (int j = 0; j < 32; j++) {
-            if (x[j] < min)
-                min = x[j];
-            if (x[j] > max)
-                max = x[j];
-        }
+        float min, max;
+        block_min_max(x, 32, &min, &max);
         const float d = (max - min) / 31;
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = f2h(d);

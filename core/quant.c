@@ -56,8 +56,9 @@ static enum qb_status quantize_f32(const float *w, struct qb_linear *out, const 
     return QB_OK;
 }
 
-static enum qb_status quantize_f16(const float *w, struct qb_linear *out, const char *name,
-                                   struct qb_err *err)
+/* The finite weights w rounded to a 16-bit float type by round16. */
+static enum qb_status quantize_16bit(const float *w, struct qb_linear *out, const char *name,
+                                     uint16_t (*round16)(float), struct qb_err *err)
 {
     size_t n = (size_t)out->rows * (size_t)out->cols;
     enum qb_status st = qb_check_finite(w, out->rows, out->cols, name, err);
@@ -65,21 +66,20 @@ static enum qb_status quantize_f16(const float *w, struct qb_linear *out, const 
         return st;
     uint16_t *d = out->owned;
     for (size_t i = 0; i < n; i++)
-        d[i] = qb_f32_to_f16(w[i]);
+        d[i] = round16(w[i]);
     return QB_OK;
+}
+
+static enum qb_status quantize_f16(const float *w, struct qb_linear *out, const char *name,
+                                   struct qb_err *err)
+{
+    return quantize_16bit(w, out, name, qb_f32_to_f16, err);
 }
 
 static enum qb_status quantize_bf16(const float *w, struct qb_linear *out, const char *name,
                                     struct qb_err *err)
 {
-    size_t n = (size_t)out->rows * (size_t)out->cols;
-    enum qb_status st = qb_check_finite(w, out->rows, out->cols, name, err);
-    if (st)
-        return st;
-    uint16_t *d = out->owned;
-    for (size_t i = 0; i < n; i++)
-        d[i] = qb_f32_to_bf16(w[i]);
-    return QB_OK;
+    return quantize_16bit(w, out, name, qb_f32_to_bf16, err);
 }
 
 static void dequant_f32(const struct qb_linear *w, int64_t row0, int64_t n, float *out)

@@ -49,6 +49,22 @@ static char *provenance(const struct qb_quantize_opts *a, const struct qb_qpipe_
     return s;
 }
 
+/* The .qbq file of writer w: finished with its provenance when st is QB_OK,
+ * else removed (nothing half-written); st, or the finish's status. */
+static enum qb_status finish_or_abort(struct qb_qbfmt_writer *w, enum qb_status st,
+                                      const struct qb_quantize_opts *a, const struct qb_model *m,
+                                      const struct qb_qpipe_report *rep, struct qb_err *err)
+{
+    if (st) {
+        qb_qbfmt_writer_abort(w);
+        return st;
+    }
+    char *prov = provenance(a, rep);
+    st = qb_qbfmt_writer_finish(w, m, prov, err);
+    free(prov);
+    return st;
+}
+
 static enum qb_status quantize_calibrated(struct qb_quantize_opts *a, struct qb_model *m,
                                           struct qb_progress *progress,
                                           struct qb_qpipe_report *rep, struct qb_err *err)
@@ -70,14 +86,7 @@ static enum qb_status quantize_calibrated(struct qb_quantize_opts *a, struct qb_
     a->po.sink = sink;
     a->po.sink_ctx = &rc;
     st = qb_qpipe_run(m, &a->po, progress, rep, err);
-    if (st) {
-        qb_qbfmt_writer_abort(w);
-        return st;
-    }
-    char *prov = provenance(a, rep);
-    st = qb_qbfmt_writer_finish(w, m, prov, err);
-    free(prov);
-    return st;
+    return finish_or_abort(w, st, a, m, rep, err);
 }
 
 /* RTN in an integer-group format (when the quant module provides it). */
@@ -109,14 +118,7 @@ static enum qb_status quantize_rtn(struct qb_quantize_opts *a, struct qb_model *
                                              m->layers[i].lin[k].data_bytes, err);
     rep->seconds = qb_now_seconds() - t0;
     rep->peak_rss_kb = qb_peak_rss_kb();
-    if (st) {
-        qb_qbfmt_writer_abort(w);
-        return st;
-    }
-    char *prov = provenance(a, rep);
-    st = qb_qbfmt_writer_finish(w, m, prov, err);
-    free(prov);
-    return st;
+    return finish_or_abort(w, st, a, m, rep, err);
 }
 
 /* A Hugging Face quantized checkpoint: quantize in memory, then export. */
