@@ -69,6 +69,30 @@ enum qb_status qb_hfq_groups_from_linear(const struct qb_linear *lin, const char
     return QB_OK;
 }
 
+/* prefix.qweight and prefix.qzeros (int32 [2-D], owned: taken also on
+ * error) and prefix.scales (f16 [ngroups][rows], copied from g). */
+static enum qb_status add_packed(struct qb_stw *w, const char *prefix, uint32_t *qw,
+                                 const int64_t *s_qw, uint32_t *qz, const int64_t *s_qz,
+                                 const struct qb_hfq_groups *g, struct qb_err *err)
+{
+    char name[256];
+    int64_t s_sc[2] = {g->ngroups, g->rows};
+    snprintf(name, sizeof name, "%s.qweight", prefix);
+    enum qb_status st = qb_stw_add_owned(w, name, QB_DTYPE_I32, 2, s_qw, qw, err);
+    if (st)
+        goto out;
+    snprintf(name, sizeof name, "%s.qzeros", prefix);
+    st = qb_stw_add_owned(w, name, QB_DTYPE_I32, 2, s_qz, qz, err);
+    qz = NULL;
+    if (st)
+        goto out;
+    snprintf(name, sizeof name, "%s.scales", prefix);
+    st = qb_stw_add(w, name, QB_DTYPE_F16, 2, s_sc, g->scales, err);
+out:
+    free(qz); /* the first add failed: qzeros was never handed over */
+    return st;
+}
+
 enum qb_status qb_hfq_pack_gptq(struct qb_stw *w, const char *prefix, const struct qb_linear *lin,
                                 int v2, long long *zero0, struct qb_err *err)
 {
@@ -104,19 +128,9 @@ enum qb_status qb_hfq_pack_gptq(struct qb_stw *w, const char *prefix, const stru
             qb_hfq_put_bits(row, 1, n, (int)b, v2 ? z : (z - 1u) & mask);
         }
     }
-    int64_t s_qw[2] = {K * b / 32, N}, s_qz[2] = {g.ngroups, N * b / 32}, s_sc[2] = {g.ngroups, N};
-    snprintf(name, sizeof name, "%s.qweight", prefix);
-    st = qb_stw_add_owned(w, name, QB_DTYPE_I32, 2, s_qw, qw, err);
-    qw = NULL;
-    if (st)
-        goto out;
-    snprintf(name, sizeof name, "%s.qzeros", prefix);
-    st = qb_stw_add_owned(w, name, QB_DTYPE_I32, 2, s_qz, qz, err);
-    qz = NULL;
-    if (st)
-        goto out;
-    snprintf(name, sizeof name, "%s.scales", prefix);
-    st = qb_stw_add(w, name, QB_DTYPE_F16, 2, s_sc, g.scales, err);
+    int64_t s_qw[2] = {K * b / 32, N}, s_qz[2] = {g.ngroups, N * b / 32};
+    st = add_packed(w, prefix, qw, s_qw, qz, s_qz, &g, err);
+    qw = qz = NULL;
     if (st)
         goto out;
     snprintf(name, sizeof name, "%s.g_idx", prefix);
@@ -132,7 +146,6 @@ enum qb_status qb_hfq_pack_awq(struct qb_stw *w, const char *prefix, const struc
                                struct qb_err *err)
 {
     struct qb_hfq_groups g;
-    char name[256];
     uint32_t *qw = NULL, *qz = NULL;
     enum qb_status st = qb_hfq_groups_from_linear(lin, prefix, &g, err);
     if (st)
@@ -161,19 +174,9 @@ enum qb_status qb_hfq_pack_awq(struct qb_stw *w, const char *prefix, const struc
             for (int i = 0; i < 8; i++)
                 qz[k * (N / 8) + c] |= (uint32_t)g.zeros[k * N + 8 * c + qb_hfq_awq_order[i]]
                                        << (4 * i);
-    int64_t s_qw[2] = {K, N / 8}, s_qz[2] = {g.ngroups, N / 8}, s_sc[2] = {g.ngroups, N};
-    snprintf(name, sizeof name, "%s.qweight", prefix);
-    st = qb_stw_add_owned(w, name, QB_DTYPE_I32, 2, s_qw, qw, err);
-    qw = NULL;
-    if (st)
-        goto out;
-    snprintf(name, sizeof name, "%s.qzeros", prefix);
-    st = qb_stw_add_owned(w, name, QB_DTYPE_I32, 2, s_qz, qz, err);
-    qz = NULL;
-    if (st)
-        goto out;
-    snprintf(name, sizeof name, "%s.scales", prefix);
-    st = qb_stw_add(w, name, QB_DTYPE_F16, 2, s_sc, g.scales, err);
+    int64_t s_qw[2] = {K, N / 8}, s_qz[2] = {g.ngroups, N / 8};
+    st = add_packed(w, prefix, qw, s_qw, qz, s_qz, &g, err);
+    qw = qz = NULL;
 out:
     free(qw);
     free(qz);
