@@ -675,11 +675,12 @@ static __device__ __forceinline__ void tail_store(const struct mma_args &a, int 
     }
 }
 
-/* The RMSNorm tail (accumulating launches with a.next.out): every block has
- * left the sum of squares of its outputs in row_ss (store_output); once all
- * have arrived, the last adds those sums and normalizes the whole of y into
- * next.out as rmsnorm.cu does (up to the summation order), its first loads of y
- * and the norm weight issued before that sum, and resets the counter.
+/* The RMSNorm tail (accumulating launches with a.next.out): every row group
+ * has left the sum of squares of its outputs in row_ss (store_output); once
+ * all blocks have arrived, the last adds those sums and normalizes the whole
+ * of y into next.out as rmsnorm.cu does (up to the summation order), its
+ * first loads of y and the norm weight issued before that sum, and resets the
+ * counter.
  * total_rows % 4 == 0 (qb_gemv_mma_launch). */
 static __device__ void norm_tail(const struct mma_args &a, float *scratch)
 {
