@@ -41,29 +41,36 @@ struct dec_args {
 };
 
 /* Warps 0..2: q (scaled) into sq, k and v as f16 bits into sk, sv; the
- * group's first head stores k and v at pos in the cache. */
+ * group's first head stores k and v at pos in the cache. A lane loads all
+ * its values before it stores any: a store in between would hold back the
+ * next load (the compiler cannot tell the cache from qkv), one L2 round trip
+ * per element. */
 template <int HD>
 static __device__ void prepare_qkv(const struct dec_args &a, int h, int kvh, int pos, float *sq,
                                    uint16_t *sk, uint16_t *sv)
 {
-    constexpr int half = HD / 2;
+    constexpr int half = HD / 2, NP = half / 32, NV = HD / 32; /* per lane */
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     bool writer = h % (a.n_heads / a.n_kv) == 0;
     size_t slot = ((size_t)kvh * a.max_ctx + pos) * HD;
     if (warp == 0 || warp == 1) {
         const float *p = a.qkv + (size_t)(warp == 0 ? h : a.n_heads + kvh) * HD;
         const float *norm = warp == 0 ? a.q_norm : a.k_norm;
-        float inv = qb_head_inv_rms(p, HD, norm, a.eps);
-        for (int i = lane; i < half; i += 32) {
-            float2 r = qb_rope_pair(p, i, half, inv, norm, pos, a.inv_freq);
+        float inv = qb_head_inv_rms(p, HD, norm, a.eps), scale = rsqrtf((float)HD);
+        float2 r[NP];
+#pragma unroll
+        for (int j = 0; j < NP; j++)
+            r[j] = qb_rope_pair(p, lane + 32 * j, half, inv, norm, pos, a.inv_freq);
+#pragma unroll
+        for (int j = 0; j < NP; j++) {
+            int i = lane + 32 * j;
             if (warp == 0) {
-                float scale = rsqrtf((float)HD);
-                sq[i] = r.x * scale;
-                sq[i + half] = r.y * scale;
+                sq[i] = r[j].x * scale;
+                sq[i + half] = r[j].y * scale;
                 continue;
             }
-            sk[i] = qb_f32_to_f16_bits(r.x);
-            sk[i + half] = qb_f32_to_f16_bits(r.y);
+            sk[i] = qb_f32_to_f16_bits(r[j].x);
+            sk[i + half] = qb_f32_to_f16_bits(r[j].y);
             if (writer) {
                 a.k_cache[slot + i] = sk[i];
                 a.k_cache[slot + i + half] = sk[i + half];
@@ -71,8 +78,14 @@ static __device__ void prepare_qkv(const struct dec_args &a, int h, int kvh, int
         }
     } else if (warp == 2) {
         const float *p = a.qkv + (size_t)(a.n_heads + a.n_kv + kvh) * HD;
-        for (int i = lane; i < HD; i += 32) {
-            sv[i] = qb_f32_to_f16_bits(p[i]);
+        float v[NV];
+#pragma unroll
+        for (int j = 0; j < NV; j++)
+            v[j] = p[lane + 32 * j];
+#pragma unroll
+        for (int j = 0; j < NV; j++) {
+            int i = lane + 32 * j;
+            sv[i] = qb_f32_to_f16_bits(v[j]);
             if (writer)
                 a.v_cache[slot + i] = sv[i];
         }
