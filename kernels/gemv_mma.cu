@@ -71,6 +71,15 @@
  * programmatic dependent launch the first loads are issued before waiting
  * for the previous kernel (see qb_cuda_common.cuh).
  *
+ * Persistent SwiGLU (gemv_mma_swiglu_persistent): gate/up has 1792 row
+ * groups of the 8B shape, three and a half waves of this kernel's blocks, each
+ * staging x and filling and draining its ring for 16 rows. Where the row
+ * groups fill two waves or more, one wave of resident blocks of MMA_PW warps
+ * takes them in turn instead, x staged once per block and each warp's ring
+ * running on into its next row group (H100 tg128 of the 8B shape, run 51:
+ * int4 420.5/421.3 -> 448.3/449.1 t/s, nvfp4 382.8 -> 408.9, nf4 322.8 ->
+ * 330.8; with 4 warps a row group: int4 438.9, nvfp4 390.9).
+ *
  * Split K (y += W x: the o and down projections, 256 row groups of the 8B
  * shape): gridDim.y = QB_MMA_KSPLIT blocks share a row block, each
  * over a contiguous part of the steps with only its part of x staged (int4
@@ -113,14 +122,24 @@
  */
 #include "packed.cuh"
 
+/* The tuning constants below can be set with -D for A/B builds. Row groups
+ * of 8 warps (one group a block) and 4 row groups of 2 warps were slower
+ * (H100 run 50, int4 415 -> 356 and 382 t/s), as was one row group a block
+ * for int4 (400-405). */
+#ifndef MMA_WARPS
 #define MMA_WARPS 4
+#endif
 /* steps in flight per warp (H100 tg128: int4 4 > 6 > 3, nvfp4 and mxfp4 4 > 3, 6) */
+#ifndef MMA_UNROLL
 #define MMA_UNROLL 4
+#endif
 #define MMA_MIN_BLOCKS 4 /* resident blocks per SM the registers must allow (4 > 3, 5) */
 #define MMA_TILES 2      /* tiles of 8 rows per row group (one tile and twice the groups: slower) */
 /* row groups per block sharing its x staging (H100 tg128: nvfp4 2 > 1; 4 for
  * gate/up alone: slower, one block of 16 warps per SM) */
+#ifndef MMA_GROUPS
 #define MMA_GROUPS 2
+#endif
 #define MMA_STEP 128
 #define MMA_MAX_MATS 3
 #define MMA_LUT_MAX (QB_LUT_DYN_OFFSET + 256)
@@ -458,10 +477,13 @@ template <int U> struct mma_batch {
 
 /* Load step s < s_hi of both tiles into q[] and sr[]: zeros where the lane's
  * 32 columns lie past the row's end or the tile is past the last row (the
- * ring never reads a slot of a step past s_hi: nothing is loaded there). */
+ * ring never reads a slot of a step past s_hi: nothing is loaded there).
+ * drows (a multiple of 8): the tiles that many rows further on, which the
+ * caller knows to exist (the persistent SwiGLU kernel's next row group). */
 template <int FMT>
 static __device__ __forceinline__ void load_step(const struct mma_tile *tl, int s, int s_hi,
-                                                 uint4 *q, struct pk_scale_raw (*sr)[2])
+                                                 uint4 *q, struct pk_scale_raw (*sr)[2],
+                                                 int64_t drows = 0)
 {
     if (s >= s_hi)
         return;
@@ -472,8 +494,8 @@ static __device__ __forceinline__ void load_step(const struct mma_tile *tl, int 
         sr[i][0] = sr[i][1] = {0u, 0u, 0.0f};
         if (s >= tl[i].lane_steps)
             continue;
-        int64_t g = tl[i].sbase + (col >> tl[i].gshift);
-        q[i] = __ldcs(tl[i].codes + tl[i].stride * s);
+        int64_t g = tl[i].sbase + drows * tl[i].v.groups + (col >> tl[i].gshift);
+        q[i] = __ldcs(tl[i].codes + drows * (tl[i].v.cols / 32) + tl[i].stride * s);
         sr[i][0] = load_scale_at<FMT>(tl[i].v, g);
         if constexpr (mma_lane_groups<FMT>() == 2) /* nvfp4: columns 16..31, the next group */
             sr[i][1] = load_scale_at<FMT>(tl[i].v, g + 1);
@@ -528,20 +550,20 @@ static __device__ __forceinline__ struct mma_tile locate_tile(const struct mma_a
 }
 
 /* Lane r < 16 of the first warp of row group rg: output r of the group from
- * its warps' partial sums red[MMA_WARPS]. */
-template <int MODE>
+ * its NW warps' partial sums red[NW]. */
+template <int MODE, int NW = MMA_WARPS>
 static __device__ __forceinline__ void store_output(const struct mma_args &a, int64_t rg,
                                                     const struct mma_tile *tl, const int *mat,
                                                     const float (*red)[MMA_TILES * 8])
 {
     int r = threadIdx.x & 31, i = r >> 3, g = r >> 2; /* g: this lane's row inside its tile */
     float v = 0.0f;
-    for (int w = 0; w < MMA_WARPS; w++)
+    for (int w = 0; w < NW; w++)
         v += red[w][r];
     if constexpr (MODE == MMA_SWIGLU) {
         if (r < 8 && mat[0] >= 0) {
             float u = 0.0f;
-            for (int w = 0; w < MMA_WARPS; w++)
+            for (int w = 0; w < NW; w++)
                 u += red[w][8 + r];
             a.y_bf16[rg * 8 + r] = qb_f32_to_bf16_bits(qb_silu(v) * u);
         }
@@ -729,8 +751,27 @@ static __device__ __forceinline__ int64_t row_group(void)
     return (int64_t)blockIdx.x * MMA_GROUPS + (threadIdx.x >> 5) / MMA_WARPS;
 }
 
+/* The block's constant tables: the zeros lanes off the diagonal read as B,
+ * nf4-dq's scale map (lut) and nf4's f16 values (t16). */
+template <int FMT>
+static __device__ void init_tables(const struct mma_args &a, uint4 *zeros, float *lut,
+                                   struct mma_lut16 *t16)
+{
+    constexpr bool is_nf4 = FMT == QB_WFMT_NF4 || FMT == QB_WFMT_NF4_DQ;
+    constexpr int lut_len = FMT == QB_WFMT_NF4_DQ ? MMA_LUT_MAX : 0;
+    for (int i = threadIdx.x; i < MMA_ZEROS_BYTES / 16; i += blockDim.x)
+        zeros[i] = make_uint4(0, 0, 0, 0);
+    for (int i = threadIdx.x; i < lut_len; i += blockDim.x)
+        lut[i] = a.m[0].lut[i];
+    if (is_nf4 && threadIdx.x < 16) {
+        uint32_t h = __half_as_ushort(__float2half_rn(a.m[0].lut[threadIdx.x]));
+        t16->lo[threadIdx.x] = h;
+        t16->hi[threadIdx.x] = h << 16;
+    }
+}
+
 template <int FMT, int MODE, bool WHOLE>
-static __global__ void __launch_bounds__(MMA_WARPS * 32 * MMA_GROUPS, MMA_MIN_BLOCKS / MMA_GROUPS)
+static __global__ void __launch_bounds__(MMA_WARPS * 32 * MMA_GROUPS, MMA_MIN_BLOCKS * 4 / (MMA_WARPS * MMA_GROUPS))
     gemv_mma_kernel(struct mma_args a)
 {
     constexpr int U = MMA_UNROLL;
@@ -741,8 +782,6 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32 * MMA_GROUPS, MMA_MIN_BL
     __shared__ float red[MMA_GROUPS * MMA_WARPS][MMA_TILES * 8];
     __shared__ float parts[QB_MMA_KSPLIT]
                           [16 * MMA_GROUPS]; /* split K: part 0's, written by every part */
-    constexpr bool is_nf4 = FMT == QB_WFMT_NF4 || FMT == QB_WFMT_NF4_DQ;
-    constexpr int lut_len = FMT == QB_WFMT_NF4_DQ ? MMA_LUT_MAX : 0;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int wig = warp % MMA_WARPS; /* the warp inside its row group */
     struct mma_tile tl[MMA_TILES];
@@ -760,15 +799,7 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32 * MMA_GROUPS, MMA_MIN_BL
 #pragma unroll
     for (int u = 0; u < U; u++) /* weights only: before the wait */
         load_step<FMT>(tl, s_lo + wig + u * MMA_WARPS, s_hi, b.q[u], b.sr[u]);
-    for (int i = threadIdx.x; i < MMA_ZEROS_BYTES / 16; i += blockDim.x)
-        zeros[i] = make_uint4(0, 0, 0, 0);
-    for (int i = threadIdx.x; i < lut_len; i += blockDim.x)
-        lut[i] = a.m[0].lut[i];
-    if (is_nf4 && threadIdx.x < 16) {
-        uint32_t h = __half_as_ushort(__float2half_rn(a.m[0].lut[threadIdx.x]));
-        t16.lo[threadIdx.x] = h;
-        t16.hi[threadIdx.x] = h << 16;
-    }
+    init_tables<FMT>(a, zeros, lut, &t16);
     qb_pdl_wait();
     qb_pdl_trigger();
     float inv = a.in.x ? 1.0f : block_inv_rms(a.in, a.m[0].cols, &red[0][0]);
@@ -811,6 +842,94 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32 * MMA_GROUPS, MMA_MIN_BL
         store_output<MODE>(a, row_group(), tl, mat, red + (warp - wig));
     if (MODE == MMA_ACCUM && a.next.out)
         norm_tail(a, &red[0][0]);
+}
+
+/* ---- the persistent SwiGLU kernel ---------------------------------------------- */
+
+/* gate/up, decode's largest launch (1792 row groups of the 8B shape, three
+ * and a half waves of the kernel above), as one wave of resident blocks: block
+ * b takes row groups b, b + gridDim.x, ..., each over MMA_PW warps (warp w
+ * takes steps w, w + MMA_PW, ...: a multiple of MMA_UNROLL, qb_gemv_mma_launch
+ * checks), so x is staged once per block instead of once per 16 rows, and each
+ * warp's ring runs on from one row group into the next instead of draining at
+ * the end of every block: its last MMA_UNROLL refills of a row group load the
+ * first steps of the next. The warps' partial sums meet in red[parity], which
+ * alternates between row groups, so one barrier a row group suffices: a warp
+ * writes red[p] again only after the next barrier, which the warp reading it
+ * reaches only after its read. */
+#ifndef MMA_PW
+#define MMA_PW 8
+#endif
+
+template <int FMT, bool WHOLE>
+static __global__ void __launch_bounds__(MMA_PW * 32, MMA_MIN_BLOCKS * 4 / MMA_PW)
+    gemv_mma_swiglu_persistent(struct mma_args a)
+{
+    constexpr int U = MMA_UNROLL, W = MMA_PW;
+    extern __shared__ uint4 xs[];
+    uint4 *zeros = xs, *xb = xs + MMA_ZEROS_BYTES / 16;
+    __shared__ float lut[MMA_LUT_MAX];
+    __shared__ struct mma_lut16 t16;
+    __shared__ float red[2][W][MMA_TILES * 8];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int64_t n_rg = (a.total_rows + 7) / 8, rg = blockIdx.x;
+    int64_t drows = (int64_t)gridDim.x * mma_rows_per_group<MMA_SWIGLU>();
+    int spw = a.n_steps / W; /* steps a warp takes of each row group */
+    struct mma_tile tl[MMA_TILES];
+    int mat[MMA_TILES];
+    struct mma_batch<U> b;
+    float acc[MMA_TILES] = {};
+    for (int i = 0; i < MMA_TILES; i++)
+        tl[i] = locate_tile<MMA_SWIGLU>(a, rg, i, &mat[i]);
+    struct x_smem sm = {xb, (float2 *)(xb + a.n_steps * (WHOLE ? 16 : 32))};
+#pragma unroll
+    for (int u = 0; u < U; u++) /* weights only: before the wait */
+        load_step<FMT>(tl, warp + u * W, a.n_steps, b.q[u], b.sr[u]);
+    init_tables<FMT>(a, zeros, lut, &t16);
+    qb_pdl_wait();
+    qb_pdl_trigger();
+    build_x_fragments(a.in, 1.0f, a.m[0].cols, 0, a.n_steps, pk_has_zero<FMT>(), WHOLE, sm);
+    __syncthreads();
+    struct mma_lane_b lb = lane_b_of(sm, zeros, WHOLE);
+    uint32_t t16_at = (uint32_t)__cvta_generic_to_shared(&t16);
+    for (int par = 0;; par ^= 1) {
+        bool more = rg + gridDim.x < n_rg;
+        for (int j0 = 0; j0 < spw; j0 += U) {
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                int s = warp + (j0 + u) * W, jn = j0 + u + U;
+                float2 corr = !pk_has_zero<FMT>() ? make_float2(0.0f, 0.0f)
+                              : WHOLE             ? sm.corr[s]
+                                                  : sm.corr[s * 4 + (lane & 3)];
+                mma_step<FMT, WHOLE>(tl, b.q[u], b.sr[u], lb.p + s * lb.step, corr, t16_at, lut,
+                                     acc);
+                if (jn < spw)
+                    load_step<FMT>(tl, warp + jn * W, a.n_steps, b.q[u], b.sr[u]);
+                else if (more) /* the same slot of the next row group */
+                    load_step<FMT>(tl, warp + (jn - spw) * W, a.n_steps, b.q[u], b.sr[u], drows);
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < MMA_TILES && !WHOLE; i++) {
+            acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], 1);
+            acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], 2);
+        }
+        if ((lane & 3) == 0)
+            for (int i = 0; i < MMA_TILES; i++)
+                red[par][warp][8 * i + (lane >> 2)] = acc[i];
+        __syncthreads();
+        if (warp == 0 && lane < MMA_TILES * 8)
+            store_output<MMA_SWIGLU, W>(a, rg, tl, mat, red[par]);
+        if (!more)
+            break;
+        rg += gridDim.x;
+        for (int i = 0; i < MMA_TILES; i++) {
+            tl[i].codes += drows * (tl[i].v.cols / 32);
+            tl[i].sbase += drows * tl[i].v.groups;
+            tl[i].row += drows;
+            acc[i] = 0.0f;
+        }
+    }
 }
 
 typedef void (*mma_kernel_fn)(struct mma_args);
@@ -880,6 +999,46 @@ static cudaError_t mma_launch_mode(const struct mma_args *a, bool pdl, cudaStrea
                              smem, s, *a);
 }
 
+/* The persistent SwiGLU kernel where its ring fits the row (steps a multiple
+ * of MMA_PW * MMA_UNROLL) and the row groups fill at least two waves of it;
+ * *taken = false (and cudaSuccess) otherwise: the kernel above's turn. */
+template <int FMT, bool WHOLE>
+static cudaError_t mma_launch_persistent(const struct mma_args *a, bool pdl, cudaStream_t s,
+                                         bool *taken)
+{
+    mma_kernel_fn kernel = gemv_mma_swiglu_persistent<FMT, WHOLE>;
+    int64_t n_rg = (a->total_rows + 7) / 8;
+    size_t smem = mma_smem_bytes<FMT, WHOLE>(a->n_steps);
+    int dev = 0, sms = 0, per_sm = 0;
+    *taken = false;
+    if (a->n_steps % (MMA_PW * MMA_UNROLL) || allow_smem(kernel, smem) != cudaSuccess)
+        return cudaSuccess;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, MMA_PW * 32, smem) !=
+            cudaSuccess) {
+        (void)cudaGetLastError();
+        return cudaSuccess;
+    }
+    int64_t blocks = (int64_t)sms * per_sm;
+    if (blocks < 1 || n_rg < 2 * blocks)
+        return cudaSuccess;
+    *taken = true;
+    return qb_launch_smem(pdl, kernel, dim3((unsigned)blocks), dim3(MMA_PW * 32), smem, s, *a);
+}
+
+template <int FMT, int MODE, bool WHOLE>
+static cudaError_t mma_launch_shape(const struct mma_args *a, bool pdl, cudaStream_t s)
+{
+    if constexpr (MODE == MMA_SWIGLU) {
+        bool taken;
+        cudaError_t e = mma_launch_persistent<FMT, WHOLE>(a, pdl, s, &taken);
+        if (taken)
+            return e;
+    }
+    return mma_launch_mode<FMT, MODE, WHOLE>(a, pdl, s);
+}
+
 /* Whole steps (x_smem) when every matrix is an integer format whose groups
  * span whole steps (128 columns or more). */
 template <int FMT, int MODE>
@@ -890,9 +1049,9 @@ static cudaError_t mma_launch_whole(const struct mma_args *a, bool pdl, cudaStre
         for (int i = 0; i < a->n_mats; i++)
             whole = whole && a->m[i].group % MMA_STEP == 0;
         if (whole)
-            return mma_launch_mode<FMT, MODE, true>(a, pdl, s);
+            return mma_launch_shape<FMT, MODE, true>(a, pdl, s);
     }
-    return mma_launch_mode<FMT, MODE, false>(a, pdl, s);
+    return mma_launch_shape<FMT, MODE, false>(a, pdl, s);
 }
 
 template <int FMT>

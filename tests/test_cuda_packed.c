@@ -396,6 +396,73 @@ Test(cuda_packed, accumulating_gemv_split_k)
     check_concat(QB_WFMT_INT4, &g128, 3, three, 4096, 1); /* split K over three matrices */
 }
 
+/* A random weight of rows x cols in fmt, uploaded, and its dequantized
+ * values (the reference) into *ref_w (malloc'd). */
+static void make_big(enum qb_wfmt fmt, const struct qb_quant_params *qp, int64_t rows,
+                     int64_t cols, struct qb_linear *lin, float **ref_w, struct qb_cuda_weight *dw)
+{
+    float *w = malloc((size_t)rows * cols * sizeof *w);
+    for (int64_t i = 0; i < rows * cols; i++)
+        w[i] = frand() * 0.05f;
+    QBT_OK(qb_linear_quantize(w, rows, cols, fmt, qp, "test weight", lin, &err));
+    qb_wfmt_get(fmt)->dequant_rows(lin, 0, rows, w);
+    QBT_OK(qb_cuda_weight_upload(lin, "test weight", dw, &err));
+    *ref_w = w;
+}
+
+/* gate/up of decode's shape class (cols 4096, row groups for two waves and
+ * more of resident blocks, not a multiple of them): the persistent SwiGLU
+ * kernel, whose blocks take several row groups each, against
+ * bf16(silu(gate x) * up x) of double dots. */
+static void check_swiglu_rows(enum qb_wfmt fmt, const struct qb_quant_params *qp)
+{
+    const int64_t rows = 8 * 701, cols = 4096;
+    struct qb_linear lg, lu;
+    struct qb_cuda_weight dg, du;
+    float *wg, *wu, *x = malloc(cols * sizeof *x), *ref = malloc(rows * sizeof *ref);
+    uint16_t *xb = malloc(cols * 2);
+    struct qb_cuda_ctx *c = NULL;
+    QBT_OK(qb_cuda_ctx_create(&c, &err));
+    for (int64_t k = 0; k < cols; k++) {
+        xb[k] = qb_f32_to_bf16(frand());
+        x[k] = qb_bf16_to_f32(xb[k]);
+    }
+    make_big(fmt, qp, rows, cols, &lg, &wg, &dg);
+    make_big(fmt, qp, rows, cols, &lu, &wu, &du);
+    for (int64_t r = 0; r < rows; r++) {
+        double g = 0, u = 0;
+        for (int64_t k = 0; k < cols; k++) {
+            g += (double)wg[r * cols + k] * x[k];
+            u += (double)wu[r * cols + k] * x[k];
+        }
+        ref[r] = qb_bf16_to_f32(qb_f32_to_bf16((float)(g / (1 + exp(-g)) * u)));
+    }
+    uint16_t *d_x = dev(xb, (size_t)cols * 2), *d_out = dev(NULL, (size_t)rows * 2);
+    QBT_OK(qb_cuda_gemv_swiglu(c, &dg, &du, d_x, d_out, &err));
+    QBT_OK(qb_cuda_sync(c, &err));
+    float *got = from_dev_bf16(d_out, (size_t)rows);
+    expect_close(qb_wfmt_get(fmt)->name, "SwiGLU GEMV, many row groups", got, ref, (size_t)rows,
+                 TOL_SWIGLU);
+    free(got);
+    qb_cuda_weight_free(&dg), qb_cuda_weight_free(&du);
+    qb_linear_release(&lg), qb_linear_release(&lu);
+    qb_cuda_free(d_x), qb_cuda_free(d_out);
+    qb_cuda_ctx_free(c);
+    free(wg), free(wu), free(x), free(ref), free(xb);
+}
+
+Test(cuda_packed, swiglu_many_row_groups)
+{
+    if (!qb_cuda_available())
+        cr_skip_test("no CUDA GPU on this machine");
+    struct qb_quant_params g128 = {.group = 128}, g32 = {.group = 32}, none = {0};
+    check_swiglu_rows(QB_WFMT_INT4, &g128); /* whole steps */
+    check_swiglu_rows(QB_WFMT_INT4, &g32);
+    check_swiglu_rows(QB_WFMT_NVFP4, &none);
+    check_swiglu_rows(QB_WFMT_NF4, &none);
+    check_swiglu_rows(QB_WFMT_NF4_DQ, &none);
+}
+
 /* GPTQ act-order: column c takes the scale of group g_idx[c]. */
 Test(cuda_packed, int4_act_order_g_idx)
 {
