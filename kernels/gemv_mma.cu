@@ -46,8 +46,12 @@
  *     rounding (~2^-24 of that) stays far below the weights' own error.
  *   - nvfp4, mxfp4: E2M1 is a sign, 2 exponent bits and a mantissa bit: moved
  *     into an f16's sign and bits 9..11 it reads as its value times 2^-14,
- *     subnormals included (two shifts, an AND and a LOP3 a pair); the scale
- *     takes the 2^14.
+ *     subnormals included; the scale takes the 2^14. A word's codes become
+ *     f16 high bytes four at a time, and a PRMT makes a pair of two of them
+ *     (e2m1_bytes: columns c and c + 2 pair up; against two shifts and two
+ *     LOP3 a pair, SASS of the ring: mxfp4 746 -> 629 instructions, H200
+ *     tg128 run 54, two rounds: nvfp4 435.8/438.2 -> 450.8/439.9 t/s, mxfp4
+ *     458.4/457.9 -> 467.0/469.4).
  *   - nf4, nf4-dq: two lookups in shared memory tables of the f16 values
  *     (each value rounded once to f16, 11 significant bits: ~1.5e-4 GEMV
  *     error against the double reference).
@@ -89,7 +93,9 @@
  * order, so the result does not depend on timing. (Before, they went through
  * global scratch, a fence and an arrival counter, the last part adding them:
  * H100 tg128 of the 8B shape with the tail below, int4 398 -> 414 t/s, nvfp4
- * 355 -> 364, nf4 304 -> 310.)
+ * 355 -> 364, nf4 304 -> 310.) More parts lose on the H200 too (run 55, two
+ * rounds, tg128 int4 / nvfp4: 522 / 446 t/s as is; q|k|v split in 2 as well:
+ * 494 / 432; o and down in 4: 472 / 403).
  *
  * Fused RMSNorm (struct qb_gemv_in without x): each block computes the
  * row's mean square and builds its x fragments from the f32 residual and the
@@ -125,7 +131,16 @@
 /* The tuning constants below can be set with -D for A/B builds. Row groups
  * of 8 warps (one group a block) and 4 row groups of 2 warps were slower
  * (H100 run 50, int4 415 -> 356 and 382 t/s), as was one row group a block
- * for int4 (400-405). */
+ * for int4 (400-405).
+ * What bounds these kernels on the H200 (ncu, run 54, one decode layer of
+ * the 8B shape, int4): 16 warps an SM (115-128 registers a thread), 18-24 %
+ * achieved occupancy, 7-11 cycles between a warp's instructions (shared
+ * memory and L1 scoreboard waits), DRAM 14-48 % busy; gate/up, the largest,
+ * reaches 48 %. Not the issue slots: loads without bounds checks or 64-bit
+ * index arithmetic (tiled codes at fixed offsets from a cursor a ring cycle)
+ * cut the SASS of the persistent int4 ring from 700 to 463 instructions for
+ * 4 steps (nvfp4 908 -> 687, nf4 1352 -> 1118) and gave int4 517 -> 525,
+ * nf4 346 -> 345, nvfp4 447 -> 401 t/s (128 registers reached), run 53. */
 #ifndef MMA_WARPS
 #define MMA_WARPS 4
 #endif
@@ -210,7 +225,8 @@ static __device__ __forceinline__ void load_x8_normed(const struct qb_gemv_in &i
 
 /* The x side of the mma (struct x_smem), per (step s, mma j, lane t): the
  * 16 bytes {x(c), x(c+4)}, 0, 0, {x(c+1), x(c+5)} as f16 pairs, c = 128 s +
- * 32 t + 8 (j / 2) + 2 (j % 2): the first 8 bytes are the B registers of lane
+ * 32 t + 8 (j / 2) + 2 (j % 2) (E2M1: {x(c), x(c+2)}, 0, 0, {x(c+1), x(c+3)},
+ * c = 128 s + 32 t + 4 j): the first 8 bytes are the B registers of lane
  * (g = 2t, t), the last 8 those of lane (g = 2t + 1, t), every other lane
  * reads zeros (mma_lane_b). For the integer formats, per (s, t) the offsets
  * the codes carry into the mma over lane t's 32 columns: corr = (1024 * sum
@@ -245,10 +261,18 @@ static __device__ __forceinline__ int x_item_col(int item, int s_lo)
     return (s_lo + (item >> 4)) * MMA_STEP + 8 * (item & 15);
 }
 
+/* Whether a format's f16 pairs are the columns (c, c + 2) and (c + 1, c + 3)
+ * of a word (E2M1: e2m1_bytes) rather than (c, c + 4) and (c + 1, c + 5). */
+template <int FMT> static constexpr bool mma_stride2()
+{
+    return FMT == QB_WFMT_NVFP4 || FMT == QB_WFMT_MXFP4;
+}
+
 /* One item (s, t, w) of build_x_fragments from its 8 x values f: rounds them
  * to f16, stores the two B entries and (first item of a corr's span) corr.
  * Every lane of the warp calls it (the shuffles); `in` says whether the item
  * exists. */
+template <bool STRIDE2>
 static __device__ __forceinline__ void put_x_item(float *f, int item, bool in, int s_lo,
                                                   bool want_corr, bool whole, struct x_smem sm)
 {
@@ -272,8 +296,9 @@ static __device__ __forceinline__ void put_x_item(float *f, int item, bool in, i
 #pragma unroll
     for (int h = 0; h < 2; h++) {
         int at = ((s - s_lo) * 8 + 2 * w + h) * 4 + t;
-        uint32_t x1 = half2_bits(f[2 * h], f[2 * h + 4]);
-        uint32_t x2 = half2_bits(f[2 * h + 1], f[2 * h + 5]);
+        uint32_t x1 = STRIDE2 ? half2_bits(f[4 * h], f[4 * h + 2]) : half2_bits(f[2 * h], f[2 * h + 4]);
+        uint32_t x2 =
+            STRIDE2 ? half2_bits(f[4 * h + 1], f[4 * h + 3]) : half2_bits(f[2 * h + 1], f[2 * h + 5]);
         if (whole)
             ((uint2 *)sm.b)[at] = make_uint2(x1, x2);
         else
@@ -289,6 +314,7 @@ static __device__ __forceinline__ void put_x_item(float *f, int item, bool in, i
  * int4 tg128: 393.0 -> 398.9 t/s, two runs; 4 at a time: 394.3, the registers
  * cost a resident block). */
 #define X_BATCH 2
+template <bool STRIDE2>
 static __device__ void build_x_fragments(const struct qb_gemv_in &in, float inv, int cols, int s_lo,
                                          int s_hi, bool want_corr, bool whole, struct x_smem sm)
 {
@@ -313,7 +339,7 @@ static __device__ void build_x_fragments(const struct qb_gemv_in &in, float inv,
                 unpack_bf16x8(raw[k], f);
             else if (item < n_items && base < cols)
                 load_x8_normed(in, base, inv, f);
-            put_x_item(f, item, item < n_items, s_lo, want_corr, whole, sm);
+            put_x_item<STRIDE2>(f, item, item < n_items, s_lo, want_corr, whole, sm);
         }
     }
 }
@@ -359,12 +385,17 @@ static __device__ __forceinline__ uint32_t codes_as_f16(uint32_t q)
     return d;
 }
 
-/* E2M1 codes at bits 12..15 and 28..31 of v as f16 pairs, times 2^-14: the
- * sign to bit 15, exponent and mantissa to bits 9..11 (2^(e-15) (1 + m/2) for
- * e > 0, the subnormal 2^-14 m/2 for e = 0: the E2M1 value times 2^-14). */
-static __device__ __forceinline__ uint32_t e2m1_as_f16(uint32_t v)
+/* The E2M1 codes of word q as the high bytes of f16 values times 2^-14: the
+ * sign to bit 7, exponent and mantissa to bits 1..3 (bits 15 and 9..11 of the
+ * f16: 2^(e-15) (1 + m/2) for e > 0, the subnormal 2^-14 m/2 for e = 0, the
+ * E2M1 value times 2^-14); the even codes (columns 0, 2, 4, 6) in e's bytes,
+ * the odd ones in o's. Four codes take two shifts and two LOP3, and a PRMT
+ * makes a pair (weight_pairs), against two shifts and two LOP3 a code when
+ * each pair was built in place. */
+static __device__ __forceinline__ void e2m1_bytes(uint32_t q, uint32_t *e, uint32_t *o)
 {
-    return (v & 0x80008000u) | ((v >> 3) & 0x0e000e00u);
+    *e = ((q << 1) & 0x0e0e0e0eu) | ((q << 4) & 0x80808080u);
+    *o = ((q >> 3) & 0x0e0e0e0eu) | (q & 0x80808080u);
 }
 
 /* 16-entry tables of the f16 bits of nf4's values, in the low (lo) and high
@@ -389,8 +420,9 @@ static __device__ __forceinline__ uint32_t lut16_at(uint32_t q, int n, uint32_t 
 }
 
 /* Codes p and p + 4 of word q (columns c and c + 4) as the f16 pair the mma
- * multiplies; p + 1 and p + 5 as the second: A's registers of one row. t16:
- * the shared address of nf4's struct mma_lut16. */
+ * multiplies; p + 1 and p + 5 as the second: A's registers of one row. The
+ * E2M1 formats (mma_stride2) pair codes 2p, 2p + 2, then 2p + 1, 2p + 3
+ * instead. t16: the shared address of nf4's struct mma_lut16. */
 template <int FMT>
 static __device__ __forceinline__ uint2 weight_pairs(uint32_t q, int p, uint32_t t16)
 {
@@ -399,7 +431,9 @@ static __device__ __forceinline__ uint2 weight_pairs(uint32_t q, int p, uint32_t
         return make_uint2(codes_as_f16<0x000f000f, 0x64006400>(w),
                           codes_as_f16<0x00f000f0, 0x54005400>(w));
     } else if constexpr (FMT == QB_WFMT_NVFP4 || FMT == QB_WFMT_MXFP4) {
-        return make_uint2(e2m1_as_f16(q << (12 - 4 * p)), e2m1_as_f16(q << (8 - 4 * p)));
+        uint32_t e, o, sel = p ? 0x3424u : 0x1404u; /* zero, byte p / 2, zero, byte p / 2 + 1 */
+        e2m1_bytes(q, &e, &o);
+        return make_uint2(__byte_perm(e, 0u, sel), __byte_perm(o, 0u, sel));
     } else { /* nf4, nf4-dq */
         return make_uint2(lut16_at(q, p, t16, 0) | lut16_at(q, p + 4, t16, 1),
                           lut16_at(q, p + 1, t16, 0) | lut16_at(q, p + 5, t16, 1));
@@ -803,7 +837,8 @@ static __global__ void __launch_bounds__(MMA_WARPS * 32 * MMA_GROUPS, MMA_MIN_BL
     qb_pdl_wait();
     qb_pdl_trigger();
     float inv = a.in.x ? 1.0f : block_inv_rms(a.in, a.m[0].cols, &red[0][0]);
-    build_x_fragments(a.in, inv, a.m[0].cols, s_lo, s_hi, pk_has_zero<FMT>(), WHOLE, sm);
+    build_x_fragments<mma_stride2<FMT>()>(a.in, inv, a.m[0].cols, s_lo, s_hi, pk_has_zero<FMT>(),
+                                          WHOLE, sm);
     __syncthreads();
     struct mma_lane_b lb = lane_b_of(sm, zeros, WHOLE);
     uint32_t t16_at = (uint32_t)__cvta_generic_to_shared(&t16);
@@ -888,7 +923,8 @@ static __global__ void __launch_bounds__(MMA_PW * 32, MMA_MIN_BLOCKS * 4 / MMA_P
     init_tables<FMT>(a, zeros, lut, &t16);
     qb_pdl_wait();
     qb_pdl_trigger();
-    build_x_fragments(a.in, 1.0f, a.m[0].cols, 0, a.n_steps, pk_has_zero<FMT>(), WHOLE, sm);
+    build_x_fragments<mma_stride2<FMT>()>(a.in, 1.0f, a.m[0].cols, 0, a.n_steps,
+                                          pk_has_zero<FMT>(), WHOLE, sm);
     __syncthreads();
     struct mma_lane_b lb = lane_b_of(sm, zeros, WHOLE);
     uint32_t t16_at = (uint32_t)__cvta_generic_to_shared(&t16);
