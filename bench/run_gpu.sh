@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run_gpu.sh - the GPU figures of issue 5 in one call on the H100 machine.
+# run_gpu.sh - the GPU figures of issue 5 in one call on the GPU machine (H100 or H200).
 #
 # Builds nothing: it expects a CUDA build of this tree in $BUILD (default
 # build-cuda, carried with the call). Steps, each timed and each allowed to
@@ -91,7 +91,8 @@ for s in schemes:
           f"{r['tg_tps_mean']:7.1f} ± {r['tg_tps_stddev']:5.1f} {r['roofline_tps']:9.1f} "
           f"{100*r['roofline_fraction']:5.1f}% {target:5d}% {k:>14} "
           f"{r['pp_tps_mean']/lp:5.2f} {r['tg_tps_mean']/lt:5.2f}")
-print("bandwidth: measured device-to-device copy (read+write); pp target 1.2x llama.cpp")
+print("bandwidth: measured device-to-device copy (read+write); pp target 1.2x llama.cpp; "
+      "llama.cpp columns: its H100 80GB HBM3 figures (issue 5), whatever GPU ran this")
 for s in schemes:
     try:
         r = json.load(open(os.path.join(out, f"bench-{s}.json")))
