@@ -390,7 +390,7 @@ static __device__ __forceinline__ uint32_t codes_as_f16(uint32_t q)
  * f16: 2^(e-15) (1 + m/2) for e > 0, the subnormal 2^-14 m/2 for e = 0, the
  * E2M1 value times 2^-14); the even codes (columns 0, 2, 4, 6) in e's bytes,
  * the odd ones in o's. Four codes take two shifts and two LOP3, and a PRMT
- * makes a pair (weight_pairs), against two shifts and two LOP3 a code when
+ * makes a pair (weight_pairs), against two shifts and two LOP3 a pair when
  * each pair was built in place. */
 static __device__ __forceinline__ void e2m1_bytes(uint32_t q, uint32_t *e, uint32_t *o)
 {
